@@ -1,0 +1,1 @@
+// Host translation unit for the shared <torch/torch.h> precompiled header.

@@ -1,0 +1,67 @@
+// Reports of a simulation run: a per-round CSV, a JSON summary, and a
+// self-contained HTML page with plots (inline SVG, no scripts or fonts from
+// the network, so it opens in a browser offline).
+//
+// Every writer writes atomically (temp file + fsync + rename): a crash leaves
+// the previous file or the new one, never half of one.
+#ifndef FEDGE_SIMULATIONS_REPORT_H_
+#define FEDGE_SIMULATIONS_REPORT_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace fedge::simulations {
+
+// What one round did. Accuracy in [0, 1]; losses are mean cross-entropy.
+struct RoundRecord {
+  int round = 0;                  // 1-based
+  double test_accuracy = 0.0;     // global model on the test split, after the round
+  double test_loss = 0.0;
+  double train_loss = 0.0;        // example-weighted mean of the clients' local losses
+  int participants = 0;           // clients whose update was aggregated
+  uint64_t bytes_up = 0;          // encoded updates sent by the participants
+  uint64_t bytes_down = 0;        // tasks + model artifacts sent to them
+  double wall_seconds = 0.0;      // this round, training + aggregation + evaluation
+  double elapsed_seconds = 0.0;   // since the run started
+};
+
+struct RunSummary {
+  std::string experiment;         // a short title, e.g. "fedavg cnn fashion-mnist"
+  int rounds = 0;
+  double final_accuracy = 0.0;
+  double final_loss = 0.0;
+  double best_accuracy = 0.0;
+  double wall_seconds = 0.0;
+  uint64_t bytes_up = 0;          // totals over all rounds
+  uint64_t bytes_down = 0;
+  int64_t num_parameters = 0;
+  double peak_rss_mb = 0.0;
+  // The resolved configuration, as key = value strings in key order.
+  std::vector<std::pair<std::string, std::string>> config;
+};
+
+// Columns: round,test_accuracy,test_loss,train_loss,participants,bytes_up,
+// bytes_down,wall_seconds,elapsed_seconds (header line first).
+absl::Status WriteRoundsCsv(const std::string& path, const std::vector<RoundRecord>& rounds);
+
+// summary.json: every RunSummary field (config as an object), plus
+// "per_round": the rounds' accuracy list.
+absl::Status WriteSummaryJson(const std::string& path, const RunSummary& summary,
+                              const std::vector<RoundRecord>& rounds);
+
+// report.html: title, the summary table, the configuration, and three plots
+// (test accuracy, test/train loss, bytes up/down per round) as inline SVG.
+absl::Status WriteHtmlReport(const std::string& path, const RunSummary& summary,
+                             const std::vector<RoundRecord>& rounds);
+
+// Writes `contents` to `path` atomically (temp file in the same directory,
+// fsync, rename). INTERNAL with the path and errno text on failure.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);
+
+}  // namespace fedge::simulations
+
+#endif  // FEDGE_SIMULATIONS_REPORT_H_
