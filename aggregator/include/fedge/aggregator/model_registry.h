@@ -1,0 +1,71 @@
+// ModelRegistry: the model versions an aggregator has published.
+//
+// Each version keeps its fp32 master parameters (what the next round starts
+// from) and the artifact devices download. Versions are immutable once
+// published and are handed out as shared pointers, so serving a version to
+// many clients copies nothing. This registry lives in memory; a durable one
+// (SQLite + artifact files) sits behind the same interface in deployments.
+//
+// Thread safety: all methods may be called concurrently.
+#ifndef FEDGE_AGGREGATOR_MODEL_REGISTRY_H_
+#define FEDGE_AGGREGATOR_MODEL_REGISTRY_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "fedge/models/model_spec.h"
+#include "fedge/v1/model.pb.h"
+
+namespace fedge::aggregator {
+
+struct ModelVersion {
+  uint64_t version = 0;
+  uint64_t parent_version = 0;
+  std::vector<float> parameters;  // fp32 master copy
+  std::shared_ptr<const v1::ModelArtifact> artifact;
+  uint64_t artifact_bytes = 0;    // serialized size of `artifact`
+};
+
+class ModelRegistry {
+ public:
+  // `keep_latest`: how many of the newest versions stay in memory (older ones
+  // are dropped once published versions exceed it; holders of a dropped
+  // version's pointer keep it alive). 0 keeps every version.
+  ModelRegistry(models::ModelSpec spec, std::vector<models::ParameterLayout> layout,
+                size_t keep_latest = 0);
+
+  const models::ModelSpec& spec() const { return spec_; }
+  const std::vector<models::ParameterLayout>& layout() const { return layout_; }
+  int64_t num_parameters() const { return models::LayoutSize(layout_); }
+
+  // Publishes `parameters` as a new version derived from `parent_version`
+  // (ignored for the first version) and returns it. The first version is 0,
+  // then 1, 2, ... INVALID_ARGUMENT on a size mismatch or non-finite values;
+  // NOT_FOUND for an unknown parent.
+  absl::StatusOr<std::shared_ptr<const ModelVersion>> Publish(
+      std::span<const float> parameters, uint64_t parent_version,
+      const std::map<std::string, double>& metrics = {});
+
+  // NOT_FOUND when the version was never published or has been dropped.
+  absl::StatusOr<std::shared_ptr<const ModelVersion>> Get(uint64_t version) const;
+  // FAILED_PRECONDITION when nothing was published yet.
+  absl::StatusOr<std::shared_ptr<const ModelVersion>> Latest() const;
+
+ private:
+  const models::ModelSpec spec_;
+  const std::vector<models::ParameterLayout> layout_;
+  const size_t keep_latest_;
+  mutable std::mutex mu_;
+  std::map<uint64_t, std::shared_ptr<const ModelVersion>> versions_;
+  uint64_t next_version_ = 0;
+};
+
+}  // namespace fedge::aggregator
+
+#endif  // FEDGE_AGGREGATOR_MODEL_REGISTRY_H_

@@ -1,0 +1,123 @@
+// RoundManager: runs federated rounds on the aggregator side.
+//
+//   OpenRound(cohort)    pick the clients, make their tasks for the latest
+//                        model version
+//   TaskFor(client)      what a selected client should do
+//   Submit(update)       validate and fold one client's update into the
+//                        round's accumulator (streaming where the strategy
+//                        allows: memory O(d), not O(n*d))
+//   CloseRound()         aggregate, apply the server step, publish v+1
+//
+// Every submitted update is checked before it touches any state: open round,
+// round and model-version ids, client in the cohort, not submitted before,
+// codec accepted, dimension, example count, finite values. A refused update
+// changes nothing.
+//
+// Thread safety: all methods may be called concurrently. Decoding runs
+// outside the lock; folding into the accumulator runs under it.
+#ifndef FEDGE_AGGREGATOR_ROUND_MANAGER_H_
+#define FEDGE_AGGREGATOR_ROUND_MANAGER_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "fedge/aggregator/model_registry.h"
+#include "fedge/aggregator/strategy.h"
+#include "fedge/models/update_codec.h"
+#include "fedge/v1/federation.pb.h"
+
+namespace fedge::aggregator {
+
+struct RoundManagerOptions {
+  // Codec clients must use. Default: "fp32". REQUIRES: registered.
+  std::string codec = "fp32";
+  // Fewest accepted updates with which CloseRound aggregates; with fewer it
+  // fails and publishes nothing. Default: 1. REQUIRES: >= 1.
+  int min_updates = 1;
+  // Largest example count a client may claim (guards the weights).
+  // Default: 10^9. REQUIRES: >= 1.
+  uint64_t max_examples_per_update = 1'000'000'000;
+};
+
+struct RoundOutcome {
+  uint64_t round = 0;
+  uint64_t new_version = 0;
+  int participants = 0;          // updates aggregated
+  int cohort_size = 0;
+  uint64_t total_examples = 0;
+  double train_loss = 0.0;       // example-weighted mean of reported train_loss
+  uint64_t bytes_up = 0;         // serialized size of the accepted updates
+};
+
+class RoundManager {
+ public:
+  // `registry` must already hold a version; it must outlive the manager.
+  static absl::StatusOr<std::unique_ptr<RoundManager>> Create(std::unique_ptr<Strategy> strategy,
+                                                             ModelRegistry* registry,
+                                                             RoundManagerOptions options);
+
+  // Draws `count` distinct clients from `candidates`, uniformly, reproducibly
+  // for a given `seed` and round. INVALID_ARGUMENT if count is out of
+  // [1, candidates.size()].
+  static absl::StatusOr<std::vector<std::string>> SelectCohort(
+      const std::vector<std::string>& candidates, int count, uint64_t seed, uint64_t round);
+
+  // Opens round `round` (must be greater than every earlier round) for
+  // `cohort` on the latest model version. FAILED_PRECONDITION if a round is
+  // open; INVALID_ARGUMENT for an empty cohort, duplicates or a bad config.
+  absl::Status OpenRound(uint64_t round, const std::vector<std::string>& cohort,
+                         const v1::TrainConfig& train);
+
+  // NOT_FOUND if no round is open or the client is not in its cohort;
+  // ALREADY_EXISTS if it already submitted.
+  absl::StatusOr<v1::Task> TaskFor(const std::string& client_id) const;
+
+  // Validates and folds one update (see the class comment). Errors:
+  // FAILED_PRECONDITION (no round open / wrong round or version),
+  // PERMISSION_DENIED (client not in the cohort), ALREADY_EXISTS (second
+  // update), INVALID_ARGUMENT (codec, dimension, examples, values).
+  absl::Status Submit(const v1::EncodedUpdate& update);
+
+  // Aggregates the accepted updates, applies the strategy's server step and
+  // publishes the next version. FAILED_PRECONDITION (with the counts) when
+  // fewer than min_updates arrived; the round is then closed without a new
+  // version.
+  absl::StatusOr<RoundOutcome> CloseRound();
+
+  bool round_open() const;
+  const ModelRegistry& registry() const { return *registry_; }
+
+ private:
+  RoundManager(std::unique_ptr<Strategy> strategy, ModelRegistry* registry,
+               RoundManagerOptions options, std::unique_ptr<models::UpdateCodec> codec);
+
+  std::unique_ptr<Strategy> strategy_;
+  ModelRegistry* registry_;
+  const RoundManagerOptions options_;
+  std::unique_ptr<models::UpdateCodec> codec_;
+
+  mutable std::mutex mu_;
+  bool open_ = false;
+  uint64_t round_ = 0;
+  bool any_round_ = false;
+  std::shared_ptr<const ModelVersion> base_;
+  v1::TrainConfig train_;
+  std::set<std::string, std::less<>> cohort_;
+  std::set<std::string, std::less<>> submitted_;
+  std::unique_ptr<UpdateAccumulator> accumulator_;
+  double loss_weighted_sum_ = 0.0;
+  double loss_weight_ = 0.0;
+  uint64_t total_examples_ = 0;
+  uint64_t bytes_up_ = 0;
+};
+
+}  // namespace fedge::aggregator
+
+#endif  // FEDGE_AGGREGATOR_ROUND_MANAGER_H_

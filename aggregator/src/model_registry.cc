@@ -1,0 +1,70 @@
+#include "fedge/aggregator/model_registry.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "fedge/models/artifact.h"
+#include "fedge/proto/status_macros.h"
+
+namespace fedge::aggregator {
+
+ModelRegistry::ModelRegistry(models::ModelSpec spec, std::vector<models::ParameterLayout> layout,
+                             size_t keep_latest)
+    : spec_(std::move(spec)), layout_(std::move(layout)), keep_latest_(keep_latest) {}
+
+absl::StatusOr<std::shared_ptr<const ModelVersion>> ModelRegistry::Publish(
+    std::span<const float> parameters, uint64_t parent_version,
+    const std::map<std::string, double>& metrics) {
+  if (static_cast<int64_t>(parameters.size()) != num_parameters()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot publish ", parameters.size(), " parameters for a model with ", num_parameters()));
+  }
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    if (!std::isfinite(parameters[i])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("refusing to publish a model whose parameter ", i, " is not finite"));
+    }
+  }
+  auto version = std::make_shared<ModelVersion>();
+  version->parameters.assign(parameters.begin(), parameters.end());
+
+  std::lock_guard<std::mutex> lock(mu_);
+  version->version = next_version_;
+  if (next_version_ > 0 && !versions_.contains(parent_version)) {
+    return absl::NotFoundError(
+        absl::StrCat("parent model version ", parent_version, " is unknown"));
+  }
+  version->parent_version = next_version_ == 0 ? 0 : parent_version;
+  models::ArtifactOptions options;
+  options.version = version->version;
+  options.parent_version = version->parent_version;
+  options.metrics = metrics;
+  FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact artifact,
+                         models::BuildFp32Artifact(spec_, layout_, version->parameters, options));
+  version->artifact_bytes = artifact.ByteSizeLong();
+  version->artifact = std::make_shared<const v1::ModelArtifact>(std::move(artifact));
+  std::shared_ptr<const ModelVersion> published = version;
+  versions_.emplace(published->version, published);
+  ++next_version_;
+  while (keep_latest_ > 0 && versions_.size() > keep_latest_) versions_.erase(versions_.begin());
+  return published;
+}
+
+absl::StatusOr<std::shared_ptr<const ModelVersion>> ModelRegistry::Get(uint64_t version) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = versions_.find(version);
+  if (it == versions_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("model version ", version,
+                     version < next_version_ ? " is no longer held" : " does not exist"));
+  }
+  return it->second;
+}
+
+absl::StatusOr<std::shared_ptr<const ModelVersion>> ModelRegistry::Latest() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (versions_.empty()) return absl::FailedPreconditionError("no model version published yet");
+  return versions_.rbegin()->second;
+}
+
+}  // namespace fedge::aggregator

@@ -1,0 +1,226 @@
+#include "fedge/aggregator/round_manager.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "fedge/proto/status_macros.h"
+
+namespace fedge::aggregator {
+namespace {
+
+// Basic config checks the aggregator can make before handing a config to
+// clients (the client validates it again, completely).
+absl::Status CheckTrainConfig(const v1::TrainConfig& train) {
+  if (train.local_epochs() < 1)
+    return absl::InvalidArgumentError("TrainConfig.local_epochs must be >= 1");
+  if (train.batch_size() < 1)
+    return absl::InvalidArgumentError("TrainConfig.batch_size must be >= 1");
+  if (!(train.learning_rate() > 0.0f)) {
+    return absl::InvalidArgumentError("TrainConfig.learning_rate must be > 0");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RoundManager>> RoundManager::Create(
+    std::unique_ptr<Strategy> strategy, ModelRegistry* registry, RoundManagerOptions options) {
+  if (strategy == nullptr || registry == nullptr) {
+    return absl::InvalidArgumentError("RoundManager needs a strategy and a registry");
+  }
+  if (options.min_updates < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RoundManagerOptions.min_updates must be >= 1, got ", options.min_updates));
+  }
+  if (options.max_examples_per_update < 1) {
+    return absl::InvalidArgumentError("RoundManagerOptions.max_examples_per_update must be >= 1");
+  }
+  FEDGE_RETURN_IF_ERROR(registry->Latest().status());
+  FEDGE_ASSIGN_OR_RETURN(auto codec, models::CreateUpdateCodec(options.codec));
+  return std::unique_ptr<RoundManager>(
+      new RoundManager(std::move(strategy), registry, std::move(options), std::move(codec)));
+}
+
+RoundManager::RoundManager(std::unique_ptr<Strategy> strategy, ModelRegistry* registry,
+                           RoundManagerOptions options, std::unique_ptr<models::UpdateCodec> codec)
+    : strategy_(std::move(strategy)),
+      registry_(registry),
+      options_(std::move(options)),
+      codec_(std::move(codec)) {}
+
+absl::StatusOr<std::vector<std::string>> RoundManager::SelectCohort(
+    const std::vector<std::string>& candidates, int count, uint64_t seed, uint64_t round) {
+  if (count < 1 || static_cast<size_t>(count) > candidates.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot select ", count, " clients out of ", candidates.size()));
+  }
+  // Partial Fisher-Yates over an index permutation: O(n) memory for the
+  // indices, O(count) swaps.
+  std::mt19937_64 rng(seed ^ (0x9E3779B97F4A7C15ULL * (round + 1)));
+  std::vector<uint32_t> order(candidates.size());
+  std::iota(order.begin(), order.end(), 0u);
+  std::vector<std::string> cohort;
+  cohort.reserve(static_cast<size_t>(count));
+  for (size_t i = 0; i < static_cast<size_t>(count); ++i) {
+    std::uniform_int_distribution<size_t> pick(i, order.size() - 1);
+    std::swap(order[i], order[pick(rng)]);
+    cohort.push_back(candidates[order[i]]);
+  }
+  return cohort;
+}
+
+absl::Status RoundManager::OpenRound(uint64_t round, const std::vector<std::string>& cohort,
+                                     const v1::TrainConfig& train) {
+  FEDGE_RETURN_IF_ERROR(CheckTrainConfig(train));
+  if (cohort.empty()) return absl::InvalidArgumentError("cannot open a round with an empty cohort");
+  std::set<std::string, std::less<>> members(cohort.begin(), cohort.end());
+  if (members.size() != cohort.size()) {
+    return absl::InvalidArgumentError("the cohort lists a client more than once");
+  }
+  FEDGE_ASSIGN_OR_RETURN(std::shared_ptr<const ModelVersion> base, registry_->Latest());
+
+  std::lock_guard<std::mutex> lock(mu_);
+  if (open_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("round ", round_, " is still open; close it before opening round ", round));
+  }
+  if (any_round_ && round <= round_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("round ids must increase: round ", round, " after round ", round_));
+  }
+  open_ = true;
+  any_round_ = true;
+  round_ = round;
+  base_ = std::move(base);
+  train_ = train;
+  cohort_ = std::move(members);
+  submitted_.clear();
+  accumulator_ = strategy_->NewAccumulator(base_->parameters.size());
+  loss_weighted_sum_ = 0.0;
+  loss_weight_ = 0.0;
+  total_examples_ = 0;
+  bytes_up_ = 0;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Task> RoundManager::TaskFor(const std::string& client_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!open_) return absl::NotFoundError("no round is open");
+  if (!cohort_.contains(client_id)) {
+    return absl::NotFoundError(
+        absl::StrCat("client '", client_id, "' is not in the cohort of round ", round_));
+  }
+  if (submitted_.contains(client_id)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("client '", client_id, "' already submitted for round ", round_));
+  }
+  v1::Task task;
+  task.set_round(round_);
+  task.set_model_version(base_->version);
+  task.set_client_id(client_id);
+  *task.mutable_train() = train_;
+  // Each client shuffles with its own stream: derive the seed from the round
+  // seed and the client id.
+  task.mutable_train()->set_seed(train_.seed() ^ std::hash<std::string>{}(client_id));
+  return task;
+}
+
+absl::Status RoundManager::Submit(const v1::EncodedUpdate& update) {
+  size_t dimension = 0;
+  // Cheap identity checks first, so a stale or foreign update is refused
+  // before it is decoded.
+  auto check_identity = [&]() -> absl::Status {
+    if (!open_) return absl::FailedPreconditionError("no round is open");
+    if (update.round() != round_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("update is for round ", update.round(), ", the open round is ", round_));
+    }
+    if (update.model_version() != base_->version) {
+      return absl::FailedPreconditionError(absl::StrCat("update was trained from model version ",
+                                                        update.model_version(), ", round ", round_,
+                                                        " uses version ", base_->version));
+    }
+    if (!cohort_.contains(update.client_id())) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("client '", update.client_id(), "' is not in the cohort of round ", round_));
+    }
+    if (submitted_.contains(update.client_id())) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "client '", update.client_id(), "' already submitted an update for round ", round_));
+    }
+    return absl::OkStatus();
+  };
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    FEDGE_RETURN_IF_ERROR(check_identity());
+    dimension = base_->parameters.size();
+  }
+  if (update.num_examples() < 1 || update.num_examples() > options_.max_examples_per_update) {
+    return absl::InvalidArgumentError(absl::StrCat("update claims ", update.num_examples(),
+                                                   " examples; allowed: 1 to ",
+                                                   options_.max_examples_per_update));
+  }
+  if (update.codec() != codec_->name()) {
+    return absl::InvalidArgumentError(absl::StrCat("update uses codec '", update.codec(),
+                                                   "'; this aggregator accepts '",
+                                                   std::string(codec_->name()), "'"));
+  }
+  thread_local std::vector<float> delta;
+  delta.resize(dimension);
+  FEDGE_RETURN_IF_ERROR(codec_->Decode(update, delta));
+
+  std::lock_guard<std::mutex> lock(mu_);
+  FEDGE_RETURN_IF_ERROR(check_identity());  // the round may have moved on meanwhile
+  FEDGE_RETURN_IF_ERROR(
+      accumulator_->Accumulate(delta, static_cast<double>(update.num_examples())));
+  submitted_.insert(update.client_id());
+  total_examples_ += update.num_examples();
+  bytes_up_ += update.ByteSizeLong();
+  if (auto it = update.metrics().find("train_loss"); it != update.metrics().end()) {
+    loss_weighted_sum_ += it->second * static_cast<double>(update.num_examples());
+    loss_weight_ += static_cast<double>(update.num_examples());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RoundOutcome> RoundManager::CloseRound() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!open_) return absl::FailedPreconditionError("no round is open");
+  open_ = false;
+  const int participants = static_cast<int>(accumulator_->count());
+  if (participants < options_.min_updates) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "round ", round_, " closed with ", participants, " of ", cohort_.size(),
+        " updates, fewer than the ", options_.min_updates, " required; no new model version"));
+  }
+  std::vector<float> aggregated(base_->parameters.size());
+  FEDGE_RETURN_IF_ERROR(accumulator_->Aggregate(aggregated));
+  std::vector<float> next = base_->parameters;
+  FEDGE_RETURN_IF_ERROR(strategy_->Apply(aggregated, next));
+
+  RoundOutcome outcome;
+  outcome.round = round_;
+  outcome.participants = participants;
+  outcome.cohort_size = static_cast<int>(cohort_.size());
+  outcome.total_examples = total_examples_;
+  outcome.train_loss = loss_weight_ > 0.0 ? loss_weighted_sum_ / loss_weight_ : 0.0;
+  outcome.bytes_up = bytes_up_;
+  const uint64_t parent = base_->version;
+  accumulator_.reset();
+  // Publish under the lock so that no round can open on the previous version.
+
+  FEDGE_ASSIGN_OR_RETURN(std::shared_ptr<const ModelVersion> published,
+                         registry_->Publish(next, parent,
+                                            {{"train_loss", outcome.train_loss},
+                                             {"round", static_cast<double>(outcome.round)}}));
+  outcome.new_version = published->version;
+  return outcome;
+}
+
+bool RoundManager::round_open() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return open_;
+}
+
+}  // namespace fedge::aggregator

@@ -1,0 +1,40 @@
+// The client's view of the aggregator. Implementations: the in-process
+// transport of simulations (fedge/simulations/inproc_transport.h) and, for
+// deployments, gRPC. A DeviceClient is written against this interface only,
+// so the code a simulation exercises is the code that serves real devices.
+#ifndef FEDGE_CLIENT_TRANSPORT_H_
+#define FEDGE_CLIENT_TRANSPORT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "fedge/v1/federation.pb.h"
+#include "fedge/v1/model.pb.h"
+
+namespace fedge::client {
+
+// Implementations must be safe to call from several threads at once (a
+// simulation drives many virtual clients through one transport).
+class ClientTransport {
+ public:
+  virtual ~ClientTransport() = default;
+
+  // The task this client should run now. NOT_FOUND when it has none (not
+  // selected, or no round open).
+  virtual absl::StatusOr<v1::Task> PollTask(const std::string& client_id) = 0;
+
+  // The model artifact of `version`. Artifacts are immutable; the pointer may
+  // be shared with other clients.
+  virtual absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> FetchModel(
+      uint64_t version) = 0;
+
+  // Hands an update to the aggregator; the status is the aggregator's verdict.
+  virtual absl::Status SubmitUpdate(const v1::EncodedUpdate& update) = 0;
+};
+
+}  // namespace fedge::client
+
+#endif  // FEDGE_CLIENT_TRANSPORT_H_

@@ -1,0 +1,69 @@
+#include "fedge/client/device_client.h"
+
+#include "absl/strings/str_cat.h"
+#include "fedge/models/artifact.h"
+#include "fedge/privacy/clipping.h"
+#include "fedge/proto/status_macros.h"
+
+namespace fedge::client {
+namespace {
+
+absl::Status Annotate(const absl::Status& status, const std::string& step) {
+  return absl::Status(status.code(), absl::StrCat(step, ": ", status.message()));
+}
+
+}  // namespace
+
+DeviceClient::DeviceClient(std::string id, LocalDataset data, DeviceClientOptions options)
+    : id_(std::move(id)), data_(std::move(data)), options_(std::move(options)) {}
+
+absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
+                                                 models::ModelInstance& model,
+                                                 const Trainer& trainer) const {
+  FEDGE_ASSIGN_OR_RETURN(v1::Task task, transport.PollTask(id_));
+  FEDGE_ASSIGN_OR_RETURN(auto codec, models::CreateUpdateCodec(options_.codec));
+  absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> artifact =
+      transport.FetchModel(task.model_version());
+  if (!artifact.ok()) return Annotate(artifact.status(), "fetching the model");
+
+  const v1::ModelSpecProto& spec = (*artifact)->header().model();
+  if (spec.architecture() != model.spec().architecture) {
+    return absl::FailedPreconditionError(absl::StrCat("model version ", task.model_version(),
+                                                      " is a '", spec.architecture(),
+                                                      "', this device runs '",
+                                                      model.spec().architecture, "'"));
+  }
+  if (absl::Status s = models::DecodeArtifact(**artifact, model.parameters().layout(),
+                                              model.parameters().values());
+      !s.ok()) {
+    return Annotate(s, "loading the model");
+  }
+
+  absl::StatusOr<LocalUpdate> local = trainer.Fit(model, data_, task.train());
+  if (!local.ok()) return Annotate(local.status(), "local training");
+
+  if (options_.clip_norm > 0.0) privacy::ClipL2(local->delta, options_.clip_norm);
+
+  v1::EncodedUpdate update;
+  update.set_round(task.round());
+  update.set_model_version(task.model_version());
+  update.set_client_id(id_);
+  update.set_num_examples(static_cast<uint64_t>(local->num_examples));
+  FEDGE_RETURN_IF_ERROR(codec->Encode(local->delta, &update));
+  (*update.mutable_metrics())["train_loss"] = local->metrics.loss;
+  (*update.mutable_metrics())["train_accuracy"] = local->metrics.accuracy;
+
+  TaskReport report;
+  report.round = task.round();
+  report.model_version = task.model_version();
+  report.num_examples = local->num_examples;
+  report.metrics = local->metrics;
+  report.bytes_down = task.ByteSizeLong() + (*artifact)->ByteSizeLong();
+  report.bytes_up = update.ByteSizeLong();
+  if (absl::Status s = transport.SubmitUpdate(update); !s.ok()) {
+    return Annotate(s, "submitting the update");
+  }
+  return report;
+}
+
+}  // namespace fedge::client

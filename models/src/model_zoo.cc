@@ -1,0 +1,180 @@
+#include "fedge/models/model_zoo.h"
+
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <mutex>
+
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "fedge/proto/status_macros.h"
+
+namespace fedge::models {
+namespace {
+
+struct Registry {
+  std::mutex mu;
+  std::map<std::string, ArchitectureFactory, std::less<>> factories;
+};
+
+Registry& GetRegistry() {
+  static Registry* registry = new Registry;
+  return *registry;
+}
+
+// LibTorch initializes parameters from its process-wide default generator;
+// serialize seeding + construction so concurrent CreateModel calls stay
+// deterministic.
+std::mutex& InitMutex() {
+  static std::mutex* mu = new std::mutex;
+  return *mu;
+}
+
+int64_t Product(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+// --- mlp ---------------------------------------------------------------------
+
+class Mlp final : public Network {
+ public:
+  Mlp(int64_t inputs, int64_t classes)
+      : fc1_(register_module("fc1", torch::nn::Linear(inputs, 200))),
+        fc2_(register_module("fc2", torch::nn::Linear(200, 200))),
+        fc3_(register_module("fc3", torch::nn::Linear(200, classes))) {}
+
+  torch::Tensor forward(torch::Tensor x) override {
+    x = x.flatten(1);
+    x = torch::relu(fc1_->forward(x));
+    x = torch::relu(fc2_->forward(x));
+    return fc3_->forward(x);
+  }
+
+ private:
+  torch::nn::Linear fc1_, fc2_, fc3_;
+};
+
+// --- cnn, cnn-large: two unpadded 5x5 convolutions, 2x2 max pooling, one
+// hidden fully connected layer. -----------------------------------------------
+
+class TwoConvNet final : public Network {
+ public:
+  TwoConvNet(int64_t channels, int64_t flat_features, int64_t c1, int64_t c2, int64_t hidden,
+             int64_t classes)
+      : conv1_(register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, c1, 5)))),
+        conv2_(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(c1, c2, 5)))),
+        fc1_(register_module("fc1", torch::nn::Linear(flat_features, hidden))),
+        fc2_(register_module("fc2", torch::nn::Linear(hidden, classes))) {}
+
+  torch::Tensor forward(torch::Tensor x) override {
+    x = torch::max_pool2d(torch::relu(conv1_->forward(x)), 2);
+    x = torch::max_pool2d(torch::relu(conv2_->forward(x)), 2);
+    x = torch::relu(fc1_->forward(x.flatten(1)));
+    return fc2_->forward(x);
+  }
+
+ private:
+  torch::nn::Conv2d conv1_, conv2_;
+  torch::nn::Linear fc1_, fc2_;
+};
+
+// Spatial size after conv5 -> pool2 -> conv5 -> pool2 (floor division, as
+// LibTorch does), or 0 when the input is too small.
+int64_t TwoConvOutputSide(int64_t side) {
+  side = side - 4;
+  if (side < 2) return 0;
+  side = side / 2 - 4;
+  if (side < 2) return 0;
+  return side / 2;
+}
+
+ArchitectureFactory TwoConvFactory(std::string name, int64_t c1, int64_t c2, int64_t hidden) {
+  return [=](const ModelSpec& spec) -> absl::StatusOr<NetworkPtr> {
+    if (spec.input_shape.size() != 3) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model '", name, "' needs ModelSpec.input_shape = [channels, height, width], got [",
+          absl::StrJoin(spec.input_shape, ", "), "]"));
+    }
+    const int64_t h = TwoConvOutputSide(spec.input_shape[1]);
+    const int64_t w = TwoConvOutputSide(spec.input_shape[2]);
+    if (h < 1 || w < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model '", name, "' needs images of at least 16x16, got ", spec.input_shape[1], "x",
+          spec.input_shape[2]));
+    }
+    return std::make_shared<TwoConvNet>(spec.input_shape[0], c2 * h * w, c1, c2, hidden,
+                                        spec.num_classes);
+  };
+}
+
+absl::StatusOr<NetworkPtr> MakeMlp(const ModelSpec& spec) {
+  return std::make_shared<Mlp>(Product(spec.input_shape), spec.num_classes);
+}
+
+// The built-ins register here rather than from static initializers in
+// separate files: the registry and its built-ins form one translation unit,
+// so no linker can drop them.
+bool RegisterBuiltins() {
+  RegisterArchitecture("mlp", MakeMlp);
+  RegisterArchitecture("cnn", TwoConvFactory("cnn", 20, 50, 500));
+  RegisterArchitecture("cnn-large", TwoConvFactory("cnn-large", 32, 64, 512));
+  return true;
+}
+
+void EnsureBuiltins() {
+  static const bool registered = RegisterBuiltins();
+  (void)registered;
+}
+
+}  // namespace
+
+bool RegisterArchitecture(std::string_view name, ArchitectureFactory factory) {
+  Registry& registry = GetRegistry();
+  std::lock_guard<std::mutex> lock(registry.mu);
+  if (!registry.factories.emplace(std::string(name), std::move(factory)).second) {
+    std::cerr << "fedge: model architecture '" << name << "' registered twice\n";
+    std::abort();
+  }
+  return true;
+}
+
+std::vector<std::string> RegisteredArchitectures() {
+  EnsureBuiltins();
+  Registry& registry = GetRegistry();
+  std::lock_guard<std::mutex> lock(registry.mu);
+  std::vector<std::string> names;
+  for (const auto& [name, factory] : registry.factories) names.push_back(name);
+  return names;
+}
+
+absl::StatusOr<NetworkPtr> CreateModel(const ModelSpec& spec, uint64_t seed) {
+  EnsureBuiltins();
+  FEDGE_RETURN_IF_ERROR(ValidateModelSpec(spec));
+  ArchitectureFactory factory;
+  {
+    Registry& registry = GetRegistry();
+    std::lock_guard<std::mutex> lock(registry.mu);
+    auto it = registry.factories.find(spec.architecture);
+    if (it == registry.factories.end()) {
+      std::vector<std::string> known;
+      for (const auto& [name, f] : registry.factories) known.push_back(name);
+      return absl::NotFoundError(absl::StrCat("unknown model architecture '", spec.architecture,
+                                              "'; known: ", absl::StrJoin(known, ", ")));
+    }
+    factory = it->second;
+  }
+  std::lock_guard<std::mutex> lock(InitMutex());
+  torch::manual_seed(seed);
+  try {
+    return factory(spec);
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat("building model '", spec.architecture, "' failed: ", e.what()));
+  }
+}
+
+}  // namespace fedge::models

@@ -1,0 +1,111 @@
+// SimulationConfig: everything one `fedge-sim` run needs, as plain structs.
+//
+// Config files are YAML whose nested keys map one to one onto the fields
+// below ("train.learning_rate" is `train: {learning_rate: ...}`); command-line
+// overrides use the same dotted keys (--set train.learning_rate=0.05). One
+// table of keys (ConfigKeys()) drives parsing, validation and --help, so a
+// key cannot be documented without being parsed, or parsed without being
+// validated.
+//
+// Bad input never half-applies: an unknown key (with a suggestion), a value
+// of the wrong type or out of range, or an inconsistent combination is an
+// INVALID_ARGUMENT that names the key, and leaves the config unchanged.
+#ifndef FEDGE_SIMULATIONS_CONFIG_H_
+#define FEDGE_SIMULATIONS_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "fedge/aggregator/strategy.h"
+#include "fedge/models/model_spec.h"
+#include "fedge/simulations/dataset.h"
+#include "fedge/simulations/partition.h"
+#include "fedge/v1/federation.pb.h"
+
+namespace fedge::simulations {
+
+struct DataOptions {
+  // "fashion-mnist", "mnist" (IDX files in `dir`) or "synthetic".
+  std::string dataset = "fashion-mnist";
+  std::string dir = kDefaultFashionMnistDir;
+  SyntheticOptions synthetic;
+};
+
+struct RoundOptions {
+  int rounds = 100;
+  // Clients sampled per round; used when `fraction` is 0.
+  int clients_per_round = 10;
+  // If > 0, sample ceil(fraction * num_clients) clients per round instead.
+  double fraction = 0.0;
+};
+
+struct EvalOptions {
+  int every = 1;            // evaluate the global model every N rounds (and the last)
+  int batch_size = 1000;
+};
+
+struct RunOptions {
+  uint64_t seed = 42;
+  int threads = 0;          // worker threads; 0 = one per core
+  int intra_op_threads = 1; // LibTorch threads inside each worker
+  std::string progress = "auto";  // "auto" (when stderr is a terminal), "on", "off"
+  std::string name = "fedavg-cnn-fashion-mnist";
+};
+
+struct SimulationConfig {
+  DataOptions data;
+  PartitionOptions partition;
+  models::ModelSpec model;  // input_shape/num_classes are taken from the dataset
+  v1::TrainConfig train;
+  // Client learning rate in round r is train.learning_rate * lr_decay^(r-1).
+  double lr_decay = 1.0;
+  aggregator::StrategyOptions strategy_options;
+  std::string strategy = "fedavg";
+  std::string codec = "fp32";
+  double clip_norm = 0.0;
+  RoundOptions round;
+  EvalOptions eval;
+  RunOptions run;
+};
+
+// The default experiment: Fashion-MNIST, 100 clients, Dirichlet(0.5) label
+// skew, 10 clients per round, cnn, FedAvg.
+SimulationConfig DefaultConfig();
+
+// Documentation of one key, for --help.
+struct ConfigKeyInfo {
+  std::string key;
+  std::string type;        // "int", "float", "string", "bool" or "a|b|c"
+  std::string default_value;
+  std::string help;
+};
+std::vector<ConfigKeyInfo> ConfigKeys();
+
+// Sets one key from its text form. INVALID_ARGUMENT (naming the key) for an
+// unknown key, a malformed value or one out of range; `config` is unchanged
+// on error.
+absl::Status SetConfigValue(SimulationConfig& config, const std::string& key,
+                            const std::string& value);
+
+// Applies a YAML document (nested maps of scalars) on top of `config`.
+// `origin` (a file name) appears in error messages. All-or-nothing.
+absl::Status ApplyYaml(SimulationConfig& config, const std::string& yaml_text,
+                       const std::string& origin);
+
+// Checks cross-field constraints that no single key can (e.g. more clients
+// per round than clients). Call after all sources are applied.
+absl::Status ValidateConfig(const SimulationConfig& config);
+
+// Every key with its current value as text, in key order.
+std::vector<std::pair<std::string, std::string>> DescribeConfig(const SimulationConfig& config);
+
+// Clients sampled per round under `config` (fraction or count).
+int ClientsPerRound(const SimulationConfig& config);
+
+}  // namespace fedge::simulations
+
+#endif  // FEDGE_SIMULATIONS_CONFIG_H_

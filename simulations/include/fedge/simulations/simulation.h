@@ -1,0 +1,47 @@
+// RunSimulation: a federated experiment with N virtual clients in one
+// process.
+//
+// Each round the aggregator's RoundManager samples a cohort and opens a
+// round; the cohort's DeviceClients run their tasks on a WorkerPool (one
+// model replica per worker, LibTorch threads set explicitly) through the
+// InProcTransport, which folds every update into the strategy's accumulator
+// as it arrives; the round closes, a new version is published, and the
+// global model is evaluated on the test split (in parallel over workers).
+//
+// A virtual client costs its id and its index list: the dataset is shared.
+#ifndef FEDGE_SIMULATIONS_SIMULATION_H_
+#define FEDGE_SIMULATIONS_SIMULATION_H_
+
+#include <functional>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "fedge/simulations/config.h"
+#include "fedge/simulations/dataset.h"
+#include "fedge/simulations/report.h"
+
+namespace fedge::simulations {
+
+struct SimulationResult {
+  std::vector<RoundRecord> rounds;
+  RunSummary summary;
+  std::vector<float> final_parameters;
+};
+
+// Called on the driving thread after every round.
+using RoundCallback = std::function<void(const RoundRecord& record)>;
+
+// Loads the dataset named by config.data (IDX files or Synthetic).
+absl::StatusOr<TrainTest> LoadData(const SimulationConfig& config);
+
+// Runs the experiment on `data` (consumed: its buffers move into the shared
+// example stores). Validates the config first (ValidateConfig).
+absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, TrainTest data,
+                                               const RoundCallback& on_round = {});
+
+// Peak resident set size of this process so far, in MiB.
+double PeakRssMb();
+
+}  // namespace fedge::simulations
+
+#endif  // FEDGE_SIMULATIONS_SIMULATION_H_

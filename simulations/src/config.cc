@@ -1,0 +1,493 @@
+#include "fedge/simulations/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <map>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "fedge/models/model_zoo.h"
+#include "fedge/models/update_codec.h"
+#include "fedge/proto/status_macros.h"
+
+namespace fedge::simulations {
+namespace {
+
+using Getter = std::function<std::string(const SimulationConfig&)>;
+using Setter = std::function<absl::Status(SimulationConfig&, const std::string&)>;
+
+struct KeyDef {
+  std::string key;
+  std::string type;
+  std::string help;
+  Getter get;
+  Setter set;
+};
+
+absl::Status BadValue(const std::string& key, const std::string& value, const std::string& want) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("config key '", key, "': expected ", want, ", got '", value, "'"));
+}
+
+std::string FormatDouble(double v) {
+  std::string s = absl::StrCat(v);
+  return s;
+}
+
+// --- key builders ------------------------------------------------------------
+
+KeyDef IntKey(std::string key, std::string help, int64_t lo, int64_t hi,
+              std::function<int64_t(const SimulationConfig&)> get,
+              std::function<void(SimulationConfig&, int64_t)> set) {
+  std::string range = hi == std::numeric_limits<int64_t>::max()
+                          ? absl::StrCat("an integer >= ", lo)
+                          : absl::StrCat("an integer in [", lo, ", ", hi, "]");
+  return KeyDef{key, "int", std::move(help),
+                [get](const SimulationConfig& c) { return absl::StrCat(get(c)); },
+                [key, lo, hi, range, set](SimulationConfig& c, const std::string& text) {
+                  int64_t v = 0;
+                  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &v) || v < lo || v > hi) {
+                    return BadValue(key, text, range);
+                  }
+                  set(c, v);
+                  return absl::OkStatus();
+                }};
+}
+
+// `lo_open`/`hi_open` make the bound exclusive.
+KeyDef FloatKey(std::string key, std::string help, double lo, bool lo_open, double hi, bool hi_open,
+                std::function<double(const SimulationConfig&)> get,
+                std::function<void(SimulationConfig&, double)> set) {
+  std::string range;
+  if (std::isinf(hi)) {
+    range = absl::StrCat("a number ", lo_open ? "> " : ">= ", FormatDouble(lo));
+  } else {
+    range = absl::StrCat("a number in ", lo_open ? "(" : "[", FormatDouble(lo), ", ",
+                         FormatDouble(hi), hi_open ? ")" : "]");
+  }
+  return KeyDef{key, "float", std::move(help),
+                [get](const SimulationConfig& c) { return FormatDouble(get(c)); },
+                [=](SimulationConfig& c, const std::string& text) {
+                  double v = 0;
+                  if (!absl::SimpleAtod(absl::StripAsciiWhitespace(text), &v) ||
+                      !std::isfinite(v) || (lo_open ? v <= lo : v < lo) ||
+                      (hi_open ? v >= hi : v > hi)) {
+                    return BadValue(key, text, range);
+                  }
+                  set(c, v);
+                  return absl::OkStatus();
+                }};
+}
+
+KeyDef StringKey(std::string key, std::string help,
+                 std::function<std::string(const SimulationConfig&)> get,
+                 std::function<void(SimulationConfig&, const std::string&)> set) {
+  return KeyDef{key, "string", std::move(help), get,
+                [key, set](SimulationConfig& c, const std::string& text) {
+                  if (text.empty()) return BadValue(key, text, "a non-empty string");
+                  set(c, text);
+                  return absl::OkStatus();
+                }};
+}
+
+// A string from a set of names known when the key is set (`choices` is
+// called then, so plug-ins registered at start-up are included).
+KeyDef ChoiceKey(std::string key, std::string help,
+                 std::function<std::vector<std::string>()> choices,
+                 std::function<std::string(const SimulationConfig&)> get,
+                 std::function<void(SimulationConfig&, const std::string&)> set) {
+  std::string type = absl::StrJoin(choices(), "|");
+  return KeyDef{key, type, std::move(help), get,
+                [key, choices, set](SimulationConfig& c, const std::string& text) {
+                  std::vector<std::string> known = choices();
+                  std::string v(absl::StripAsciiWhitespace(text));
+                  if (std::find(known.begin(), known.end(), v) == known.end()) {
+                    return absl::InvalidArgumentError(
+                        absl::StrCat("config key '", key, "': unknown value '", v,
+                                     "'; known: ", absl::StrJoin(known, ", ")));
+                  }
+                  set(c, v);
+                  return absl::OkStatus();
+                }};
+}
+
+std::vector<std::string> PartitionChoices() {
+  std::vector<std::string> names = PartitionMethods();
+  names.push_back("natural");
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+const std::vector<KeyDef>& Keys() {
+  static const std::vector<KeyDef>* keys = new std::vector<KeyDef>{
+      // run
+      StringKey(
+          "run.name", "Experiment title used in reports.", [](auto& c) { return c.run.name; },
+          [](auto& c, auto& v) { c.run.name = v; }),
+      IntKey(
+          "run.seed", "Seed for every random choice: partition, model init, sampling, shuffling.",
+          0, std::numeric_limits<int64_t>::max(),
+          [](auto& c) { return static_cast<int64_t>(c.run.seed); },
+          [](auto& c, int64_t v) { c.run.seed = static_cast<uint64_t>(v); }),
+      IntKey(
+          "run.threads", "Worker threads training clients in parallel (0 = one per core).", 0, 1024,
+          [](auto& c) { return c.run.threads; },
+          [](auto& c, int64_t v) { c.run.threads = static_cast<int>(v); }),
+      IntKey(
+          "run.intra_op_threads", "LibTorch/BLAS threads inside each worker.", 1, 256,
+          [](auto& c) { return c.run.intra_op_threads; },
+          [](auto& c, int64_t v) { c.run.intra_op_threads = static_cast<int>(v); }),
+      ChoiceKey(
+          "run.progress", "Live progress line: auto (when stderr is a terminal), on, off.",
+          [] {
+            return std::vector<std::string>{"auto", "off", "on"};
+          },
+          [](auto& c) { return c.run.progress; }, [](auto& c, auto& v) { c.run.progress = v; }),
+      // data
+      ChoiceKey(
+          "data.dataset", "Dataset: IDX files in data.dir, or the generated Synthetic(alpha,beta).",
+          [] {
+            return std::vector<std::string>{"fashion-mnist", "mnist", "synthetic"};
+          },
+          [](auto& c) { return c.data.dataset; }, [](auto& c, auto& v) { c.data.dataset = v; }),
+      StringKey(
+          "data.dir", "Directory with the four IDX files (gzipped or not).",
+          [](auto& c) { return c.data.dir; }, [](auto& c, auto& v) { c.data.dir = v; }),
+      FloatKey(
+          "data.synthetic.alpha", "Synthetic: model heterogeneity across devices.", 0, false,
+          INFINITY, false, [](auto& c) { return c.data.synthetic.alpha; },
+          [](auto& c, double v) { c.data.synthetic.alpha = v; }),
+      FloatKey(
+          "data.synthetic.beta", "Synthetic: input heterogeneity across devices.", 0, false,
+          INFINITY, false, [](auto& c) { return c.data.synthetic.beta; },
+          [](auto& c, double v) { c.data.synthetic.beta = v; }),
+      IntKey(
+          "data.synthetic.devices", "Synthetic: number of devices generated.", 1, 1'000'000,
+          [](auto& c) { return c.data.synthetic.num_devices; },
+          [](auto& c, int64_t v) { c.data.synthetic.num_devices = static_cast<int>(v); }),
+      IntKey(
+          "data.synthetic.dimension", "Synthetic: features per example.", 1, 100'000,
+          [](auto& c) { return c.data.synthetic.dimension; },
+          [](auto& c, int64_t v) { c.data.synthetic.dimension = static_cast<int>(v); }),
+      // partition
+      ChoiceKey(
+          "partition.method",
+          "How train examples are split among clients (natural = the dataset's own devices, "
+          "Synthetic only).",
+          PartitionChoices, [](auto& c) { return c.partition.method; },
+          [](auto& c, auto& v) { c.partition.method = v; }),
+      IntKey(
+          "partition.num_clients", "Number of virtual clients.", 1, 10'000'000,
+          [](auto& c) { return c.partition.num_clients; },
+          [](auto& c, int64_t v) { c.partition.num_clients = static_cast<int>(v); }),
+      FloatKey(
+          "partition.alpha",
+          "Dirichlet concentration (dirichlet, quantity-skew); smaller = more skew.", 0, true,
+          INFINITY, false, [](auto& c) { return c.partition.alpha; },
+          [](auto& c, double v) { c.partition.alpha = v; }),
+      IntKey(
+          "partition.shards_per_client", "Label shards per client (shards).", 1, 1'000'000,
+          [](auto& c) { return c.partition.shards_per_client; },
+          [](auto& c, int64_t v) { c.partition.shards_per_client = static_cast<int>(v); }),
+      IntKey(
+          "partition.min_examples", "Fewest examples a client may get (dirichlet, quantity-skew).",
+          0, 1'000'000, [](auto& c) { return c.partition.min_examples_per_client; },
+          [](auto& c, int64_t v) { c.partition.min_examples_per_client = static_cast<int>(v); }),
+      // model
+      ChoiceKey(
+          "model.architecture", "Model zoo architecture.", models::RegisteredArchitectures,
+          [](auto& c) { return c.model.architecture; },
+          [](auto& c, auto& v) { c.model.architecture = v; }),
+      // train
+      IntKey(
+          "train.local_epochs", "Local epochs per round.", 1, 10'000,
+          [](auto& c) { return static_cast<int64_t>(c.train.local_epochs()); },
+          [](auto& c, int64_t v) { c.train.set_local_epochs(static_cast<uint32_t>(v)); }),
+      IntKey(
+          "train.batch_size", "Local minibatch size.", 1, 1'000'000,
+          [](auto& c) { return static_cast<int64_t>(c.train.batch_size()); },
+          [](auto& c, int64_t v) { c.train.set_batch_size(static_cast<uint32_t>(v)); }),
+      FloatKey(
+          "train.learning_rate", "Client SGD learning rate.", 0, true, INFINITY, false,
+          [](auto& c) { return static_cast<double>(c.train.learning_rate()); },
+          [](auto& c, double v) { c.train.set_learning_rate(static_cast<float>(v)); }),
+      FloatKey(
+          "train.momentum", "Client SGD momentum.", 0, false, 1, true,
+          [](auto& c) { return static_cast<double>(c.train.momentum()); },
+          [](auto& c, double v) { c.train.set_momentum(static_cast<float>(v)); }),
+      FloatKey(
+          "train.weight_decay", "Client L2 weight decay.", 0, false, INFINITY, false,
+          [](auto& c) { return static_cast<double>(c.train.weight_decay()); },
+          [](auto& c, double v) { c.train.set_weight_decay(static_cast<float>(v)); }),
+      FloatKey(
+          "train.proximal_mu", "FedProx proximal term mu (0 = off).", 0, false, INFINITY, false,
+          [](auto& c) { return static_cast<double>(c.train.proximal_mu()); },
+          [](auto& c, double v) { c.train.set_proximal_mu(static_cast<float>(v)); }),
+      FloatKey("train.lr_decay",
+               "Per-round factor on the client learning rate (round r uses lr * decay^(r-1)).", 0,
+               true, 1, false, [](auto& c) { return c.lr_decay; },
+               [](auto& c, double v) { c.lr_decay = v; }),
+      IntKey(
+          "train.max_steps", "Cap on local optimizer steps per round (0 = no cap).", 0,
+          std::numeric_limits<uint32_t>::max(),
+          [](auto& c) { return static_cast<int64_t>(c.train.max_steps()); },
+          [](auto& c, int64_t v) { c.train.set_max_steps(static_cast<uint32_t>(v)); }),
+      // round
+      IntKey(
+          "round.rounds", "Federated rounds to run.", 1, 1'000'000,
+          [](auto& c) { return c.round.rounds; },
+          [](auto& c, int64_t v) { c.round.rounds = static_cast<int>(v); }),
+      IntKey(
+          "round.clients_per_round", "Clients sampled per round (when round.fraction is 0).", 1,
+          10'000'000, [](auto& c) { return c.round.clients_per_round; },
+          [](auto& c, int64_t v) { c.round.clients_per_round = static_cast<int>(v); }),
+      FloatKey(
+          "round.fraction",
+          "Fraction of clients sampled per round (0 = use round.clients_per_round).", 0, false, 1,
+          false, [](auto& c) { return c.round.fraction; },
+          [](auto& c, double v) { c.round.fraction = v; }),
+      // strategy
+      ChoiceKey(
+          "strategy.name", "Aggregation strategy.", aggregator::RegisteredStrategies,
+          [](auto& c) { return c.strategy; }, [](auto& c, auto& v) { c.strategy = v; }),
+      FloatKey(
+          "strategy.server_learning_rate", "Server learning rate applied to the aggregated update.",
+          0, true, INFINITY, false, [](auto& c) { return c.strategy_options.server_learning_rate; },
+          [](auto& c, double v) { c.strategy_options.server_learning_rate = v; }),
+      FloatKey(
+          "strategy.server_momentum", "FedAvgM server momentum.", 0, false, 1, true,
+          [](auto& c) { return c.strategy_options.server_momentum; },
+          [](auto& c, double v) { c.strategy_options.server_momentum = v; }),
+      FloatKey(
+          "strategy.beta1", "FedAdam/FedYogi/FedAdagrad first-moment decay.", 0, false, 1, true,
+          [](auto& c) { return c.strategy_options.beta1; },
+          [](auto& c, double v) { c.strategy_options.beta1 = v; }),
+      FloatKey(
+          "strategy.beta2", "FedAdam/FedYogi second-moment decay.", 0, false, 1, true,
+          [](auto& c) { return c.strategy_options.beta2; },
+          [](auto& c, double v) { c.strategy_options.beta2 = v; }),
+      FloatKey(
+          "strategy.tau", "Adaptivity tau of the adaptive server optimizers.", 0, true, INFINITY,
+          false, [](auto& c) { return c.strategy_options.tau; },
+          [](auto& c, double v) { c.strategy_options.tau = v; }),
+      FloatKey(
+          "strategy.trim_fraction", "trimmed-mean: fraction dropped at each end.", 0, false, 0.5,
+          true, [](auto& c) { return c.strategy_options.trim_fraction; },
+          [](auto& c, double v) { c.strategy_options.trim_fraction = v; }),
+      IntKey(
+          "strategy.krum_byzantine", "krum: Byzantine clients tolerated (f).", 0, 1'000'000,
+          [](auto& c) { return c.strategy_options.krum_byzantine; },
+          [](auto& c, int64_t v) { c.strategy_options.krum_byzantine = static_cast<int>(v); }),
+      IntKey(
+          "strategy.krum_select", "krum: best updates averaged (1 = Krum, >1 = Multi-Krum).", 1,
+          1'000'000, [](auto& c) { return c.strategy_options.krum_select; },
+          [](auto& c, int64_t v) { c.strategy_options.krum_select = static_cast<int>(v); }),
+      // update
+      ChoiceKey(
+          "update.codec", "How clients encode updates.", models::RegisteredUpdateCodecs,
+          [](auto& c) { return c.codec; }, [](auto& c, auto& v) { c.codec = v; }),
+      FloatKey(
+          "update.clip_norm", "L2 bound on each client update (0 = no clipping).", 0, false,
+          INFINITY, false, [](auto& c) { return c.clip_norm; },
+          [](auto& c, double v) { c.clip_norm = v; }),
+      // eval
+      IntKey(
+          "eval.every", "Evaluate the global model every N rounds (the last round always).", 1,
+          1'000'000, [](auto& c) { return c.eval.every; },
+          [](auto& c, int64_t v) { c.eval.every = static_cast<int>(v); }),
+      IntKey(
+          "eval.batch_size", "Evaluation batch size.", 1, 1'000'000,
+          [](auto& c) { return c.eval.batch_size; },
+          [](auto& c, int64_t v) { c.eval.batch_size = static_cast<int>(v); }),
+  };
+  return *keys;
+}
+
+const KeyDef* FindKey(const std::string& key) {
+  for (const KeyDef& k : Keys()) {
+    if (k.key == key) return &k;
+  }
+  return nullptr;
+}
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t next =
+          std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1] ? 1 : 0)});
+      diagonal = row[j];
+      row[j] = next;
+    }
+  }
+  return row[b.size()];
+}
+
+// Names users bring from Flower, FedML or PyTorch scripts, mapped to ours:
+// only ever used to suggest, never accepted silently.
+const std::map<std::string, std::string>& Aliases() {
+  static const auto* aliases = new std::map<std::string, std::string>{
+      {"lr", "learning_rate"},         {"epochs", "local_epochs"},
+      {"local_steps", "max_steps"},    {"batch", "batch_size"},
+      {"mu", "proximal_mu"},           {"num_rounds", "rounds"},
+      {"clients", "num_clients"},      {"fraction_fit", "fraction"},
+      {"server_lr", "server_learning_rate"}, {"model", "architecture"},
+      {"strategy", "name"},            {"dataset", "dataset"},
+  };
+  return *aliases;
+}
+
+absl::Status UnknownKey(const std::string& key) {
+  std::string best;
+  size_t best_distance = std::numeric_limits<size_t>::max();
+  std::string leaf = key.substr(key.rfind('.') == std::string::npos ? 0 : key.rfind('.') + 1);
+  if (auto it = Aliases().find(leaf); it != Aliases().end()) leaf = it->second;
+  for (const KeyDef& k : Keys()) {
+    size_t d = EditDistance(key, k.key);
+    const std::string k_leaf = k.key.substr(k.key.rfind('.') + 1);
+    if (k_leaf == leaf) d = std::min<size_t>(d, 1);  // right name, wrong section
+    if (d < best_distance) {
+      best_distance = d;
+      best = k.key;
+    }
+  }
+  std::string hint = best_distance <= std::max<size_t>(3, key.size() / 3)
+                         ? absl::StrCat("; did you mean '", best, "'?")
+                         : "";
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown config key '", key, "'", hint, " (fedge-sim --help lists every key)"));
+}
+
+absl::Status Flatten(const YAML::Node& node, const std::string& prefix,
+                     std::vector<std::pair<std::string, std::string>>& out) {
+  if (node.IsMap()) {
+    for (const auto& item : node) {
+      const std::string name = item.first.as<std::string>();
+      FEDGE_RETURN_IF_ERROR(Flatten(item.second, prefix.empty() ? name : prefix + "." + name, out));
+    }
+    return absl::OkStatus();
+  }
+  if (node.IsScalar()) {
+    out.emplace_back(prefix, node.Scalar());
+    return absl::OkStatus();
+  }
+  if (node.IsNull()) {
+    return absl::InvalidArgumentError(absl::StrCat("config key '", prefix, "' has no value"));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("config key '", prefix, "' must be a single value, not a list"));
+}
+
+}  // namespace
+
+SimulationConfig DefaultConfig() {
+  SimulationConfig config;
+  config.train.set_local_epochs(2);
+  config.train.set_batch_size(32);
+  config.train.set_learning_rate(0.05f);
+  config.train.set_momentum(0.0f);
+  config.train.set_weight_decay(0.0f);
+  config.train.set_proximal_mu(0.0f);
+  return config;
+}
+
+std::vector<ConfigKeyInfo> ConfigKeys() {
+  const SimulationConfig defaults = DefaultConfig();
+  std::vector<ConfigKeyInfo> info;
+  for (const KeyDef& k : Keys()) info.push_back({k.key, k.type, k.get(defaults), k.help});
+  return info;
+}
+
+absl::Status SetConfigValue(SimulationConfig& config, const std::string& key,
+                            const std::string& value) {
+  const KeyDef* def = FindKey(key);
+  if (def == nullptr) return UnknownKey(key);
+  SimulationConfig candidate = config;
+  FEDGE_RETURN_IF_ERROR(def->set(candidate, value));
+  config = std::move(candidate);
+  return absl::OkStatus();
+}
+
+absl::Status ApplyYaml(SimulationConfig& config, const std::string& yaml_text,
+                       const std::string& origin) {
+  std::vector<std::pair<std::string, std::string>> entries;
+  try {
+    YAML::Node root = YAML::Load(yaml_text);
+    if (root.IsNull()) return absl::OkStatus();  // an empty file changes nothing
+    if (!root.IsMap()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(origin, ": the top level must be a map of keys"));
+    }
+    FEDGE_RETURN_IF_ERROR(Flatten(root, "", entries));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ": not valid YAML: ", e.what()));
+  }
+  SimulationConfig candidate = config;
+  for (const auto& [key, value] : entries) {
+    if (absl::Status s = SetConfigValue(candidate, key, value); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(origin, ": ", s.message()));
+    }
+  }
+  config = std::move(candidate);
+  return absl::OkStatus();
+}
+
+int ClientsPerRound(const SimulationConfig& config) {
+  if (config.round.fraction > 0.0) {
+    return std::max(1, static_cast<int>(
+                           std::ceil(config.round.fraction * config.partition.num_clients - 1e-9)));
+  }
+  return config.round.clients_per_round;
+}
+
+absl::Status ValidateConfig(const SimulationConfig& config) {
+  const int per_round = ClientsPerRound(config);
+  if (per_round > config.partition.num_clients) {
+    return absl::InvalidArgumentError(absl::StrCat("round.clients_per_round (", per_round,
+                                                   ") exceeds partition.num_clients (",
+                                                   config.partition.num_clients, ")"));
+  }
+  if (config.partition.method == "natural") {
+    if (config.data.dataset != "synthetic") {
+      return absl::InvalidArgumentError(
+          "partition.method 'natural' needs data.dataset 'synthetic' (the only dataset with "
+          "devices)");
+    }
+    if (config.partition.num_clients != config.data.synthetic.num_devices) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "partition.method 'natural' gives one client per device: set partition.num_clients to "
+          "data.synthetic.devices (",
+          config.data.synthetic.num_devices, "), got ", config.partition.num_clients));
+    }
+  }
+  if (config.strategy == "fedprox" && !(config.train.proximal_mu() > 0.0f)) {
+    return absl::InvalidArgumentError(
+        "strategy.name 'fedprox' needs train.proximal_mu > 0 (the proximal term is what makes it "
+        "FedProx)");
+  }
+  absl::StatusOr<std::unique_ptr<aggregator::Strategy>> strategy =
+      aggregator::CreateStrategy(config.strategy, config.strategy_options);
+  if (!strategy.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("strategy '", config.strategy, "': ", strategy.status().message()));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::pair<std::string, std::string>> DescribeConfig(const SimulationConfig& config) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const KeyDef& k : Keys()) out.emplace_back(k.key, k.get(config));
+  return out;
+}
+
+}  // namespace fedge::simulations

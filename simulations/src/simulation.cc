@@ -1,0 +1,239 @@
+#include "fedge/simulations/simulation.h"
+
+#include <sys/resource.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "fedge/aggregator/model_registry.h"
+#include "fedge/aggregator/round_manager.h"
+#include "fedge/client/device_client.h"
+#include "fedge/client/trainer.h"
+#include "fedge/models/model_instance.h"
+#include "fedge/proto/status_macros.h"
+#include "fedge/simulations/inproc_transport.h"
+#include "fedge/simulations/worker_pool.h"
+
+namespace fedge::simulations {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+// Moves a Dataset's buffers into tensors without copying them.
+absl::StatusOr<std::shared_ptr<const client::ExampleStore>> ToExampleStore(Dataset dataset) {
+  std::vector<int64_t> shape = {dataset.num_examples()};
+  shape.insert(shape.end(), dataset.example_shape.begin(), dataset.example_shape.end());
+  torch::Tensor features;
+  if (!dataset.pixels.empty()) {
+    auto* owned = new std::vector<uint8_t>(std::move(dataset.pixels));
+    features = torch::from_blob(
+        owned->data(), shape, [owned](void*) { delete owned; }, torch::kUInt8);
+  } else {
+    auto* owned = new std::vector<float>(std::move(dataset.values));
+    features = torch::from_blob(
+        owned->data(), shape, [owned](void*) { delete owned; }, torch::kFloat32);
+  }
+  torch::Tensor labels =
+      torch::from_blob(dataset.labels.data(), {dataset.num_examples()}, torch::kInt32)
+          .to(torch::kInt64);
+  return client::ExampleStore::Create(std::move(features), std::move(labels), dataset.num_classes,
+                                      dataset.mean, dataset.stddev);
+}
+
+std::string ClientId(size_t i) { return absl::StrCat("client-", i); }
+
+}  // namespace
+
+double PeakRssMb() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+absl::StatusOr<TrainTest> LoadData(const SimulationConfig& config) {
+  if (config.data.dataset == "synthetic") {
+    SyntheticOptions options = config.data.synthetic;
+    options.seed = config.run.seed;
+    return MakeSyntheticDataset(options);
+  }
+  return ReadIdxDataset(config.data.dir, config.data.dataset);
+}
+
+absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, TrainTest data,
+                                               const RoundCallback& on_round) {
+  FEDGE_RETURN_IF_ERROR(ValidateConfig(config));
+  const Clock::time_point run_start = Clock::now();
+
+  // --- data and clients --------------------------------------------------------
+  Partition partition;
+  if (config.partition.method == "natural") {
+    if (data.natural_partition.empty()) {
+      return absl::InvalidArgumentError("partition.method 'natural': the dataset has no devices");
+    }
+    partition = std::move(data.natural_partition);
+  } else {
+    PartitionOptions options = config.partition;
+    options.seed = config.run.seed;
+    FEDGE_ASSIGN_OR_RETURN(partition,
+                           PartitionExamples(data.train.labels, data.train.num_classes, options));
+  }
+  models::ModelSpec spec = config.model;
+  spec.input_shape = data.train.example_shape;
+  spec.num_classes = data.train.num_classes;
+  const int64_t test_size = data.test.num_examples();
+  if (test_size == 0) return absl::InvalidArgumentError("the test split is empty");
+
+  FEDGE_ASSIGN_OR_RETURN(auto train_store, ToExampleStore(std::move(data.train)));
+  FEDGE_ASSIGN_OR_RETURN(auto test_store, ToExampleStore(std::move(data.test)));
+
+  client::DeviceClientOptions client_options;
+  client_options.codec = config.codec;
+  client_options.clip_norm = config.clip_norm;
+  std::vector<client::DeviceClient> clients;
+  std::vector<std::string> candidates;
+  clients.reserve(partition.size());
+  for (size_t i = 0; i < partition.size(); ++i) {
+    if (partition[i].empty()) continue;  // a client without data never trains
+    auto indices = std::make_shared<const std::vector<int32_t>>(std::move(partition[i]));
+    clients.emplace_back(ClientId(i), client::LocalDataset{train_store, std::move(indices)},
+                         client_options);
+    candidates.push_back(clients.back().id());
+  }
+  partition.clear();
+  const int per_round = ClientsPerRound(config);
+  if (static_cast<size_t>(per_round) > candidates.size()) {
+    return absl::FailedPreconditionError(absl::StrCat("only ", candidates.size(),
+                                                      " clients received examples, fewer than the ",
+                                                      per_round, " sampled per round"));
+  }
+  std::unordered_map<std::string, size_t> client_index;
+  for (size_t i = 0; i < clients.size(); ++i) client_index.emplace(clients[i].id(), i);
+
+  // --- models: the global one, and one replica per worker -----------------------
+  const int workers = config.run.threads > 0
+                          ? config.run.threads
+                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  models::SetComputeThreads(config.run.intra_op_threads);
+  FEDGE_ASSIGN_OR_RETURN(auto initial, models::ModelInstance::Create(spec, config.run.seed));
+  std::vector<std::unique_ptr<models::ModelInstance>> replicas;
+  for (int w = 0; w < workers; ++w) {
+    FEDGE_ASSIGN_OR_RETURN(auto replica, models::ModelInstance::Create(spec, config.run.seed));
+    replicas.push_back(std::move(replica));
+  }
+
+  // Only the version being trained and the newest are needed in memory.
+  aggregator::ModelRegistry registry(spec, initial->parameters().layout(), /*keep_latest=*/2);
+  FEDGE_RETURN_IF_ERROR(registry.Publish(initial->parameters().values(), 0).status());
+  initial.reset();
+  FEDGE_ASSIGN_OR_RETURN(auto strategy,
+                         aggregator::CreateStrategy(config.strategy, config.strategy_options));
+  aggregator::RoundManagerOptions round_options;
+  round_options.codec = config.codec;
+  FEDGE_ASSIGN_OR_RETURN(
+      auto rounds, aggregator::RoundManager::Create(std::move(strategy), &registry, round_options));
+  InProcTransport transport(rounds.get(), &registry);
+  client::Trainer trainer;
+
+  const int intra_op = config.run.intra_op_threads;
+  WorkerPool pool(workers, [intra_op](int) { models::SetComputeThreads(intra_op); });
+
+  SimulationResult result;
+  result.summary.experiment = config.run.name;
+  result.summary.num_parameters = registry.num_parameters();
+  result.summary.config = DescribeConfig(config);
+
+  for (int r = 1; r <= config.round.rounds; ++r) {
+    const Clock::time_point round_start = Clock::now();
+    FEDGE_ASSIGN_OR_RETURN(
+        std::vector<std::string> cohort,
+        aggregator::RoundManager::SelectCohort(candidates, per_round, config.run.seed, r));
+    v1::TrainConfig train = config.train;
+    train.set_seed(config.run.seed * 1'000'003ULL + static_cast<uint64_t>(r));
+    train.set_learning_rate(
+        static_cast<float>(config.train.learning_rate() * std::pow(config.lr_decay, r - 1)));
+    FEDGE_RETURN_IF_ERROR(rounds->OpenRound(r, cohort, train));
+
+    std::vector<absl::StatusOr<client::TaskReport>> reports(cohort.size(),
+                                                            absl::UnknownError("not run"));
+    pool.ParallelFor(static_cast<int64_t>(cohort.size()), [&](int64_t task, int worker) {
+      const client::DeviceClient& device = clients[client_index.at(cohort[task])];
+      reports[task] = device.RunTask(transport, *replicas[worker], trainer);
+    });
+    for (size_t i = 0; i < reports.size(); ++i) {
+      if (!reports[i].ok()) {
+        (void)rounds->CloseRound();
+        return absl::Status(
+            reports[i].status().code(),
+            absl::StrCat("round ", r, ", ", cohort[i], ": ", reports[i].status().message()));
+      }
+    }
+    FEDGE_ASSIGN_OR_RETURN(aggregator::RoundOutcome outcome, rounds->CloseRound());
+
+    RoundRecord record;
+    record.round = r;
+    record.participants = outcome.participants;
+    record.train_loss = outcome.train_loss;
+    for (const auto& report : reports) {
+      record.bytes_up += report->bytes_up;
+      record.bytes_down += report->bytes_down;
+    }
+
+    const bool evaluate = (r % config.eval.every == 0) || r == config.round.rounds;
+    if (evaluate) {
+      FEDGE_ASSIGN_OR_RETURN(auto version, registry.Get(outcome.new_version));
+      const int64_t shards = std::min<int64_t>(workers, test_size);
+      std::vector<absl::StatusOr<client::EvalMetrics>> parts(shards, absl::UnknownError("not run"));
+      pool.ParallelFor(shards, [&](int64_t shard, int worker) {
+        models::ModelInstance& model = *replicas[worker];
+        if (absl::Status s = model.parameters().CopyFrom(version->parameters); !s.ok()) {
+          parts[shard] = s;
+          return;
+        }
+        const int64_t begin = test_size * shard / shards;
+        const int64_t end = test_size * (shard + 1) / shards;
+        parts[shard] = client::Evaluate(model, *test_store, begin, end, config.eval.batch_size);
+      });
+      double loss = 0.0, correct = 0.0;
+      for (const auto& part : parts) {
+        if (!part.ok()) return part.status();
+        loss += part->loss * static_cast<double>(part->examples);
+        correct += part->accuracy * static_cast<double>(part->examples);
+      }
+      record.test_loss = loss / static_cast<double>(test_size);
+      record.test_accuracy = correct / static_cast<double>(test_size);
+    } else if (!result.rounds.empty()) {
+      record.test_loss = result.rounds.back().test_loss;
+      record.test_accuracy = result.rounds.back().test_accuracy;
+    }
+    record.wall_seconds = Seconds(round_start);
+    record.elapsed_seconds = Seconds(run_start);
+    result.rounds.push_back(record);
+    if (on_round) on_round(record);
+  }
+
+  RunSummary& summary = result.summary;
+  summary.rounds = static_cast<int>(result.rounds.size());
+  summary.final_accuracy = result.rounds.back().test_accuracy;
+  summary.final_loss = result.rounds.back().test_loss;
+  for (const RoundRecord& record : result.rounds) {
+    summary.best_accuracy = std::max(summary.best_accuracy, record.test_accuracy);
+    summary.bytes_up += record.bytes_up;
+    summary.bytes_down += record.bytes_down;
+  }
+  summary.wall_seconds = Seconds(run_start);
+  summary.peak_rss_mb = PeakRssMb();
+  FEDGE_ASSIGN_OR_RETURN(auto final_version, registry.Latest());
+  result.final_parameters = final_version->parameters;
+  return result;
+}
+
+}  // namespace fedge::simulations

@@ -1,0 +1,160 @@
+#include "fedge/client/device_client.h"
+
+#include <torch/torch.h>
+
+#include <numeric>
+
+#include "fedge/models/artifact.h"
+#include "fedge/models/update_codec.h"
+#include "fedge/privacy/clipping.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace fedge::client {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A scripted aggregator: one task, one artifact, records what is submitted.
+class FakeTransport final : public ClientTransport {
+ public:
+  absl::StatusOr<v1::Task> PollTask(const std::string& client_id) override {
+    if (!task) return absl::NotFoundError("no task");
+    return *task;
+  }
+  absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> FetchModel(uint64_t version) override {
+    if (artifact == nullptr || artifact->header().version() != version) {
+      return absl::NotFoundError("no such version");
+    }
+    return artifact;
+  }
+  absl::Status SubmitUpdate(const v1::EncodedUpdate& update) override {
+    submitted.push_back(update);
+    return submit_status;
+  }
+
+  std::optional<v1::Task> task;
+  std::shared_ptr<const v1::ModelArtifact> artifact;
+  std::vector<v1::EncodedUpdate> submitted;
+  absl::Status submit_status;
+};
+
+class DeviceClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    torch::manual_seed(4);
+    torch::Tensor labels = torch::randint(0, 3, {60}, torch::kInt64);
+    torch::Tensor features = torch::randn({60, 5}) + labels.to(torch::kFloat32).unsqueeze(1);
+    store_ = *ExampleStore::Create(features, labels, 3);
+    auto indices = std::make_shared<std::vector<int32_t>>(40);
+    std::iota(indices->begin(), indices->end(), 10);
+    data_ = LocalDataset{store_, indices};
+
+    auto global = models::ModelInstance::Create(spec_, 17);
+    ASSERT_TRUE(global.ok());
+    global_ = std::move(*global);
+    models::ArtifactOptions options;
+    options.version = 3;
+    artifact_ = *models::BuildFp32Artifact(spec_, global_->parameters().layout(),
+                                           global_->parameters().values(), options);
+    transport_.artifact = std::make_shared<const v1::ModelArtifact>(artifact_);
+    v1::Task task;
+    task.set_round(8);
+    task.set_model_version(3);
+    task.set_client_id("phone-1");
+    task.mutable_train()->set_local_epochs(1);
+    task.mutable_train()->set_batch_size(8);
+    task.mutable_train()->set_learning_rate(0.1f);
+    transport_.task = task;
+    // The device's own model starts from different weights: the artifact
+    // must replace them.
+    device_model_ = std::move(*models::ModelInstance::Create(spec_, 99));
+  }
+
+  models::ModelSpec spec_{"mlp", {5}, 3};
+  std::shared_ptr<const ExampleStore> store_;
+  LocalDataset data_;
+  std::unique_ptr<models::ModelInstance> global_;
+  std::unique_ptr<models::ModelInstance> device_model_;
+  v1::ModelArtifact artifact_;
+  FakeTransport transport_;
+};
+
+TEST_F(DeviceClientTest, RunsTheTaskAndSubmitsAnUpdateAgainstTheDownloadedModel) {
+  DeviceClient client("phone-1", data_);
+  auto report = client.RunTask(transport_, *device_model_, Trainer());
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(transport_.submitted.size(), 1u);
+  const v1::EncodedUpdate& update = transport_.submitted[0];
+  EXPECT_EQ(update.round(), 8u);
+  EXPECT_EQ(update.model_version(), 3u);
+  EXPECT_EQ(update.client_id(), "phone-1");
+  EXPECT_EQ(update.num_examples(), 40u);
+  EXPECT_EQ(update.codec(), "fp32");
+  EXPECT_TRUE(update.metrics().contains("train_loss"));
+  EXPECT_EQ(report->bytes_up, update.ByteSizeLong());
+  EXPECT_GT(report->bytes_down, artifact_.ByteSizeLong());
+
+  // The update is relative to the artifact's weights, not the device's old ones.
+  std::vector<float> delta(global_->parameters().size());
+  ASSERT_TRUE((*models::CreateUpdateCodec("fp32"))->Decode(update, delta).ok());
+  const auto local = device_model_->parameters().values();
+  const auto global = global_->parameters().values();
+  for (size_t i = 0; i < delta.size(); i += 31) {
+    EXPECT_NEAR(delta[i], local[i] - global[i], 1e-6) << i;
+  }
+}
+
+TEST_F(DeviceClientTest, ClipsTheUpdateWhenAskedTo) {
+  DeviceClientOptions options;
+  options.clip_norm = 1e-3;
+  DeviceClient client("phone-1", data_, options);
+  ASSERT_TRUE(client.RunTask(transport_, *device_model_, Trainer()).ok());
+  std::vector<float> delta(global_->parameters().size());
+  ASSERT_TRUE((*models::CreateUpdateCodec("fp32"))->Decode(transport_.submitted[0], delta).ok());
+  EXPECT_NEAR(privacy::L2Norm(delta), 1e-3, 1e-6);
+}
+
+TEST_F(DeviceClientTest, RefusesATamperedModelAndSubmitsNothing) {
+  v1::ModelArtifact tampered = artifact_;
+  (*tampered.mutable_tensors(0)->mutable_data())[5] ^= 0x40;
+  transport_.artifact = std::make_shared<const v1::ModelArtifact>(tampered);
+  std::vector<float> before(device_model_->parameters().values().begin(),
+                            device_model_->parameters().values().end());
+  auto report = DeviceClient("phone-1", data_).RunTask(transport_, *device_model_, Trainer());
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(report.status().message(), HasSubstr("loading the model"));
+  EXPECT_TRUE(transport_.submitted.empty());
+  EXPECT_TRUE(std::equal(before.begin(), before.end(), device_model_->parameters().values().begin()));
+}
+
+TEST_F(DeviceClientTest, RefusesAModelOfAnotherArchitecture) {
+  auto cnn = models::ModelInstance::Create(models::ModelSpec{"cnn", {1, 28, 28}, 3}, 1);
+  ASSERT_TRUE(cnn.ok());
+  auto report = DeviceClient("phone-1", data_).RunTask(transport_, **cnn, Trainer());
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(report.status().message(), HasSubstr("'mlp'"));
+}
+
+TEST_F(DeviceClientTest, PassesOnNoTaskAndSubmissionErrors) {
+  transport_.task.reset();
+  auto none = DeviceClient("phone-1", data_).RunTask(transport_, *device_model_, Trainer());
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kNotFound);
+
+  SetUp();
+  transport_.submit_status = absl::FailedPreconditionError("round 8 is closed");
+  auto refused = DeviceClient("phone-1", data_).RunTask(transport_, *device_model_, Trainer());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("submitting the update: round 8 is closed"));
+}
+
+TEST_F(DeviceClientTest, UnknownCodecIsReported) {
+  DeviceClientOptions options;
+  options.codec = "zip";
+  auto report = DeviceClient("phone-1", data_, options).RunTask(transport_, *device_model_, Trainer());
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(transport_.submitted.empty());
+}
+
+}  // namespace
+}  // namespace fedge::client

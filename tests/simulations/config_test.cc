@@ -1,0 +1,153 @@
+#include "fedge/simulations/config.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace fedge::simulations {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ConfigTest, DefaultIsTheDocumentedExperimentAndValid) {
+  SimulationConfig config = DefaultConfig();
+  EXPECT_EQ(config.data.dataset, "fashion-mnist");
+  EXPECT_EQ(config.partition.num_clients, 100);
+  EXPECT_EQ(config.partition.method, "dirichlet");
+  EXPECT_DOUBLE_EQ(config.partition.alpha, 0.5);
+  EXPECT_EQ(ClientsPerRound(config), 10);
+  EXPECT_EQ(config.model.architecture, "cnn");
+  EXPECT_EQ(config.strategy, "fedavg");
+  EXPECT_TRUE(ValidateConfig(config).ok());
+}
+
+TEST(ConfigTest, SetsEveryKindOfKey) {
+  SimulationConfig config = DefaultConfig();
+  ASSERT_TRUE(SetConfigValue(config, "train.learning_rate", "0.25").ok());
+  ASSERT_TRUE(SetConfigValue(config, "round.rounds", "7").ok());
+  ASSERT_TRUE(SetConfigValue(config, "strategy.name", "fedadam").ok());
+  ASSERT_TRUE(SetConfigValue(config, "data.dir", "/tmp/x").ok());
+  EXPECT_FLOAT_EQ(config.train.learning_rate(), 0.25f);
+  EXPECT_EQ(config.round.rounds, 7);
+  EXPECT_EQ(config.strategy, "fedadam");
+  EXPECT_EQ(config.data.dir, "/tmp/x");
+}
+
+TEST(ConfigTest, UnknownKeySuggestsTheClosestOne) {
+  SimulationConfig config = DefaultConfig();
+  absl::Status status = SetConfigValue(config, "train.learning_rat", "0.1");
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("unknown config key 'train.learning_rat'"));
+  EXPECT_THAT(status.message(), HasSubstr("did you mean 'train.learning_rate'"));
+  status = SetConfigValue(config, "round.local_epochs", "3");  // right name, wrong section
+  EXPECT_THAT(status.message(), HasSubstr("did you mean 'train.local_epochs'"));
+}
+
+TEST(ConfigTest, BadValuesNameTheKeyAndChangeNothing) {
+  const SimulationConfig original = DefaultConfig();
+  struct Case {
+    std::string key, value, expect;
+  };
+  const std::vector<Case> cases = {
+      {"train.learning_rate", "-0.1", "train.learning_rate"},
+      {"train.learning_rate", "fast", "expected a number > 0"},
+      {"train.learning_rate", "nan", "train.learning_rate"},
+      {"partition.alpha", "0", "partition.alpha"},
+      {"partition.alpha", "-1", "a number > 0"},
+      {"round.rounds", "1.5", "an integer in [1,"},
+      {"round.rounds", "0", "round.rounds"},
+      {"partition.num_clients", "99999999999999999999", "partition.num_clients"},
+      {"train.momentum", "1", "[0, 1)"},
+      {"round.fraction", "1.5", "round.fraction"},
+      {"run.name", "", "non-empty"},
+  };
+  for (const Case& c : cases) {
+    SimulationConfig config = original;
+    absl::Status status = SetConfigValue(config, c.key, c.value);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.key << "=" << c.value;
+    EXPECT_THAT(status.message(), HasSubstr(c.expect)) << c.key << "=" << c.value;
+    EXPECT_EQ(DescribeConfig(config), DescribeConfig(original));
+  }
+}
+
+TEST(ConfigTest, UnknownNamesListTheKnownOnes) {
+  SimulationConfig config = DefaultConfig();
+  absl::Status strategy = SetConfigValue(config, "strategy.name", "fedmagic");
+  EXPECT_THAT(strategy.message(), HasSubstr("fedmagic"));
+  EXPECT_THAT(strategy.message(), HasSubstr("fedavg"));
+  EXPECT_THAT(strategy.message(), HasSubstr("krum"));
+  absl::Status model = SetConfigValue(config, "model.architecture", "vgg");
+  EXPECT_THAT(model.message(), HasSubstr("cnn-large"));
+  absl::Status partition = SetConfigValue(config, "partition.method", "random");
+  EXPECT_THAT(partition.message(), HasSubstr("dirichlet"));
+}
+
+TEST(ConfigTest, CrossFieldChecks) {
+  SimulationConfig config = DefaultConfig();
+  ASSERT_TRUE(SetConfigValue(config, "round.clients_per_round", "101").ok());
+  absl::Status status = ValidateConfig(config);
+  EXPECT_THAT(status.message(),
+              HasSubstr("round.clients_per_round (101) exceeds partition.num_clients (100)"));
+
+  config = DefaultConfig();
+  ASSERT_TRUE(SetConfigValue(config, "round.fraction", "0.25").ok());
+  EXPECT_EQ(ClientsPerRound(config), 25);
+
+  config = DefaultConfig();
+  ASSERT_TRUE(SetConfigValue(config, "strategy.name", "fedprox").ok());
+  EXPECT_THAT(ValidateConfig(config).message(), HasSubstr("train.proximal_mu"));
+  ASSERT_TRUE(SetConfigValue(config, "train.proximal_mu", "0.01").ok());
+  EXPECT_TRUE(ValidateConfig(config).ok());
+
+  config = DefaultConfig();
+  ASSERT_TRUE(SetConfigValue(config, "partition.method", "natural").ok());
+  EXPECT_THAT(ValidateConfig(config).message(), HasSubstr("synthetic"));
+}
+
+TEST(ConfigTest, YamlMapsNestedKeysAndIsAllOrNothing) {
+  SimulationConfig config = DefaultConfig();
+  ASSERT_TRUE(ApplyYaml(config, R"(
+train:
+  learning_rate: 0.02
+  local_epochs: 3
+strategy:
+  name: fedyogi
+data:
+  synthetic:
+    alpha: 0.5
+)",
+                        "exp.yaml")
+                  .ok());
+  EXPECT_FLOAT_EQ(config.train.learning_rate(), 0.02f);
+  EXPECT_EQ(config.train.local_epochs(), 3u);
+  EXPECT_EQ(config.strategy, "fedyogi");
+  EXPECT_DOUBLE_EQ(config.data.synthetic.alpha, 0.5);
+
+  const auto before = DescribeConfig(config);
+  absl::Status status = ApplyYaml(config, "train:\n  batch_size: 8\n  lr: 0.1\n", "bad.yaml");
+  EXPECT_THAT(status.message(), HasSubstr("bad.yaml"));
+  EXPECT_THAT(status.message(), HasSubstr("train.lr"));
+  EXPECT_EQ(DescribeConfig(config), before);  // batch_size was not applied either
+
+  EXPECT_THAT(ApplyYaml(config, "train: [1, 2]", "list.yaml").message(), HasSubstr("not a list"));
+  EXPECT_THAT(ApplyYaml(config, "train: {lr: [", "broken.yaml").message(),
+              HasSubstr("not valid YAML"));
+  EXPECT_THAT(ApplyYaml(config, "round:\n  rounds:\n", "null.yaml").message(),
+              HasSubstr("no value"));
+  EXPECT_TRUE(ApplyYaml(config, "", "empty.yaml").ok());
+}
+
+TEST(ConfigTest, EveryKeyIsDocumentedAndRoundTrips) {
+  const std::vector<ConfigKeyInfo> keys = ConfigKeys();
+  ASSERT_GE(keys.size(), 30u);
+  SimulationConfig config = DefaultConfig();
+  for (const ConfigKeyInfo& key : keys) {
+    EXPECT_FALSE(key.help.empty()) << key.key;
+    EXPECT_FALSE(key.type.empty()) << key.key;
+    // Setting a key to its own described value is accepted and changes nothing.
+    EXPECT_TRUE(SetConfigValue(config, key.key, key.default_value).ok()) << key.key;
+  }
+  EXPECT_EQ(DescribeConfig(config), DescribeConfig(DefaultConfig()));
+}
+
+}  // namespace
+}  // namespace fedge::simulations

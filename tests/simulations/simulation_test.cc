@@ -1,0 +1,133 @@
+// End-to-end: a short federated simulation that must learn.
+#include "fedge/simulations/simulation.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace fedge::simulations {
+namespace {
+
+using ::testing::HasSubstr;
+
+SimulationConfig SyntheticConfig() {
+  SimulationConfig config = DefaultConfig();
+  config.run.name = "synthetic-test";
+  config.run.seed = 5;
+  config.run.threads = 2;
+  config.run.progress = "off";
+  config.data.dataset = "synthetic";
+  config.data.synthetic.alpha = 0.0;
+  config.data.synthetic.beta = 0.0;
+  config.data.synthetic.num_devices = 20;
+  config.partition.method = "natural";
+  config.partition.num_clients = 20;
+  config.model.architecture = "mlp";
+  config.round.rounds = 15;
+  config.round.clients_per_round = 8;
+  config.train.set_local_epochs(2);
+  config.train.set_batch_size(10);
+  config.train.set_learning_rate(0.05f);
+  return config;
+}
+
+TrainTest Data(const SimulationConfig& config) {
+  auto data = LoadData(config);
+  EXPECT_TRUE(data.ok()) << data.status();
+  return std::move(*data);
+}
+
+TEST(SimulationTest, FedAvgOnSyntheticLearnsWellAboveChance) {
+  const SimulationConfig config = SyntheticConfig();
+  std::vector<int> seen_rounds;
+  auto result = RunSimulation(config, Data(config),
+                              [&](const RoundRecord& r) { seen_rounds.push_back(r.round); });
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->rounds.size(), 15u);
+  EXPECT_EQ(seen_rounds.size(), 15u);
+  const RoundRecord& first = result->rounds.front();
+  const RoundRecord& last = result->rounds.back();
+  // 10 classes: chance is 10%.
+  EXPECT_GT(last.test_accuracy, 0.5) << "first round " << first.test_accuracy;
+  EXPECT_LT(last.test_loss, first.test_loss);
+  EXPECT_EQ(result->summary.final_accuracy, last.test_accuracy);
+  for (const RoundRecord& r : result->rounds) {
+    EXPECT_EQ(r.participants, 8);
+    EXPECT_GT(r.bytes_up, 8u * 4u * static_cast<uint64_t>(result->summary.num_parameters));
+    EXPECT_GT(r.bytes_down, r.bytes_up);  // artifacts + tasks are a little larger than updates
+  }
+  EXPECT_EQ(result->final_parameters.size(), static_cast<size_t>(result->summary.num_parameters));
+}
+
+TEST(SimulationTest, SameSeedSameRunBitForBitOnOneThread) {
+  SimulationConfig config = SyntheticConfig();
+  config.round.rounds = 3;
+  config.run.threads = 1;
+  auto a = RunSimulation(config, Data(config));
+  auto b = RunSimulation(config, Data(config));
+  ASSERT_TRUE(a.ok() && b.ok());
+  for (size_t i = 0; i < a->rounds.size(); ++i) {
+    EXPECT_EQ(a->rounds[i].test_accuracy, b->rounds[i].test_accuracy) << i;
+  }
+  EXPECT_EQ(a->final_parameters, b->final_parameters);
+}
+
+// With several workers, updates arrive in a different order each run, and
+// float addition is not associative: results agree to rounding, not bits.
+TEST(SimulationTest, SameSeedSameRunToRoundingOnTwoThreads) {
+  SimulationConfig config = SyntheticConfig();
+  config.round.rounds = 3;
+  config.run.threads = 2;
+  auto a = RunSimulation(config, Data(config));
+  auto b = RunSimulation(config, Data(config));
+  ASSERT_TRUE(a.ok() && b.ok());
+  for (size_t i = 0; i < a->rounds.size(); ++i) {
+    EXPECT_NEAR(a->rounds[i].test_accuracy, b->rounds[i].test_accuracy, 0.005) << i;
+  }
+  ASSERT_EQ(a->final_parameters.size(), b->final_parameters.size());
+  for (size_t i = 0; i < a->final_parameters.size(); ++i) {
+    ASSERT_NEAR(a->final_parameters[i], b->final_parameters[i], 1e-4) << i;
+  }
+}
+
+TEST(SimulationTest, EveryStrategyRunsARound) {
+  for (const char* strategy : {"fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "median",
+                               "trimmed-mean", "krum"}) {
+    SimulationConfig config = SyntheticConfig();
+    config.strategy = strategy;
+    config.round.rounds = 2;
+    config.strategy_options.server_learning_rate = 0.5;
+    auto result = RunSimulation(config, Data(config));
+    ASSERT_TRUE(result.ok()) << strategy << ": " << result.status();
+    EXPECT_GT(result->rounds.back().test_accuracy, 0.0) << strategy;
+  }
+}
+
+TEST(SimulationTest, DirichletPartitionOverSyntheticLabels) {
+  SimulationConfig config = SyntheticConfig();
+  config.partition.method = "dirichlet";
+  config.partition.num_clients = 30;
+  config.round.rounds = 2;
+  auto result = RunSimulation(config, Data(config));
+  ASSERT_TRUE(result.ok()) << result.status();
+}
+
+TEST(SimulationTest, InvalidConfigIsRefusedBeforeAnyWork) {
+  SimulationConfig config = SyntheticConfig();
+  config.round.clients_per_round = 21;
+  auto result = RunSimulation(config, Data(config));
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(result.status().message(), HasSubstr("round.clients_per_round"));
+}
+
+TEST(SimulationTest, DivergingTrainingIsReportedNotPublished) {
+  SimulationConfig config = SyntheticConfig();
+  config.train.set_learning_rate(1e9f);
+  config.round.rounds = 3;
+  auto result = RunSimulation(config, Data(config));
+  EXPECT_FALSE(result.ok());
+  EXPECT_THAT(result.status().message(),
+              ::testing::AnyOf(HasSubstr("diverged"), HasSubstr("finite")));
+}
+
+}  // namespace
+}  // namespace fedge::simulations
