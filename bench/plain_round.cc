@@ -7,7 +7,7 @@
 //
 //   fedge_plain_round [--clients 10] [--model cnn-large] [--threads 2]
 //                     [--rounds 3] [--epochs 1] [--batch 32] [--lr 0.05]
-//                     [--seed 42] [--eval-batch 1000]
+//                     [--seed 42] [--eval-batch 256]
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -39,7 +39,7 @@ void LoadInto(torch::nn::Module& net, const std::vector<torch::Tensor>& weights)
 }  // namespace
 
 int main(int argc, char** argv) {
-  int clients = 10, threads = 2, rounds = 3, epochs = 1, batch = 32, eval_batch = 1000;
+  int clients = 10, threads = 2, rounds = 3, epochs = 1, batch = 32, eval_batch = 256;
   float lr = 0.05f;
   uint64_t seed = 42;
   std::string model = "cnn-large";

@@ -1,26 +1,19 @@
 #include "fedge/models/model_zoo.h"
 
-#include <cstdlib>
-#include <iostream>
-#include <map>
 #include <mutex>
 
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "fedge/proto/registry.h"
 #include "fedge/proto/status_macros.h"
 
 namespace fedge::models {
 namespace {
 
-struct Registry {
-  std::mutex mu;
-  std::map<std::string, ArchitectureFactory, std::less<>> factories;
-};
-
-Registry& GetRegistry() {
-  static Registry* registry = new Registry;
+Registry<ArchitectureFactory>& Architectures() {
+  static auto* const registry = new Registry<ArchitectureFactory>("model architecture");
   return *registry;
 }
 
@@ -133,40 +126,18 @@ void EnsureBuiltins() {
 }  // namespace
 
 bool RegisterArchitecture(std::string_view name, ArchitectureFactory factory) {
-  Registry& registry = GetRegistry();
-  std::lock_guard<std::mutex> lock(registry.mu);
-  if (!registry.factories.emplace(std::string(name), std::move(factory)).second) {
-    std::cerr << "fedge: model architecture '" << name << "' registered twice\n";
-    std::abort();
-  }
-  return true;
+  return Architectures().Add(name, std::move(factory));
 }
 
 std::vector<std::string> RegisteredArchitectures() {
   EnsureBuiltins();
-  Registry& registry = GetRegistry();
-  std::lock_guard<std::mutex> lock(registry.mu);
-  std::vector<std::string> names;
-  for (const auto& [name, factory] : registry.factories) names.push_back(name);
-  return names;
+  return Architectures().Names();
 }
 
 absl::StatusOr<NetworkPtr> CreateModel(const ModelSpec& spec, uint64_t seed) {
   EnsureBuiltins();
   FEDGE_RETURN_IF_ERROR(ValidateModelSpec(spec));
-  ArchitectureFactory factory;
-  {
-    Registry& registry = GetRegistry();
-    std::lock_guard<std::mutex> lock(registry.mu);
-    auto it = registry.factories.find(spec.architecture);
-    if (it == registry.factories.end()) {
-      std::vector<std::string> known;
-      for (const auto& [name, f] : registry.factories) known.push_back(name);
-      return absl::NotFoundError(absl::StrCat("unknown model architecture '", spec.architecture,
-                                              "'; known: ", absl::StrJoin(known, ", ")));
-    }
-    factory = it->second;
-  }
+  FEDGE_ASSIGN_OR_RETURN(ArchitectureFactory factory, Architectures().Find(spec.architecture));
   std::lock_guard<std::mutex> lock(InitMutex());
   torch::manual_seed(seed);
   try {

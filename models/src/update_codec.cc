@@ -1,24 +1,15 @@
 #include "fedge/models/update_codec.h"
 
-#include <cstdlib>
 #include <cstring>
-#include <iostream>
-#include <map>
-#include <mutex>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "fedge/proto/registry.h"
 
 namespace fedge::models {
 namespace {
 
-struct Registry {
-  std::mutex mu;
-  std::map<std::string, UpdateCodecFactory, std::less<>> factories;
-};
-
-Registry& GetRegistry() {
-  static Registry* registry = new Registry;
+Registry<UpdateCodecFactory>& Codecs() {
+  static auto* const registry = new Registry<UpdateCodecFactory>("update codec");
   return *registry;
 }
 
@@ -63,34 +54,15 @@ class Fp32Codec final : public UpdateCodec {
 }  // namespace
 
 bool RegisterUpdateCodec(std::string_view name, UpdateCodecFactory factory) {
-  Registry& registry = GetRegistry();
-  std::lock_guard<std::mutex> lock(registry.mu);
-  if (!registry.factories.emplace(std::string(name), std::move(factory)).second) {
-    std::cerr << "fedge: update codec '" << name << "' registered twice\n";
-    std::abort();
-  }
-  return true;
+  return Codecs().Add(name, std::move(factory));
 }
 
-std::vector<std::string> RegisteredUpdateCodecs() {
-  Registry& registry = GetRegistry();
-  std::lock_guard<std::mutex> lock(registry.mu);
-  std::vector<std::string> names;
-  for (const auto& [name, factory] : registry.factories) names.push_back(name);
-  return names;
-}
+std::vector<std::string> RegisteredUpdateCodecs() { return Codecs().Names(); }
 
 absl::StatusOr<std::unique_ptr<UpdateCodec>> CreateUpdateCodec(std::string_view name) {
-  Registry& registry = GetRegistry();
-  std::lock_guard<std::mutex> lock(registry.mu);
-  auto it = registry.factories.find(name);
-  if (it == registry.factories.end()) {
-    std::vector<std::string> known;
-    for (const auto& [n, f] : registry.factories) known.push_back(n);
-    return absl::NotFoundError(
-        absl::StrCat("unknown update codec '", std::string(name), "'; known: ", absl::StrJoin(known, ", ")));
-  }
-  return it->second();
+  absl::StatusOr<UpdateCodecFactory> factory = Codecs().Find(name);
+  if (!factory.ok()) return factory.status();
+  return (*factory)();
 }
 
 }  // namespace fedge::models

@@ -71,7 +71,7 @@ TEST(StrategyRegistryTest, RegisteredStrategiesAreSorted) {
 
 TEST(StrategyRegistryTest, UnknownNameIsNotFoundAndListsKnownNames) {
   const absl::StatusOr<std::unique_ptr<Strategy>> strategy = CreateStrategy("fedsgd", {});
-  EXPECT_THAT(strategy, StatusIs(absl::StatusCode::kNotFound, HasSubstr("\"fedsgd\"")));
+  EXPECT_THAT(strategy, StatusIs(absl::StatusCode::kNotFound, HasSubstr("'fedsgd'")));
   for (const std::string& name : BuiltInNames()) {
     EXPECT_THAT(strategy, StatusIs(absl::StatusCode::kNotFound, HasSubstr(name)));
   }

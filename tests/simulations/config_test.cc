@@ -1,5 +1,9 @@
 #include "fedge/simulations/config.h"
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -147,6 +151,28 @@ TEST(ConfigTest, EveryKeyIsDocumentedAndRoundTrips) {
     EXPECT_TRUE(SetConfigValue(config, key.key, key.default_value).ok()) << key.key;
   }
   EXPECT_EQ(DescribeConfig(config), DescribeConfig(DefaultConfig()));
+}
+
+}  // namespace
+}  // namespace fedge::simulations
+
+namespace fedge::simulations {
+namespace {
+
+// Every example config shipped in configs/ must load and validate.
+TEST(ConfigTest, ShippedConfigsAreValid) {
+  int checked = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    std::ifstream in(entry.path());
+    std::stringstream text;
+    text << in.rdbuf();
+    SimulationConfig config = DefaultConfig();
+    EXPECT_TRUE(ApplyYaml(config, text.str(), entry.path().string()).ok()) << entry.path();
+    EXPECT_TRUE(ValidateConfig(config).ok()) << entry.path() << ": " << ValidateConfig(config);
+    ++checked;
+  }
+  EXPECT_GE(checked, 2);
 }
 
 }  // namespace

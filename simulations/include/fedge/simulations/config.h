@@ -45,7 +45,7 @@ struct RoundOptions {
 
 struct EvalOptions {
   int every = 1;            // evaluate the global model every N rounds (and the last)
-  int batch_size = 1000;
+  int batch_size = 256;     // bounds activation memory: ~12 MB per worker for cnn
 };
 
 struct RunOptions {
