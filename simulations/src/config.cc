@@ -391,13 +391,19 @@ absl::Status Flatten(const YAML::Node& node, const std::string& prefix,
 }  // namespace
 
 SimulationConfig DefaultConfig() {
+  // Local training for the default experiment, chosen on Fashion-MNIST with
+  // Dirichlet(0.5) over 100 clients (see docs/benchmarks.md): three local
+  // epochs of SGD with momentum, and a per-round learning-rate decay that
+  // damps the round-to-round swings a skewed cohort causes late in training.
   SimulationConfig config;
-  config.train.set_local_epochs(2);
+  config.round.rounds = 80;
+  config.train.set_local_epochs(3);
   config.train.set_batch_size(32);
-  config.train.set_learning_rate(0.05f);
-  config.train.set_momentum(0.0f);
+  config.train.set_learning_rate(0.02f);
+  config.train.set_momentum(0.9f);
   config.train.set_weight_decay(0.0f);
   config.train.set_proximal_mu(0.0f);
+  config.lr_decay = 0.965;
   return config;
 }
 

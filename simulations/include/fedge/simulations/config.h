@@ -36,7 +36,7 @@ struct DataOptions {
 };
 
 struct RoundOptions {
-  int rounds = 100;
+  int rounds = 80;
   // Clients sampled per round; used when `fraction` is 0.
   int clients_per_round = 10;
   // If > 0, sample ceil(fraction * num_clients) clients per round instead.
