@@ -463,6 +463,12 @@ absl::Status ValidateConfig(const SimulationConfig& config) {
                                                    ") exceeds partition.num_clients (",
                                                    config.partition.num_clients, ")"));
   }
+  if (config.data.dataset == "mnist" &&
+      config.data.dir.rfind(kDefaultFashionMnistDir, 0) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data.dataset 'mnist' needs data.dir set to a folder of MNIST IDX files; ",
+        kDefaultFashionMnistDir, " holds Fashion-MNIST"));
+  }
   if (config.partition.method == "natural") {
     if (config.data.dataset != "synthetic") {
       return absl::InvalidArgumentError(

@@ -103,6 +103,12 @@ TEST(ConfigTest, CrossFieldChecks) {
   EXPECT_TRUE(ValidateConfig(config).ok());
 
   config = DefaultConfig();
+  ASSERT_TRUE(SetConfigValue(config, "data.dataset", "mnist").ok());
+  EXPECT_THAT(ValidateConfig(config).message(), HasSubstr("data.dir"));
+  ASSERT_TRUE(SetConfigValue(config, "data.dir", "/data/mnist").ok());
+  EXPECT_TRUE(ValidateConfig(config).ok());
+
+  config = DefaultConfig();
   ASSERT_TRUE(SetConfigValue(config, "partition.method", "natural").ok());
   EXPECT_THAT(ValidateConfig(config).message(), HasSubstr("synthetic"));
 }
