@@ -12,6 +12,7 @@
 
 #include "fedge/client/local_data.h"
 #include "fedge/simulations/dataset.h"
+#include "fedge/simulations/simulation.h"
 
 namespace fedge::bench {
 
@@ -21,24 +22,12 @@ struct BenchData {
   std::string source;
 };
 
-inline std::shared_ptr<const client::ExampleStore> ToStore(const simulations::Dataset& d) {
-  torch::Tensor features =
-      torch::from_blob(const_cast<uint8_t*>(d.pixels.data()),
-                       {d.num_examples(), d.example_shape[0], d.example_shape[1], d.example_shape[2]},
-                       torch::kUInt8)
-          .clone();
-  torch::Tensor labels =
-      torch::from_blob(const_cast<int32_t*>(d.labels.data()), {d.num_examples()}, torch::kInt32)
-          .to(torch::kInt64);
-  return *client::ExampleStore::Create(features, labels, d.num_classes, d.mean, d.stddev);
-}
-
 inline BenchData LoadBenchData() {
   BenchData data;
   auto fmnist = simulations::ReadIdxDataset(simulations::kDefaultFashionMnistDir, "fashion-mnist");
   if (fmnist.ok()) {
-    data.train = ToStore(fmnist->train);
-    data.test = ToStore(fmnist->test);
+    data.train = *simulations::MakeExampleStore(std::move(fmnist->train));
+    data.test = *simulations::MakeExampleStore(std::move(fmnist->test));
     data.source = "Fashion-MNIST";
     return data;
   }

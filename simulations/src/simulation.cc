@@ -28,8 +28,11 @@ double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
 }
 
-// Moves a Dataset's buffers into tensors without copying them.
-absl::StatusOr<std::shared_ptr<const client::ExampleStore>> ToExampleStore(Dataset dataset) {
+std::string ClientId(size_t i) { return absl::StrCat("client-", i); }
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const client::ExampleStore>> MakeExampleStore(Dataset dataset) {
   std::vector<int64_t> shape = {dataset.num_examples()};
   shape.insert(shape.end(), dataset.example_shape.begin(), dataset.example_shape.end());
   torch::Tensor features;
@@ -48,10 +51,6 @@ absl::StatusOr<std::shared_ptr<const client::ExampleStore>> ToExampleStore(Datas
   return client::ExampleStore::Create(std::move(features), std::move(labels), dataset.num_classes,
                                       dataset.mean, dataset.stddev);
 }
-
-std::string ClientId(size_t i) { return absl::StrCat("client-", i); }
-
-}  // namespace
 
 double PeakRssMb() {
   struct rusage usage {};
@@ -92,8 +91,8 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
   const int64_t test_size = data.test.num_examples();
   if (test_size == 0) return absl::InvalidArgumentError("the test split is empty");
 
-  FEDGE_ASSIGN_OR_RETURN(auto train_store, ToExampleStore(std::move(data.train)));
-  FEDGE_ASSIGN_OR_RETURN(auto test_store, ToExampleStore(std::move(data.test)));
+  FEDGE_ASSIGN_OR_RETURN(auto train_store, MakeExampleStore(std::move(data.train)));
+  FEDGE_ASSIGN_OR_RETURN(auto test_store, MakeExampleStore(std::move(data.test)));
 
   client::DeviceClientOptions client_options;
   client_options.codec = config.codec;

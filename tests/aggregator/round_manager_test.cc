@@ -178,7 +178,7 @@ TEST_F(RoundManagerTest, CreateValidatesItsOptions) {
 
 TEST(SelectCohortTest, DistinctReproducibleAndBounded) {
   std::vector<std::string> ids;
-  for (int i = 0; i < 50; ++i) ids.push_back("c" + std::to_string(i));
+  for (int i = 0; i < 50; ++i) ids.push_back(std::string("c").append(std::to_string(i)));
   auto a = RoundManager::SelectCohort(ids, 10, 7, 3);
   auto b = RoundManager::SelectCohort(ids, 10, 7, 3);
   auto c = RoundManager::SelectCohort(ids, 10, 7, 4);

@@ -13,9 +13,11 @@
 #define FEDGE_SIMULATIONS_SIMULATION_H_
 
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "fedge/client/local_data.h"
 #include "fedge/simulations/config.h"
 #include "fedge/simulations/dataset.h"
 #include "fedge/simulations/report.h"
@@ -30,6 +32,10 @@ struct SimulationResult {
 
 // Called on the driving thread after every round.
 using RoundCallback = std::function<void(const RoundRecord& record)>;
+
+// Wraps a dataset's buffers in an ExampleStore without copying them (the
+// store takes ownership of the moved-in buffers).
+absl::StatusOr<std::shared_ptr<const client::ExampleStore>> MakeExampleStore(Dataset dataset);
 
 // Loads the dataset named by config.data (IDX files or Synthetic).
 absl::StatusOr<TrainTest> LoadData(const SimulationConfig& config);
