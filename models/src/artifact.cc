@@ -3,11 +3,13 @@
 #include <openssl/evp.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "fedge/models/quantization.h"
 
 namespace fedge::models {
 namespace {
@@ -24,6 +26,112 @@ void AppendLittleEndian(std::string& out, T value) {
 
 std::string ShapeString(const google::protobuf::RepeatedField<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+size_t BytesPerValue(v1::TensorEncoding encoding) {
+  switch (encoding) {
+    case v1::TENSOR_ENCODING_FP32:
+      return 4;
+    case v1::TENSOR_ENCODING_FP16:
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+// Checks that `t` (whose name and shape already match the model, `numel`
+// values) can be decoded: a known encoding, the right data size, and for
+// int8 one finite non-negative scale per channel (or per tensor) with zero
+// points absent or all 0.
+absl::Status CheckTensorEncoding(const v1::TensorProto& t, int64_t numel) {
+  const v1::TensorEncoding encoding = t.encoding();
+  if (encoding != v1::TENSOR_ENCODING_FP32 && encoding != v1::TENSOR_ENCODING_FP16 &&
+      encoding != v1::TENSOR_ENCODING_INT8_PER_CHANNEL &&
+      encoding != v1::TENSOR_ENCODING_INT8_PER_TENSOR) {
+    return absl::UnimplementedError(absl::StrCat("artifact tensor '", t.name(), "' uses encoding ",
+                                                 v1::TensorEncoding_Name(encoding),
+                                                 ", which this build does not decode"));
+  }
+  const size_t expected_bytes = static_cast<size_t>(numel) * BytesPerValue(encoding);
+  if (t.data().size() != expected_bytes) {
+    return absl::DataLossError(absl::StrCat("artifact tensor '", t.name(), "' holds ",
+                                            t.data().size(), " bytes, expected ", expected_bytes,
+                                            " for ", v1::TensorEncoding_Name(encoding)));
+  }
+  if (encoding != v1::TENSOR_ENCODING_INT8_PER_CHANNEL &&
+      encoding != v1::TENSOR_ENCODING_INT8_PER_TENSOR) {
+    return absl::OkStatus();
+  }
+  int64_t expected_scales = 1;
+  if (encoding == v1::TENSOR_ENCODING_INT8_PER_CHANNEL) {
+    if (t.channel_axis() < 0 || t.channel_axis() >= t.shape_size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("artifact tensor '", t.name(), "' has channel axis ", t.channel_axis(),
+                       " outside its shape ", ShapeString(t.shape())));
+    }
+    expected_scales = t.shape(t.channel_axis());
+  }
+  if (t.scales_size() != expected_scales) {
+    return absl::InvalidArgumentError(absl::StrCat("artifact tensor '", t.name(), "' has ",
+                                                   t.scales_size(), " scales, expected ",
+                                                   expected_scales));
+  }
+  for (float scale : t.scales()) {
+    if (!std::isfinite(scale) || scale < 0.0f) {
+      return absl::InvalidArgumentError(absl::StrCat("artifact tensor '", t.name(), "' has scale ",
+                                                     scale, "; scales must be finite and >= 0"));
+    }
+  }
+  if (t.zero_points_size() != 0 && t.zero_points_size() != t.scales_size()) {
+    return absl::InvalidArgumentError(absl::StrCat("artifact tensor '", t.name(), "' has ",
+                                                   t.zero_points_size(), " zero points for ",
+                                                   t.scales_size(), " scales"));
+  }
+  for (int32_t zero_point : t.zero_points()) {
+    if (zero_point != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("artifact tensor '", t.name(), "' has zero point ", zero_point,
+                       "; only symmetric int8 (zero points 0) is supported"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// REQUIRES: CheckTensorEncoding(t, out.size()) is OK.
+void DecodeTensor(const v1::TensorProto& t, std::span<float> out) {
+  const std::string& data = t.data();
+  switch (t.encoding()) {
+    case v1::TENSOR_ENCODING_FP16:
+      for (size_t i = 0; i < out.size(); ++i) {
+        uint16_t half;
+        std::memcpy(&half, data.data() + 2 * i, sizeof(half));
+        out[i] = HalfToFloat(half);
+      }
+      return;
+    case v1::TENSOR_ENCODING_INT8_PER_CHANNEL:
+    case v1::TENSOR_ENCODING_INT8_PER_TENSOR: {
+      // Value i belongs to channel (i / inner) % channels, where inner is the
+      // product of the dimensions after the channel axis.
+      size_t channels = 1;
+      size_t inner = out.size();
+      if (t.encoding() == v1::TENSOR_ENCODING_INT8_PER_CHANNEL) {
+        channels = static_cast<size_t>(t.shape(t.channel_axis()));
+        inner = 1;
+        for (int d = t.channel_axis() + 1; d < t.shape_size(); ++d) {
+          inner *= static_cast<size_t>(t.shape(d));
+        }
+      }
+      const auto* q = reinterpret_cast<const int8_t*>(data.data());
+      for (size_t begin = 0, block = 0; begin < out.size(); begin += inner, ++block) {
+        const float scale = t.scales(static_cast<int>(block % channels));
+        for (size_t i = begin; i < begin + inner; ++i) out[i] = static_cast<float>(q[i]) * scale;
+      }
+      return;
+    }
+    default:
+      std::memcpy(out.data(), data.data(), data.size());
+      return;
+  }
 }
 
 }  // namespace
@@ -124,28 +232,20 @@ absl::Status DecodeArtifact(const v1::ModelArtifact& artifact,
     const v1::TensorProto& t = artifact.tensors(static_cast<int>(i));
     const ParameterLayout& p = layout[i];
     if (t.name() != p.name) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("artifact tensor ", i, " is '", t.name(), "', the model expects '", p.name, "'"));
+      return absl::InvalidArgumentError(absl::StrCat("artifact tensor ", i, " is '", t.name(),
+                                                     "', the model expects '", p.name, "'"));
     }
     if (!std::equal(t.shape().begin(), t.shape().end(), p.shape.begin(), p.shape.end())) {
-      return absl::InvalidArgumentError(absl::StrCat("artifact tensor '", t.name(), "' has shape ",
-                                                     ShapeString(t.shape()), ", the model expects [",
-                                                     absl::StrJoin(p.shape, ", "), "]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("artifact tensor '", t.name(), "' has shape ", ShapeString(t.shape()),
+                       ", the model expects [", absl::StrJoin(p.shape, ", "), "]"));
     }
-    if (t.encoding() != v1::TENSOR_ENCODING_FP32) {
-      return absl::UnimplementedError(absl::StrCat("artifact tensor '", t.name(), "' uses encoding ",
-                                                   v1::TensorEncoding_Name(t.encoding()),
-                                                   "; this build decodes only TENSOR_ENCODING_FP32"));
-    }
-    if (t.data().size() != static_cast<size_t>(p.numel) * sizeof(float)) {
-      return absl::DataLossError(absl::StrCat("artifact tensor '", t.name(), "' holds ",
-                                              t.data().size(), " bytes, expected ",
-                                              p.numel * sizeof(float)));
-    }
+    if (absl::Status s = CheckTensorEncoding(t, p.numel); !s.ok()) return s;
   }
   for (size_t i = 0; i < layout.size(); ++i) {
-    const std::string& data = artifact.tensors(static_cast<int>(i)).data();
-    std::memcpy(out.data() + layout[i].offset, data.data(), data.size());
+    DecodeTensor(
+        artifact.tensors(static_cast<int>(i)),
+        out.subspan(static_cast<size_t>(layout[i].offset), static_cast<size_t>(layout[i].numel)));
   }
   return absl::OkStatus();
 }

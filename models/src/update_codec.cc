@@ -3,27 +3,18 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "codec_util.h"
 #include "fedge/proto/registry.h"
 
 namespace fedge::models {
 namespace {
 
-Registry<UpdateCodecFactory>& Codecs() {
-  static auto* const registry = new Registry<UpdateCodecFactory>("update codec");
+Registry<ConfigurableUpdateCodecFactory>& Codecs() {
+  static auto* const registry = new Registry<ConfigurableUpdateCodecFactory>("update codec");
   return *registry;
 }
 
-absl::Status CheckHeader(std::string_view codec, const v1::EncodedUpdate& update, size_t dim) {
-  if (update.codec() != codec) {
-    return absl::InvalidArgumentError(absl::StrCat("update is encoded with codec '", update.codec(),
-                                                   "', not '", std::string(codec), "'"));
-  }
-  if (update.dimension() != dim) {
-    return absl::InvalidArgumentError(absl::StrCat("update has dimension ", update.dimension(),
-                                                   ", the model has ", dim, " parameters"));
-  }
-  return absl::OkStatus();
-}
+using codec_internal::CheckHeader;
 
 // fp32: the delta's bytes as they are (fedge targets little-endian hosts).
 class Fp32Codec final : public UpdateCodec {
@@ -53,16 +44,33 @@ class Fp32Codec final : public UpdateCodec {
 
 }  // namespace
 
+// External linkage, so it is kept, and with it the codecs' object files.
+const bool* const codec_internal::kBuiltInUpdateCodecs[4] = {
+    &codec_internal::kFp16Registered, &codec_internal::kInt8Registered,
+    &codec_internal::kQsgdRegistered, &codec_internal::kTopKRegistered};
+
 bool RegisterUpdateCodec(std::string_view name, UpdateCodecFactory factory) {
+  if (!factory) return Codecs().Add(name, nullptr);  // aborts, naming the codec
+  return Codecs().Add(name,
+                      [factory = std::move(factory)](const UpdateCodecOptions&)
+                          -> absl::StatusOr<std::unique_ptr<UpdateCodec>> { return factory(); });
+}
+
+bool RegisterUpdateCodec(std::string_view name, ConfigurableUpdateCodecFactory factory) {
   return Codecs().Add(name, std::move(factory));
 }
 
 std::vector<std::string> RegisteredUpdateCodecs() { return Codecs().Names(); }
 
 absl::StatusOr<std::unique_ptr<UpdateCodec>> CreateUpdateCodec(std::string_view name) {
-  absl::StatusOr<UpdateCodecFactory> factory = Codecs().Find(name);
+  return CreateUpdateCodec(name, UpdateCodecOptions());
+}
+
+absl::StatusOr<std::unique_ptr<UpdateCodec>> CreateUpdateCodec(std::string_view name,
+                                                               const UpdateCodecOptions& options) {
+  absl::StatusOr<ConfigurableUpdateCodecFactory> factory = Codecs().Find(name);
   if (!factory.ok()) return factory.status();
-  return (*factory)();
+  return (*factory)(options);
 }
 
 }  // namespace fedge::models

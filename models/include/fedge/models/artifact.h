@@ -3,8 +3,9 @@
 //
 // The header records the version, its parent, the architecture, the tensor
 // encoding, the creation time and a SHA-256 over the tensors; tensors carry
-// name, shape and encoded bytes. This version writes fp32 tensors; the format
-// has room for int8 per-channel tensors and an Ed25519 signature.
+// name, shape and encoded bytes. BuildFp32Artifact writes fp32 tensors;
+// QuantizeArtifact (quantization.h) derives the int8 artifact from it. The
+// format has room for an Ed25519 signature.
 //
 // The SHA-256 covers, for each tensor in order: its name, a NUL byte, its
 // shape as little-endian int64s, its encoding as a little-endian int32, its
@@ -50,6 +51,9 @@ absl::Status VerifyArtifact(const v1::ModelArtifact& artifact);
 
 // Decodes the artifact's tensors into `out`, checking that names, shapes and
 // order match `layout` (the receiving model's). Verifies the hash first.
+// Decodes FP32, FP16, INT8_PER_TENSOR and INT8_PER_CHANNEL tensors (int8:
+// symmetric, one finite scale >= 0 per channel along channel_axis or per
+// tensor, zero points absent or 0); UNIMPLEMENTED for other encodings.
 // INVALID_ARGUMENT / DATA_LOSS name the tensor at fault; `out` is written only
 // when everything checks.
 absl::Status DecodeArtifact(const v1::ModelArtifact& artifact,
