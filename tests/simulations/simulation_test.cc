@@ -1,6 +1,9 @@
 // End-to-end: a short federated simulation that must learn.
 #include "fedge/simulations/simulation.h"
 
+#include <map>
+#include <string>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -100,6 +103,24 @@ TEST(SimulationTest, EveryStrategyRunsARound) {
     ASSERT_TRUE(result.ok()) << strategy << ": " << result.status();
     EXPECT_GT(result->rounds.back().test_accuracy, 0.0) << strategy;
   }
+}
+
+TEST(SimulationTest, EveryUpdateCodecRunsEndToEndAndShrinksTheUpload) {
+  std::map<std::string, uint64_t> bytes_up;
+  for (const char* codec : {"fp32", "fp16", "int8", "qsgd", "topk"}) {
+    SimulationConfig config = SyntheticConfig();
+    config.codec = codec;
+    config.round.rounds = 2;
+    auto result = RunSimulation(config, Data(config));
+    ASSERT_TRUE(result.ok()) << codec << ": " << result.status();
+    EXPECT_GT(result->rounds.back().test_accuracy, 0.1) << codec;
+    bytes_up[codec] = result->summary.bytes_up;
+  }
+  // fp16 halves the payload, int8 quarters it, top-1% keeps ~2% (index + value).
+  EXPECT_NEAR(static_cast<double>(bytes_up["fp16"]) / bytes_up["fp32"], 0.5, 0.02);
+  EXPECT_NEAR(static_cast<double>(bytes_up["int8"]) / bytes_up["fp32"], 0.25, 0.02);
+  EXPECT_LT(bytes_up["qsgd"], bytes_up["fp16"]);
+  EXPECT_LT(static_cast<double>(bytes_up["topk"]) / bytes_up["fp32"], 0.05);
 }
 
 TEST(SimulationTest, DirichletPartitionOverSyntheticLabels) {
