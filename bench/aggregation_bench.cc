@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "capturing_reporter.h"
 #include "fedge/aggregator/strategy.h"
 
 namespace {
@@ -70,35 +71,6 @@ void BM_StreamingFold(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(dimension * 4));
 }
 
-// Console output as usual, plus bytes/s of every successful run keyed by
-// (benchmark, d).
-class CapturingReporter : public benchmark::ConsoleReporter {
- public:
-  // Colour only on a terminal, so logs stay free of escape codes.
-  CapturingReporter()
-      : benchmark::ConsoleReporter(isatty(fileno(stdout)) ? OO_ColorTabular : OO_Tabular) {}
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    benchmark::ConsoleReporter::ReportRuns(runs);
-    for (const Run& run : runs) {
-      if (run.error_occurred || run.run_type != Run::RT_Iteration) continue;
-      const auto rate = run.counters.find("bytes_per_second");
-      if (rate == run.counters.end()) continue;
-      bytes_per_second_[{run.run_name.function_name, std::stoll(run.run_name.args)}] =
-          rate->second.value;
-    }
-  }
-
-  // 0 when the run is missing or failed.
-  double BytesPerSecond(const std::string& benchmark, std::int64_t dimension) const {
-    const auto it = bytes_per_second_.find({benchmark, dimension});
-    return it == bytes_per_second_.end() ? 0.0 : it->second;
-  }
-
- private:
-  std::map<std::pair<std::string, std::int64_t>, double> bytes_per_second_;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -111,7 +83,7 @@ int main(int argc, char** argv) {
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  CapturingReporter reporter;
+  fedge::bench::CapturingReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
 
@@ -120,8 +92,10 @@ int main(int argc, char** argv) {
   bool complete = true;
   std::vector<std::string> lines;
   for (const std::int64_t dimension : {kCnnLargeDimension, kOutOfCacheDimension}) {
-    const double fold = reporter.BytesPerSecond("streaming_fold", dimension) / 1e9;
-    const double copy = reporter.BytesPerSecond("memcpy", dimension) / 1e9;
+    const double fold =
+        reporter.Counter("streaming_fold", "bytes_per_second", std::to_string(dimension)) / 1e9;
+    const double copy =
+        reporter.Counter("memcpy", "bytes_per_second", std::to_string(dimension)) / 1e9;
     if (fold <= 0.0 || copy <= 0.0) {
       std::printf("%12lld %16s %12s %8s\n", static_cast<long long>(dimension), "n/a", "n/a", "n/a");
       complete = false;

@@ -22,12 +22,15 @@
 #include <utility>
 #include <vector>
 
+#include "capturing_reporter.h"
 #include "fedge/models/error_feedback.h"
 #include "fedge/models/update_codec.h"
 
 namespace {
 
 constexpr std::int64_t kCnnLargeDimension = 582026;
+// Every benchmark here runs at d = kCnnLargeDimension; the reporter keys runs by it.
+const std::string kArgs = std::to_string(kCnnLargeDimension);
 constexpr double kMinTimeSeconds = 0.3;
 const char* const kCodecs[] = {"fp32", "fp16", "int8", "qsgd", "topk"};
 
@@ -120,42 +123,6 @@ void BM_TopKErrorFeedbackEncode(benchmark::State& state) {
   state.counters["encoded_bytes"] = static_cast<double>(update.payload().size());
 }
 
-// Console output as usual, plus bytes/s and encoded bytes of every
-// successful run, keyed by benchmark name.
-class CapturingReporter : public benchmark::ConsoleReporter {
- public:
-  // Colour only on a terminal, so logs stay free of escape codes.
-  CapturingReporter()
-      : benchmark::ConsoleReporter(isatty(fileno(stdout)) ? OO_ColorTabular : OO_Tabular) {}
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    benchmark::ConsoleReporter::ReportRuns(runs);
-    for (const Run& run : runs) {
-      if (run.error_occurred || run.run_type != Run::RT_Iteration) continue;
-      const std::string& name = run.run_name.function_name;
-      if (const auto rate = run.counters.find("bytes_per_second"); rate != run.counters.end()) {
-        bytes_per_second_[name] = rate->second.value;
-      }
-      if (const auto size = run.counters.find("encoded_bytes"); size != run.counters.end()) {
-        encoded_bytes_[name] = size->second.value;
-      }
-    }
-  }
-
-  // 0 when the run is missing or failed.
-  double BytesPerSecond(const std::string& name) const { return Find(bytes_per_second_, name); }
-  double EncodedBytes(const std::string& name) const { return Find(encoded_bytes_, name); }
-
- private:
-  static double Find(const std::map<std::string, double>& values, const std::string& name) {
-    const auto it = values.find(name);
-    return it == values.end() ? 0.0 : it->second;
-  }
-
-  std::map<std::string, double> bytes_per_second_;
-  std::map<std::string, double> encoded_bytes_;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -176,11 +143,11 @@ int main(int argc, char** argv) {
       ->MinTime(kMinTimeSeconds);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  CapturingReporter reporter;
+  fedge::bench::CapturingReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
 
-  const double copy = reporter.BytesPerSecond("memcpy") / 1e9;
+  const double copy = reporter.Counter("memcpy", "bytes_per_second", kArgs) / 1e9;
   const double fp32_bytes = 4.0 * kCnnLargeDimension;
   std::printf("\nupdate codecs, d = %lld (GB/s = 1e9 fp32 update bytes/s; memcpy %.2f GB/s)\n",
               static_cast<long long>(kCnnLargeDimension), copy);
@@ -190,9 +157,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> rows(std::begin(kCodecs), std::end(kCodecs));
   rows.emplace_back("topk+ef");
   for (const std::string& codec : rows) {
-    const double encode = reporter.BytesPerSecond("encode/" + codec) / 1e9;
-    const double decode = reporter.BytesPerSecond("decode/" + codec) / 1e9;
-    const double bytes = reporter.EncodedBytes("encode/" + codec);
+    const double encode = reporter.Counter("encode/" + codec, "bytes_per_second", kArgs) / 1e9;
+    const double decode = reporter.Counter("decode/" + codec, "bytes_per_second", kArgs) / 1e9;
+    const double bytes = reporter.Counter("encode/" + codec, "encoded_bytes", kArgs);
     if (encode <= 0.0 || bytes <= 0.0) {
       std::printf("%-8s %13s\n", codec.c_str(), "n/a");
       complete = false;

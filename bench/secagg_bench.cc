@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "capturing_reporter.h"
 #include "fedge/privacy/secagg/crypto.h"
 
 namespace {
@@ -87,35 +88,6 @@ void BM_PrgAdd(benchmark::State& state) {
   SetCounters(state, dimension);
 }
 
-// Console output as usual, plus the rates of every successful run keyed by
-// (benchmark, d).
-class CapturingReporter : public benchmark::ConsoleReporter {
- public:
-  // Colour only on a terminal, so logs stay free of escape codes.
-  CapturingReporter()
-      : benchmark::ConsoleReporter(isatty(fileno(stdout)) ? OO_ColorTabular : OO_Tabular) {}
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    benchmark::ConsoleReporter::ReportRuns(runs);
-    for (const Run& run : runs) {
-      if (run.error_occurred || run.run_type != Run::RT_Iteration) continue;
-      const auto rate = run.counters.find("items_per_second");
-      if (rate == run.counters.end()) continue;
-      items_per_second_[{run.run_name.function_name, std::stoll(run.run_name.args)}] =
-          rate->second.value;
-    }
-  }
-
-  // 0 when the run is missing or failed.
-  double ItemsPerSecond(const std::string& benchmark, std::int64_t dimension) const {
-    const auto it = items_per_second_.find({benchmark, dimension});
-    return it == items_per_second_.end() ? 0.0 : it->second;
-  }
-
- private:
-  std::map<std::pair<std::string, std::int64_t>, double> items_per_second_;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -127,7 +99,7 @@ int main(int argc, char** argv) {
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  CapturingReporter reporter;
+  fedge::bench::CapturingReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
 
@@ -135,9 +107,11 @@ int main(int argc, char** argv) {
   std::printf("%10s %10s %14s %14s %8s\n", "d", "prg", "prg Mwords/s", "memcpy Mw/s", "ratio");
   bool complete = true;
   for (const std::int64_t dimension : kDimensions) {
-    const double copy = reporter.ItemsPerSecond("memcpy", dimension) / 1e6;
+    const double copy =
+        reporter.Counter("memcpy", "items_per_second", std::to_string(dimension)) / 1e6;
     for (const char* name : {"prg_fill", "prg_add"}) {
-      const double prg = reporter.ItemsPerSecond(name, dimension) / 1e6;
+      const double prg =
+          reporter.Counter(name, "items_per_second", std::to_string(dimension)) / 1e6;
       if (prg <= 0.0 || copy <= 0.0) {
         std::printf("%10lld %10s %14s %14s %8s\n", static_cast<long long>(dimension), name, "n/a",
                     "n/a", "n/a");
