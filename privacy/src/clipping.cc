@@ -20,7 +20,28 @@ double ClipL2(std::span<float> values, double max_norm) {
   if (!(max_norm > 0.0)) std::abort();
   const double norm = L2Norm(values);
   if (norm <= max_norm) return 1.0;
-  const double factor = max_norm / norm;
+  // Shrink by a further 1e-6 so that float rounding of the scaled entries
+  // cannot leave the norm a hair above the bound: the bound is a DP
+  // sensitivity, it must hold exactly.
+  const double factor = max_norm / norm * (1.0 - 1e-6);
+  for (float& v : values) v = static_cast<float>(v * factor);
+  return factor;
+}
+
+double L1Norm(std::span<const float> values) {
+  double sum = 0.0;
+  for (float v : values) sum += std::abs(static_cast<double>(v));
+  return sum;
+}
+
+double ClipL1(std::span<float> values, double max_norm) {
+  if (!(max_norm > 0.0)) std::abort();
+  const double norm = L1Norm(values);
+  if (norm <= max_norm) return 1.0;
+  // Shrink by a further 1e-6 so that float rounding of the scaled entries
+  // cannot leave the norm a hair above the bound: the bound is a DP
+  // sensitivity, it must hold exactly.
+  const double factor = max_norm / norm * (1.0 - 1e-6);
   for (float& v : values) v = static_cast<float>(v * factor);
   return factor;
 }

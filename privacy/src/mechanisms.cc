@@ -66,6 +66,7 @@ class NoMechanism final : public Mechanism {
  public:
   explicit NoMechanism(const MechanismOptions& options) : Mechanism(options) {}
   std::string_view name() const override { return "none"; }
+  std::string_view accountant() const override { return ""; }
   absl::Status AddNoise(std::span<float>, RandomSource&) const override { return absl::OkStatus(); }
   absl::Status AddNoise(std::span<int64_t>, RandomSource&) const override {
     return absl::OkStatus();
@@ -80,6 +81,8 @@ class GaussianMechanism final : public Mechanism {
  public:
   explicit GaussianMechanism(const MechanismOptions& options) : Mechanism(options) {}
   std::string_view name() const override { return "gaussian"; }
+  std::string_view accountant() const override { return "rdp"; }
+  bool divisible() const override { return true; }
 
   absl::Status AddNoise(std::span<float> values, RandomSource& random) const override {
     const double std_dev = options().noise_multiplier * options().l2_sensitivity;
@@ -111,6 +114,8 @@ class LaplaceMechanism final : public Mechanism {
  public:
   explicit LaplaceMechanism(const MechanismOptions& options) : Mechanism(options) {}
   std::string_view name() const override { return "laplace"; }
+  std::string_view accountant() const override { return "laplace"; }
+  int sensitivity_norm() const override { return 1; }
 
   absl::Status AddNoise(std::span<float> values, RandomSource& random) const override {
     const double scale = options().noise_multiplier * options().l1_sensitivity;
@@ -146,6 +151,9 @@ class DiscreteGaussianMechanism final : public Mechanism {
     if (variance_numerator_ == 0) variance_numerator_ = 1;
   }
   std::string_view name() const override { return "discrete-gaussian"; }
+  std::string_view accountant() const override { return "zcdp"; }
+  bool integer_valued() const override { return true; }
+  bool divisible() const override { return true; }
 
   absl::Status AddNoise(std::span<float>, RandomSource&) const override {
     return Unsupported(name(), "floats (encode the update as integers first)");

@@ -169,9 +169,15 @@ double TotalEpsilon(const std::vector<double>& rdp_per_step, int64_t steps, doub
   return *RdpToEpsilon(kDefaultOrders, total, delta);
 }
 
+// "rdp" evaluates the subsampled Gaussian RDP of every step; "zcdp" claims
+// no amplification by sampling: every step costs the full-batch curve
+// α / (2σ²) whatever its recorded sampling rate (for mechanisms, like the
+// discrete Gaussian, whose subsampled RDP is not the continuous one's).
 class RdpAccountant final : public Accountant {
  public:
-  std::string_view name() const override { return "rdp"; }
+  explicit RdpAccountant(bool amplify = true)
+      : amplify_(amplify), log_(amplify ? "fedge.rdp_accountant.v1" : "fedge.zcdp_accountant.v1") {}
+  std::string_view name() const override { return amplify_ ? "rdp" : "zcdp"; }
 
   absl::Status Step(double sampling_rate, double noise_multiplier, int64_t count) override {
     return log_.Add(sampling_rate, noise_multiplier, count);
@@ -184,7 +190,8 @@ class RdpAccountant final : public Accountant {
     std::vector<double> total(kDefaultOrders.size(), 0.0);
     for (const internal::StepEntry& entry : log_.entries()) {
       if (entry.count == 0) continue;
-      const std::vector<double> rdp = RdpCurve(entry.sampling_rate, entry.noise_multiplier);
+      const std::vector<double> rdp =
+          RdpCurve(amplify_ ? entry.sampling_rate : 1.0, entry.noise_multiplier);
       for (std::size_t i = 0; i < total.size(); ++i) {
         const double added = rdp[i] * static_cast<double>(entry.count);
         total[i] = RoundUp(total[i] + added, total[i] + added);
@@ -198,7 +205,8 @@ class RdpAccountant final : public Accountant {
   absl::Status Restore(std::string_view serialized) override { return log_.Restore(serialized); }
 
  private:
-  internal::StepLog log_{"fedge.rdp_accountant.v1"};
+  bool amplify_;
+  internal::StepLog log_;
 };
 
 class LaplaceAccountant final : public Accountant {
@@ -242,6 +250,7 @@ Registry<AccountantFactory>& Accountants() {
 [[maybe_unused]] const bool kRdpRegistered = RegisterAccountant("rdp", MakeRdpAccountant);
 [[maybe_unused]] const bool kLaplaceRegistered =
     RegisterAccountant("laplace", MakeLaplaceAccountant);
+[[maybe_unused]] const bool kZcdpRegistered = RegisterAccountant("zcdp", MakeZcdpAccountant);
 
 }  // namespace
 
@@ -356,6 +365,9 @@ absl::StatusOr<double> CalibrateNoiseMultiplier(double sampling_rate, int64_t st
 }
 
 std::unique_ptr<Accountant> MakeRdpAccountant() { return std::make_unique<RdpAccountant>(); }
+std::unique_ptr<Accountant> MakeZcdpAccountant() {
+  return std::make_unique<RdpAccountant>(/*amplify=*/false);
+}
 std::unique_ptr<Accountant> MakeLaplaceAccountant() {
   return std::make_unique<LaplaceAccountant>();
 }

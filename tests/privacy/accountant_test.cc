@@ -319,11 +319,32 @@ TEST(LaplaceAccountantTest, BasicComposition) {
 }
 
 TEST(AccountantRegistryTest, ListsBuiltInsAndRejectsUnknown) {
-  EXPECT_THAT(RegisteredAccountants(), ElementsAre("laplace", "rdp"));
+  EXPECT_THAT(RegisteredAccountants(), ElementsAre("laplace", "rdp", "zcdp"));
   FEDGE_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Accountant> rdp, CreateAccountant("rdp"));
   EXPECT_EQ(rdp->name(), "rdp");
   EXPECT_THAT(CreateAccountant("moments"),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("laplace, rdp")));
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("laplace, rdp, zcdp")));
+}
+
+TEST(ZcdpAccountantTest, IgnoresSamplingAndMatchesFullBatch) {
+  // "zcdp" claims no amplification: a step at any sampling rate costs what a
+  // full-batch step does, i.e. ComputeEpsilon at q = 1.
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Accountant> zcdp, CreateAccountant("zcdp"));
+  ASSERT_THAT(zcdp->Step(0.01, 2.0, 30), IsOk());
+  FEDGE_ASSERT_OK_AND_ASSIGN(const double epsilon, zcdp->Epsilon(1e-5));
+  FEDGE_ASSERT_OK_AND_ASSIGN(const double full_batch, ComputeEpsilon(1.0, 2.0, 30, 1e-5));
+  EXPECT_DOUBLE_EQ(epsilon, full_batch);
+  FEDGE_ASSERT_OK_AND_ASSIGN(const double amplified, ComputeEpsilon(0.01, 2.0, 30, 1e-5));
+  EXPECT_GT(epsilon, amplified);
+  // Closed form check at one order: 30 steps of rho = 1/8 is 3.75-zCDP, so
+  // epsilon <= 3.75 + 2 sqrt(3.75 log(1/delta)) (Bun & Steinke 2016).
+  EXPECT_LE(epsilon, 3.75 + 2.0 * std::sqrt(3.75 * std::log(1e5)));
+  // Round trip keeps the kind.
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Accountant> restored, CreateAccountant("zcdp"));
+  ASSERT_THAT(restored->Restore(zcdp->Serialize()), IsOk());
+  EXPECT_DOUBLE_EQ(*restored->Epsilon(1e-5), epsilon);
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Accountant> rdp, CreateAccountant("rdp"));
+  EXPECT_THAT(rdp->Restore(zcdp->Serialize()), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

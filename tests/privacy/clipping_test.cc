@@ -14,10 +14,37 @@ TEST(ClippingTest, NormOfAThreeFourVectorIsFive) {
 
 TEST(ClippingTest, ScalesDownToTheBound) {
   std::vector<float> v = {3.0f, 4.0f};
-  EXPECT_DOUBLE_EQ(ClipL2(v, 1.0), 0.2);
-  EXPECT_FLOAT_EQ(v[0], 0.6f);
-  EXPECT_FLOAT_EQ(v[1], 0.8f);
-  EXPECT_NEAR(L2Norm(v), 1.0, 1e-6);
+  EXPECT_NEAR(ClipL2(v, 1.0), 0.2, 1e-6);
+  EXPECT_NEAR(v[0], 0.6f, 1e-6);
+  EXPECT_NEAR(v[1], 0.8f, 1e-6);
+  EXPECT_NEAR(L2Norm(v), 1.0, 2e-6);
+  EXPECT_LE(L2Norm(v), 1.0);  // a sensitivity bound: never above, even by rounding
+}
+
+TEST(ClippingTest, ClippedNormNeverExceedsTheBound) {
+  // Vectors whose float-rounded scaled entries would round up past the bound
+  // without the safety shrink.
+  for (int n = 1; n <= 200; ++n) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) v[i] = 0.1f + 0.37f * static_cast<float>(i % 7);
+    const double bound = 0.3 + 0.01 * n;
+    std::vector<float> w = v;
+    ClipL2(v, bound);
+    EXPECT_LE(L2Norm(v), bound) << n;
+    ClipL1(w, bound);
+    EXPECT_LE(L1Norm(w), bound) << n;
+  }
+}
+
+TEST(ClippingTest, L1NormAndClip) {
+  std::vector<float> v = {3.0f, -1.0f};
+  EXPECT_DOUBLE_EQ(L1Norm(v), 4.0);
+  EXPECT_NEAR(ClipL1(v, 2.0), 0.5, 1e-6);
+  EXPECT_NEAR(v[0], 1.5f, 1e-5);
+  EXPECT_NEAR(v[1], -0.5f, 1e-5);
+  std::vector<float> short_vector = {0.5f, -0.25f};
+  EXPECT_DOUBLE_EQ(ClipL1(short_vector, 1.0), 1.0);
+  EXPECT_EQ(short_vector, (std::vector<float>{0.5f, -0.25f}));
 }
 
 TEST(ClippingTest, LeavesShortVectorsAlone) {

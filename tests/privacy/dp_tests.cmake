@@ -15,3 +15,6 @@ fedge_add_test(fedge_privacy_cli_test
 target_compile_definitions(fedge_privacy_cli_test
   PRIVATE FEDGE_PRIVACY_BINARY="$<TARGET_FILE:fedge-privacy>")
 add_dependencies(fedge_privacy_cli_test fedge-privacy)
+fedge_add_test(fedge_privacy_clipper_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/clipper_test.cc ${CMAKE_CURRENT_LIST_DIR}/update_privacy_test.cc
+  LIBS fedge::privacy LABELS privacy)

@@ -20,6 +20,10 @@
 //    log(1 + q(e^{1/b} - 1)) (Balle, Barthe, Gaboardi 2018, "Privacy
 //    Amplification by Subsampling", Poisson sampling; add/remove neighbours).
 //    Total ε = sum over steps, δ = 0.
+//  * "zcdp": as "rdp" but without amplification by sampling (each step is
+//    full-batch: α / (2σ²)), for the discrete Gaussian, which is
+//    1/(2σ²)-zCDP (Canonne, Kamath, Steinke 2020) but whose subsampled RDP
+//    this library does not bound.
 //
 // Every ε reported is an upper bound on the true value: each floating-point
 // RDP value and ε is rounded up (by kEpsilonSafetyMargin relative to the
@@ -131,12 +135,17 @@ class Accountant {
 
 // The RDP accountant for the subsampled Gaussian mechanism.
 std::unique_ptr<Accountant> MakeRdpAccountant();
+// RDP accounting without amplification by sampling: each step costs
+// α / (2σ²) at every order, whatever its sampling rate. For mechanisms that
+// are ρ-zCDP with ρ = 1/(2σ²) (the discrete Gaussian) when no subsampled
+// bound is proven for them.
+std::unique_ptr<Accountant> MakeZcdpAccountant();
 // Basic composition of (subsampled) Laplace steps.
 std::unique_ptr<Accountant> MakeLaplaceAccountant();
 
 using AccountantFactory = std::function<std::unique_ptr<Accountant>()>;
 
-// Creates a registered accountant ("rdp", "laplace"). NOT_FOUND lists the
+// Creates a registered accountant ("rdp", "zcdp", "laplace"). NOT_FOUND lists the
 // known names.
 absl::StatusOr<std::unique_ptr<Accountant>> CreateAccountant(std::string_view name);
 

@@ -20,6 +20,12 @@ namespace fedge::privacy {
 // Euclidean norm, accumulated in double.
 double L2Norm(std::span<const float> values);
 
+// Sum of absolute values, accumulated in double.
+double L1Norm(std::span<const float> values);
+
+// As ClipL2, in the L1 norm (for mechanisms with L1 sensitivity: laplace).
+double ClipL1(std::span<float> values, double max_norm);
+
 // Scales `values` in place so that their L2 norm is at most `max_norm`
 // (unchanged when already within). Returns the factor applied, in (0, 1].
 // REQUIRES: max_norm > 0 (aborts otherwise: a programmer error).

@@ -102,6 +102,27 @@ class Mechanism {
   // Guarantee of one application, whatever the dimension. Never understates ε.
   virtual Guarantee GetGuarantee() const = 0;
 
+  // How repeated applications compose: the name of a registered Accountant
+  // whose Step(sampling_rate, noise_multiplier) bounds this mechanism from
+  // above ("rdp" for the Gaussian, "zcdp", "laplace"); empty when the
+  // mechanism gives no privacy ("none"), whose ε is then reported as +inf.
+  virtual std::string_view accountant() const = 0;
+
+  // The norm its sensitivity is measured in: 2 (L2) or 1 (L1). Updates are
+  // clipped in this norm before the mechanism sees them.
+  virtual int sensitivity_norm() const { return 2; }
+
+  // True when the mechanism noises integers (fixed-point encoded updates,
+  // AddNoise(span<int64_t>)) rather than floats.
+  virtual bool integer_valued() const { return false; }
+
+  // True when n independent applications with noise multiplier σ/√n sum to
+  // the noise of one application with σ, so n clients can each add a share
+  // (distributed DP, Kairouz et al. 2021). Exact for the Gaussian; for the
+  // discrete Gaussian the sum is close to, not equal to, a discrete Gaussian
+  // and callers add the divergence slack of Kairouz et al. (Theorem 1).
+  virtual bool divisible() const { return false; }
+
   const MechanismOptions& options() const { return options_; }
 
  protected:
