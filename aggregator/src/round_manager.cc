@@ -25,7 +25,8 @@ absl::Status CheckTrainConfig(const v1::TrainConfig& train) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RoundManager>> RoundManager::Create(
-    std::unique_ptr<Strategy> strategy, ModelRegistry* registry, RoundManagerOptions options) {
+    std::unique_ptr<Strategy> strategy, ModelRegistry* registry, RoundManagerOptions options,
+    std::unique_ptr<PrivateAggregation> privacy) {
   if (strategy == nullptr || registry == nullptr) {
     return absl::InvalidArgumentError("RoundManager needs a strategy and a registry");
   }
@@ -38,16 +39,24 @@ absl::StatusOr<std::unique_ptr<RoundManager>> RoundManager::Create(
   }
   FEDGE_RETURN_IF_ERROR(registry->Latest().status());
   FEDGE_ASSIGN_OR_RETURN(auto codec, models::CreateUpdateCodec(options.codec));
-  return std::unique_ptr<RoundManager>(
-      new RoundManager(std::move(strategy), registry, std::move(options), std::move(codec)));
+  if (privacy != nullptr && !strategy->NewAccumulator(1)->streaming()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "strategy '", std::string(strategy->name()),
+        "' needs every individual update, but differential privacy adds its noise to the sum of "
+        "clipped updates; use fedavg, fedprox, fedavgm, fedadam, fedyogi or fedadagrad"));
+  }
+  return std::unique_ptr<RoundManager>(new RoundManager(
+      std::move(strategy), registry, std::move(options), std::move(codec), std::move(privacy)));
 }
 
 RoundManager::RoundManager(std::unique_ptr<Strategy> strategy, ModelRegistry* registry,
-                           RoundManagerOptions options, std::unique_ptr<models::UpdateCodec> codec)
+                           RoundManagerOptions options, std::unique_ptr<models::UpdateCodec> codec,
+                           std::unique_ptr<PrivateAggregation> privacy)
     : strategy_(std::move(strategy)),
       registry_(registry),
       options_(std::move(options)),
-      codec_(std::move(codec)) {}
+      codec_(std::move(codec)),
+      privacy_(std::move(privacy)) {}
 
 absl::StatusOr<std::vector<std::string>> RoundManager::SelectCohort(
     const std::vector<std::string>& candidates, int count, uint64_t seed, uint64_t round) {
@@ -70,6 +79,21 @@ absl::StatusOr<std::vector<std::string>> RoundManager::SelectCohort(
   return cohort;
 }
 
+absl::StatusOr<std::vector<std::string>> RoundManager::SelectPoissonCohort(
+    const std::vector<std::string>& candidates, double rate, uint64_t seed, uint64_t round) {
+  if (!(rate > 0.0 && rate <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Poisson sampling rate must be in (0, 1], got ", rate));
+  }
+  std::mt19937_64 rng(seed ^ (0xD1B54A32D192ED03ULL * (round + 1)));
+  std::bernoulli_distribution join(rate);
+  std::vector<std::string> cohort;
+  for (const std::string& candidate : candidates) {
+    if (join(rng)) cohort.push_back(candidate);
+  }
+  return cohort;
+}
+
 absl::Status RoundManager::OpenRound(uint64_t round, const std::vector<std::string>& cohort,
                                      const v1::TrainConfig& train) {
   FEDGE_RETURN_IF_ERROR(CheckTrainConfig(train));
@@ -88,6 +112,11 @@ absl::Status RoundManager::OpenRound(uint64_t round, const std::vector<std::stri
   if (any_round_ && round <= round_) {
     return absl::InvalidArgumentError(
         absl::StrCat("round ids must increase: round ", round, " after round ", round_));
+  }
+  if (privacy_ != nullptr) {
+    if (absl::Status s = privacy_->CheckBudget(cohort); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("round ", round, " refused: ", s.message()));
+    }
   }
   open_ = true;
   any_round_ = true;
@@ -123,6 +152,7 @@ absl::StatusOr<v1::Task> RoundManager::TaskFor(const std::string& client_id) con
   // Each client shuffles with its own stream: derive the seed from the round
   // seed and the client id.
   task.mutable_train()->set_seed(train_.seed() ^ std::hash<std::string>{}(client_id));
+  if (privacy_ != nullptr) *task.mutable_privacy() = privacy_->TaskConfig(cohort_.size());
   return task;
 }
 
@@ -169,11 +199,16 @@ absl::Status RoundManager::Submit(const v1::EncodedUpdate& update) {
   thread_local std::vector<float> delta;
   delta.resize(dimension);
   FEDGE_RETURN_IF_ERROR(codec_->Decode(update, delta));
+  // With DP every update weighs the same (example counts are private data)
+  // and, in central mode, is clipped here. The bound does not change while
+  // the round is open, so clipping runs outside the lock.
+  const bool within_bound = privacy_ != nullptr ? privacy_->ClipUpdate(delta, update) : true;
+  const double weight = privacy_ != nullptr ? 1.0 : static_cast<double>(update.num_examples());
 
   std::lock_guard<std::mutex> lock(mu_);
   FEDGE_RETURN_IF_ERROR(check_identity());  // the round may have moved on meanwhile
-  FEDGE_RETURN_IF_ERROR(
-      accumulator_->Accumulate(delta, static_cast<double>(update.num_examples())));
+  FEDGE_RETURN_IF_ERROR(accumulator_->Accumulate(delta, weight));
+  if (privacy_ != nullptr) privacy_->Record(within_bound);
   submitted_.insert(update.client_id());
   total_examples_ += update.num_examples();
   bytes_up_ += update.ByteSizeLong();
@@ -196,6 +231,7 @@ absl::StatusOr<RoundOutcome> RoundManager::CloseRound() {
   }
   std::vector<float> aggregated(base_->parameters.size());
   FEDGE_RETURN_IF_ERROR(accumulator_->Aggregate(aggregated));
+  if (privacy_ != nullptr) FEDGE_RETURN_IF_ERROR(privacy_->Finalize(aggregated, participants));
   std::vector<float> next = base_->parameters;
   FEDGE_RETURN_IF_ERROR(strategy_->Apply(aggregated, next));
 
@@ -206,6 +242,10 @@ absl::StatusOr<RoundOutcome> RoundManager::CloseRound() {
   outcome.total_examples = total_examples_;
   outcome.train_loss = loss_weight_ > 0.0 ? loss_weighted_sum_ / loss_weight_ : 0.0;
   outcome.bytes_up = bytes_up_;
+  if (privacy_ != nullptr) {
+    const std::vector<std::string> participants_ids(submitted_.begin(), submitted_.end());
+    FEDGE_ASSIGN_OR_RETURN(outcome.privacy, privacy_->EndRound(cohort_.size(), participants_ids));
+  }
   const uint64_t parent = base_->version;
   accumulator_.reset();
   // Publish under the lock so that no round can open on the previous version.

@@ -1,8 +1,12 @@
 #include "fedge/client/device_client.h"
 
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "fedge/models/artifact.h"
 #include "fedge/privacy/clipping.h"
+#include "fedge/privacy/random.h"
+#include "fedge/privacy/update_privacy.h"
 #include "fedge/proto/status_macros.h"
 
 namespace fedge::client {
@@ -28,10 +32,9 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
 
   const v1::ModelSpecProto& spec = (*artifact)->header().model();
   if (spec.architecture() != model.spec().architecture) {
-    return absl::FailedPreconditionError(absl::StrCat("model version ", task.model_version(),
-                                                      " is a '", spec.architecture(),
-                                                      "', this device runs '",
-                                                      model.spec().architecture, "'"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("model version ", task.model_version(), " is a '", spec.architecture(),
+                     "', this device runs '", model.spec().architecture, "'"));
   }
   if (absl::Status s = models::DecodeArtifact(**artifact, model.parameters().layout(),
                                               model.parameters().values());
@@ -42,7 +45,32 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
   absl::StatusOr<LocalUpdate> local = trainer.Fit(model, data_, task.train());
   if (!local.ok()) return Annotate(local.status(), "local training");
 
-  if (options_.clip_norm > 0.0) privacy::ClipL2(local->delta, options_.clip_norm);
+  std::optional<bool> within_bound;
+  const v1::PrivacyConfig& dp = task.privacy();
+  if (dp.mode() == v1::PrivacyConfig::MODE_LOCAL ||
+      dp.mode() == v1::PrivacyConfig::MODE_DISTRIBUTED) {
+    privacy::ClientPrivacy params;
+    params.clip_norm = dp.clip_norm();
+    params.norm = dp.clip_norm_type() == 0 ? 2 : static_cast<int>(dp.clip_norm_type());
+    params.mechanism = dp.mechanism();
+    params.noise_multiplier = dp.noise_multiplier();
+    params.integer_scale = dp.integer_scale();
+    if (!(params.clip_norm > 0.0)) {
+      return absl::InvalidArgumentError(
+          "the task asks for local or distributed DP without a clip norm");
+    }
+    absl::StatusOr<privacy::PrivatizedUpdate> privatized;
+    if (options_.seeded_noise) {
+      privacy::SeededRandom random(task.train().seed() ^ 0x6A09E667F3BCC909ULL);
+      privatized = privacy::PrivatizeUpdate(params, local->delta, random);
+    } else {
+      privatized = privacy::PrivatizeUpdate(params, local->delta, privacy::DefaultRandom());
+    }
+    if (!privatized.ok()) return Annotate(privatized.status(), "privatizing the update");
+    within_bound = privatized->within_bound;
+  } else if (options_.clip_norm > 0.0) {
+    privacy::ClipL2(local->delta, options_.clip_norm);
+  }
 
   v1::EncodedUpdate update;
   update.set_round(task.round());
@@ -52,6 +80,7 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
   FEDGE_RETURN_IF_ERROR(codec->Encode(local->delta, &update));
   (*update.mutable_metrics())["train_loss"] = local->metrics.loss;
   (*update.mutable_metrics())["train_accuracy"] = local->metrics.accuracy;
+  if (within_bound.has_value()) (*update.mutable_metrics())["clip_within"] = *within_bound ? 1 : 0;
 
   TaskReport report;
   report.round = task.round();

@@ -15,6 +15,9 @@
 #include "absl/strings/str_split.h"
 #include "fedge/models/model_zoo.h"
 #include "fedge/models/update_codec.h"
+#include "fedge/privacy/clipper.h"
+#include "fedge/privacy/mechanism.h"
+#include "fedge/privacy/update_privacy.h"
 #include "fedge/proto/status_macros.h"
 
 namespace fedge::simulations {
@@ -230,10 +233,10 @@ const std::vector<KeyDef>& Keys() {
           "train.proximal_mu", "FedProx proximal term mu (0 = off).", 0, false, INFINITY, false,
           [](auto& c) { return static_cast<double>(c.train.proximal_mu()); },
           [](auto& c, double v) { c.train.set_proximal_mu(static_cast<float>(v)); }),
-      FloatKey("train.lr_decay",
-               "Per-round factor on the client learning rate (round r uses lr * decay^(r-1)).", 0,
-               true, 1, false, [](auto& c) { return c.lr_decay; },
-               [](auto& c, double v) { c.lr_decay = v; }),
+      FloatKey(
+          "train.lr_decay",
+          "Per-round factor on the client learning rate (round r uses lr * decay^(r-1)).", 0, true,
+          1, false, [](auto& c) { return c.lr_decay; }, [](auto& c, double v) { c.lr_decay = v; }),
       IntKey(
           "train.max_steps", "Cap on local optimizer steps per round (0 = no cap).", 0,
           std::numeric_limits<uint32_t>::max(),
@@ -253,6 +256,77 @@ const std::vector<KeyDef>& Keys() {
           "Fraction of clients sampled per round (0 = use round.clients_per_round).", 0, false, 1,
           false, [](auto& c) { return c.round.fraction; },
           [](auto& c, double v) { c.round.fraction = v; }),
+      ChoiceKey(
+          "round.sampling",
+          "Cohort sampling: fixed (exactly the count), poisson (each client with probability "
+          "count / clients; what DP accounting assumes), auto (poisson under central or "
+          "distributed DP).",
+          [] {
+            return std::vector<std::string>{"auto", "fixed", "poisson"};
+          },
+          [](auto& c) { return c.round.sampling; }, [](auto& c, auto& v) { c.round.sampling = v; }),
+      // privacy
+      ChoiceKey(
+          "privacy.mode",
+          "Differential privacy: none, central (aggregator noises the sum; DP-FedAvg), local "
+          "(each client noises its update), distributed (each client adds a share of the noise).",
+          [] {
+            return std::vector<std::string>{"central", "distributed", "local", "none"};
+          },
+          [](auto& c) { return c.privacy.mode; }, [](auto& c, auto& v) { c.privacy.mode = v; }),
+      ChoiceKey(
+          "privacy.mechanism", "DP noise mechanism.", privacy::RegisteredMechanisms,
+          [](auto& c) { return c.privacy.mechanism; },
+          [](auto& c, auto& v) { c.privacy.mechanism = v; }),
+      FloatKey(
+          "privacy.noise_multiplier",
+          "Noise std on each round's sum, in units of the clip norm (z; the value accounted).", 0,
+          true, INFINITY, false, [](auto& c) { return c.privacy.noise_multiplier; },
+          [](auto& c, double v) { c.privacy.noise_multiplier = v; }),
+      ChoiceKey(
+          "privacy.clipping", "How the per-update bound is chosen: fixed or adaptive (quantile).",
+          privacy::RegisteredClippers, [](auto& c) { return c.privacy.clipping; },
+          [](auto& c, auto& v) { c.privacy.clipping = v; }),
+      FloatKey(
+          "privacy.clip_norm", "Bound on each client's update (adaptive: the first round's).", 0,
+          true, INFINITY, false, [](auto& c) { return c.privacy.clip_norm; },
+          [](auto& c, double v) { c.privacy.clip_norm = v; }),
+      FloatKey(
+          "privacy.target_quantile", "Adaptive clipping: quantile of update norms to track.", 0,
+          false, 1, false, [](auto& c) { return c.privacy.target_quantile; },
+          [](auto& c, double v) { c.privacy.target_quantile = v; }),
+      FloatKey(
+          "privacy.clip_learning_rate", "Adaptive clipping: geometric learning rate.", 0, true,
+          INFINITY, false, [](auto& c) { return c.privacy.clip_learning_rate; },
+          [](auto& c, double v) { c.privacy.clip_learning_rate = v; }),
+      FloatKey(
+          "privacy.count_noise_stddev",
+          "Adaptive clipping: noise std on the count of unclipped updates (0 = clients per "
+          "round / 20).",
+          0, false, INFINITY, false, [](auto& c) { return c.privacy.count_noise_stddev; },
+          [](auto& c, double v) { c.privacy.count_noise_stddev = v; }),
+      FloatKey(
+          "privacy.delta", "delta at which epsilon is reported.", 0, true, 1, true,
+          [](auto& c) { return c.privacy.delta; }, [](auto& c, double v) { c.privacy.delta = v; }),
+      FloatKey(
+          "privacy.epsilon_budget",
+          "Largest total epsilon; a round that would exceed it is refused and the run stops "
+          "(0 = no budget).",
+          0, false, INFINITY, false, [](auto& c) { return c.privacy.epsilon_budget; },
+          [](auto& c, double v) { c.privacy.epsilon_budget = v; }),
+      FloatKey(
+          "privacy.integer_scale",
+          "Integer mechanisms: fixed-point scale of the clipped update (0 = 20 sqrt(d) / clip).", 0,
+          false, INFINITY, false, [](auto& c) { return c.privacy.integer_scale; },
+          [](auto& c, double v) { c.privacy.integer_scale = v; }),
+      ChoiceKey(
+          "privacy.random",
+          "Noise source: secure (OpenSSL, seeded by the OS) or seeded (from run.seed; "
+          "reproducible, simulations only).",
+          [] {
+            return std::vector<std::string>{"secure", "seeded"};
+          },
+          [](auto& c) { return c.privacy.random; }, [](auto& c, auto& v) { c.privacy.random = v; }),
       // strategy
       ChoiceKey(
           "strategy.name", "Aggregation strategy.", aggregator::RegisteredStrategies,
@@ -337,12 +411,18 @@ size_t EditDistance(const std::string& a, const std::string& b) {
 // only ever used to suggest, never accepted silently.
 const std::map<std::string, std::string>& Aliases() {
   static const auto* aliases = new std::map<std::string, std::string>{
-      {"lr", "learning_rate"},         {"epochs", "local_epochs"},
-      {"local_steps", "max_steps"},    {"batch", "batch_size"},
-      {"mu", "proximal_mu"},           {"num_rounds", "rounds"},
-      {"clients", "num_clients"},      {"fraction_fit", "fraction"},
-      {"server_lr", "server_learning_rate"}, {"model", "architecture"},
-      {"strategy", "name"},            {"dataset", "dataset"},
+      {"lr", "learning_rate"},
+      {"epochs", "local_epochs"},
+      {"local_steps", "max_steps"},
+      {"batch", "batch_size"},
+      {"mu", "proximal_mu"},
+      {"num_rounds", "rounds"},
+      {"clients", "num_clients"},
+      {"fraction_fit", "fraction"},
+      {"server_lr", "server_learning_rate"},
+      {"model", "architecture"},
+      {"strategy", "name"},
+      {"dataset", "dataset"},
   };
   return *aliases;
 }
@@ -456,6 +536,36 @@ int ClientsPerRound(const SimulationConfig& config) {
   return config.round.clients_per_round;
 }
 
+bool UsesPoissonSampling(const SimulationConfig& config) {
+  if (config.round.sampling == "poisson") return true;
+  if (config.round.sampling == "fixed") return false;
+  return config.privacy.mode == "central" || config.privacy.mode == "distributed";
+}
+
+absl::StatusOr<aggregator::PrivateAggregationOptions> PrivateAggregationOptionsFor(
+    const SimulationConfig& config, int num_clients) {
+  aggregator::PrivateAggregationOptions options;
+  FEDGE_ASSIGN_OR_RETURN(options.mode, privacy::ParsePrivacyMode(config.privacy.mode));
+  const int per_round = ClientsPerRound(config);
+  options.mechanism = config.privacy.mechanism;
+  options.noise_multiplier = config.privacy.noise_multiplier;
+  options.clipper = config.privacy.clipping;
+  options.clipper_options.clip_norm = config.privacy.clip_norm;
+  options.clipper_options.target_quantile = config.privacy.target_quantile;
+  options.clipper_options.learning_rate = config.privacy.clip_learning_rate;
+  options.clipper_options.count_noise_stddev = config.privacy.count_noise_stddev > 0.0
+                                                   ? config.privacy.count_noise_stddev
+                                                   : per_round / 20.0;
+  options.sampling_rate = std::min(1.0, static_cast<double>(per_round) / std::max(1, num_clients));
+  options.expected_cohort = per_round;
+  options.delta = config.privacy.delta;
+  options.epsilon_budget = config.privacy.epsilon_budget;
+  options.integer_scale = config.privacy.integer_scale;
+  options.seeded_random = config.privacy.random == "seeded";
+  options.seed = config.run.seed ^ 0xA5A5A5A5DEADBEEFULL;
+  return options;
+}
+
 absl::Status ValidateConfig(const SimulationConfig& config) {
   const int per_round = ClientsPerRound(config);
   if (per_round > config.partition.num_clients) {
@@ -463,11 +573,10 @@ absl::Status ValidateConfig(const SimulationConfig& config) {
                                                    ") exceeds partition.num_clients (",
                                                    config.partition.num_clients, ")"));
   }
-  if (config.data.dataset == "mnist" &&
-      config.data.dir.rfind(kDefaultFashionMnistDir, 0) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "data.dataset 'mnist' needs data.dir set to a folder of MNIST IDX files; ",
-        kDefaultFashionMnistDir, " holds Fashion-MNIST"));
+  if (config.data.dataset == "mnist" && config.data.dir.rfind(kDefaultFashionMnistDir, 0) == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data.dataset 'mnist' needs data.dir set to a folder of MNIST IDX files; ",
+                     kDefaultFashionMnistDir, " holds Fashion-MNIST"));
   }
   if (config.partition.method == "natural") {
     if (config.data.dataset != "synthetic") {
@@ -492,6 +601,31 @@ absl::Status ValidateConfig(const SimulationConfig& config) {
   if (!strategy.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("strategy '", config.strategy, "': ", strategy.status().message()));
+  }
+  if (config.privacy.mode != "none") {
+    if (!(*strategy)->NewAccumulator(1)->streaming()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "strategy.name '", config.strategy, "' needs every individual update, but privacy.mode '",
+          config.privacy.mode,
+          "' adds noise to the sum of clipped updates; use fedavg, fedavgm, fedadam, fedyogi, "
+          "fedadagrad or fedprox"));
+    }
+    if ((config.privacy.mode == "central" || config.privacy.mode == "distributed") &&
+        !UsesPoissonSampling(config)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "round.sampling 'fixed' with privacy.mode '", config.privacy.mode,
+          "': the privacy accounting assumes Poisson sampling; set round.sampling to poisson or "
+          "auto"));
+    }
+    FEDGE_ASSIGN_OR_RETURN(auto options,
+                           PrivateAggregationOptionsFor(config, config.partition.num_clients));
+    // Checks the combination (mechanism, mode, clipping); the model size is
+    // not known yet, so the integer-scale checks wait for the run.
+    if (absl::StatusOr<std::unique_ptr<aggregator::PrivateAggregation>> trial =
+            aggregator::PrivateAggregation::Create(options, 1);
+        !trial.ok()) {
+      return absl::InvalidArgumentError(trial.status().message());
+    }
   }
   return absl::OkStatus();
 }

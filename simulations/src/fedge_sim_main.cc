@@ -150,11 +150,16 @@ int main(int argc, char** argv) {
     if (!live && !(r.round == total_rounds || r.round % std::max(1, total_rounds / 10) == 0))
       return;
     const double per_round = r.elapsed_seconds / r.round;
+    const std::string privacy =
+        config.privacy.mode == "none"
+            ? ""
+            : absl::StrFormat(" | eps %.4g (delta %g)", r.epsilon, config.privacy.delta);
     const std::string line = absl::StrFormat(
-        "round %d/%d | test acc %.2f%% | test loss %.4f | train loss %.4f | %.2f s/round | "
+        "round %d/%d | test acc %.2f%% | test loss %.4f | train loss %.4f%s | %.2f s/round | "
         "elapsed %s | ETA %s",
-        r.round, total_rounds, 100.0 * r.test_accuracy, r.test_loss, r.train_loss, per_round,
-        FormatDuration(r.elapsed_seconds), FormatDuration(per_round * (total_rounds - r.round)));
+        r.round, total_rounds, 100.0 * r.test_accuracy, r.test_loss, r.train_loss, privacy,
+        per_round, FormatDuration(r.elapsed_seconds),
+        FormatDuration(per_round * (total_rounds - r.round)));
     if (tty && live) {
       std::cerr << "\r\033[K" << line << std::flush;
       if (r.round == total_rounds) std::cerr << "\n";
@@ -178,6 +183,15 @@ int main(int argc, char** argv) {
     if (!s.ok()) return Fail(std::string(s.message()));
   }
 
+  if (!summary.stop_reason.empty()) {
+    std::cerr << "fedge-sim: stopped after round " << summary.rounds << ": " << summary.stop_reason
+              << "\n";
+  }
+  if (summary.privacy_mode != "none") {
+    std::cout << absl::StrFormat("privacy: %s DP, epsilon %.4g at delta %g after %d rounds\n",
+                                 summary.privacy_mode, summary.epsilon, summary.delta,
+                                 summary.rounds);
+  }
   std::cout << absl::StrFormat(
       "final accuracy %.2f%% (best %.2f%%) after %d rounds in %s (%.1f s)\n"
       "bytes up %s, down %s; %d parameters; peak RSS %.0f MB\n"

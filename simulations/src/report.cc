@@ -342,8 +342,15 @@ std::string RenderHtml(const RunSummary& summary, const std::vector<RoundRecord>
   Series train_loss{"train loss", kOrange, {}};
   Series up{"bytes up", kGreen, {}};
   Series down{"bytes down", kPurple, {}};
+  Series epsilon{"epsilon", kOrange, {}};
+  std::vector<int> epsilon_xs;
+  const bool is_private = summary.privacy_mode != "none";
   double max_bytes = 0.0;
   for (const RoundRecord& r : rounds) {
+    if (std::isfinite(r.epsilon)) {
+      epsilon_xs.push_back(r.round);
+      epsilon.values.push_back(r.epsilon);
+    }
     xs.push_back(r.round);
     accuracy.values.push_back(100.0 * r.test_accuracy);
     test_loss.values.push_back(r.test_loss);
@@ -376,6 +383,14 @@ std::string RenderHtml(const RunSummary& summary, const std::vector<RoundRecord>
   AppendRow(&html, "Bytes down (total)", HumanBytes(summary.bytes_down));
   AppendRow(&html, "Model parameters", WithThousands(summary.num_parameters));
   AppendRow(&html, "Peak RSS", absl::StrCat(Fixed(summary.peak_rss_mb, 1), " MB"));
+  if (is_private) {
+    AppendRow(&html, "Differential privacy",
+              absl::StrCat(summary.privacy_mode, ": \u03b5 = ",
+                           std::isfinite(summary.epsilon) ? absl::StrFormat("%.4g", summary.epsilon)
+                                                          : std::string("\u221e"),
+                           " at \u03b4 = ", absl::StrFormat("%g", summary.delta)));
+  }
+  if (!summary.stop_reason.empty()) AppendRow(&html, "Stopped early", summary.stop_reason);
   html += "</table>\n";
 
   html += "<h2>Test accuracy</h2>\n<figure>\n";
@@ -388,6 +403,12 @@ std::string RenderHtml(const RunSummary& summary, const std::vector<RoundRecord>
   html += SvgLineChart("Bytes up and down per round", absl::StrCat(unit.name, " per round"), xs,
                        {up, down}, /*include_zero=*/true);
   html += "</figure>\n";
+  if (is_private && !epsilon.values.empty()) {
+    html += "<h2>Privacy</h2>\n<figure>\n";
+    html += SvgLineChart("Privacy spent after each round", "epsilon", epsilon_xs, {epsilon},
+                         /*include_zero=*/true);
+    html += "</figure>\n";
+  }
 
   html += "<h2>Configuration</h2>\n<table class=\"config\">\n";
   for (const auto& [key, value] : summary.config) {
@@ -495,11 +516,13 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
 absl::Status WriteRoundsCsv(const std::string& path, const std::vector<RoundRecord>& rounds) {
   std::string csv =
       "round,test_accuracy,test_loss,train_loss,participants,bytes_up,bytes_down,wall_seconds,"
-      "elapsed_seconds\n";
+      "elapsed_seconds,epsilon,clip_norm\n";
   for (const RoundRecord& r : rounds) {
-    absl::StrAppendFormat(&csv, "%d,%.6f,%.6f,%.6f,%d,%d,%d,%.6f,%.6f\n", r.round, r.test_accuracy,
-                          r.test_loss, r.train_loss, r.participants, r.bytes_up, r.bytes_down,
-                          r.wall_seconds, r.elapsed_seconds);
+    absl::StrAppendFormat(&csv, "%d,%.6f,%.6f,%.6f,%d,%d,%d,%.6f,%.6f,%s,%.6g\n", r.round,
+                          r.test_accuracy, r.test_loss, r.train_loss, r.participants, r.bytes_up,
+                          r.bytes_down, r.wall_seconds, r.elapsed_seconds,
+                          std::isfinite(r.epsilon) ? absl::StrFormat("%.6g", r.epsilon) : "inf",
+                          r.clip_norm);
   }
   return WriteFileAtomically(path, csv);
 }
@@ -518,12 +541,21 @@ absl::Status WriteSummaryJson(const std::string& path, const RunSummary& summary
   json["bytes_down"] = summary.bytes_down;
   json["num_parameters"] = summary.num_parameters;
   json["peak_rss_mb"] = summary.peak_rss_mb;
+  json["privacy_mode"] = summary.privacy_mode;
+  json["epsilon"] = summary.epsilon;
+  json["delta"] = summary.delta;
+  json["stop_reason"] = summary.stop_reason;
   nlohmann::ordered_json config = nlohmann::ordered_json::object();
   for (const auto& [key, value] : summary.config) config[key] = value;
   json["config"] = std::move(config);
   nlohmann::ordered_json per_round = nlohmann::ordered_json::array();
   for (const RoundRecord& r : rounds) per_round.push_back(r.test_accuracy);
   json["per_round"] = std::move(per_round);
+  if (summary.privacy_mode != "none") {
+    nlohmann::ordered_json per_round_epsilon = nlohmann::ordered_json::array();
+    for (const RoundRecord& r : rounds) per_round_epsilon.push_back(r.epsilon);
+    json["per_round_epsilon"] = std::move(per_round_epsilon);
+  }
   // Non-finite numbers become null; invalid UTF-8 in strings becomes U+FFFD
   // rather than an exception.
   std::string text =

@@ -97,6 +97,7 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
   client::DeviceClientOptions client_options;
   client_options.codec = config.codec;
   client_options.clip_norm = config.clip_norm;
+  client_options.seeded_noise = config.privacy.random == "seeded";
   std::vector<client::DeviceClient> clients;
   std::vector<std::string> candidates;
   clients.reserve(partition.size());
@@ -137,8 +138,19 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
                          aggregator::CreateStrategy(config.strategy, config.strategy_options));
   aggregator::RoundManagerOptions round_options;
   round_options.codec = config.codec;
+  std::unique_ptr<aggregator::PrivateAggregation> private_aggregation;
+  if (config.privacy.mode != "none") {
+    FEDGE_ASSIGN_OR_RETURN(
+        auto options, PrivateAggregationOptionsFor(config, static_cast<int>(candidates.size())));
+    FEDGE_ASSIGN_OR_RETURN(private_aggregation,
+                           aggregator::PrivateAggregation::Create(
+                               options, static_cast<size_t>(registry.num_parameters())));
+  }
+  const double sampling_rate =
+      std::min(1.0, static_cast<double>(per_round) / static_cast<double>(candidates.size()));
   FEDGE_ASSIGN_OR_RETURN(
-      auto rounds, aggregator::RoundManager::Create(std::move(strategy), &registry, round_options));
+      auto rounds, aggregator::RoundManager::Create(std::move(strategy), &registry, round_options,
+                                                    std::move(private_aggregation)));
   InProcTransport transport(rounds.get(), &registry);
   client::Trainer trainer;
 
@@ -149,17 +161,36 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
   result.summary.experiment = config.run.name;
   result.summary.num_parameters = registry.num_parameters();
   result.summary.config = DescribeConfig(config);
+  result.summary.privacy_mode = config.privacy.mode;
+  if (config.privacy.mode != "none") result.summary.delta = config.privacy.delta;
 
   for (int r = 1; r <= config.round.rounds; ++r) {
     const Clock::time_point round_start = Clock::now();
-    FEDGE_ASSIGN_OR_RETURN(
-        std::vector<std::string> cohort,
-        aggregator::RoundManager::SelectCohort(candidates, per_round, config.run.seed, r));
+    std::vector<std::string> cohort;
+    if (UsesPoissonSampling(config)) {
+      FEDGE_ASSIGN_OR_RETURN(cohort, aggregator::RoundManager::SelectPoissonCohort(
+                                         candidates, sampling_rate, config.run.seed, r));
+      if (cohort.empty()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("round ", r, ": Poisson sampling with rate ", sampling_rate,
+                         " drew no client; raise round.clients_per_round or use more clients"));
+      }
+    } else {
+      FEDGE_ASSIGN_OR_RETURN(cohort, aggregator::RoundManager::SelectCohort(candidates, per_round,
+                                                                            config.run.seed, r));
+    }
     v1::TrainConfig train = config.train;
     train.set_seed(config.run.seed * 1'000'003ULL + static_cast<uint64_t>(r));
     train.set_learning_rate(
         static_cast<float>(config.train.learning_rate() * std::pow(config.lr_decay, r - 1)));
-    FEDGE_RETURN_IF_ERROR(rounds->OpenRound(r, cohort, train));
+    if (absl::Status opened = rounds->OpenRound(r, cohort, train); !opened.ok()) {
+      if (absl::IsResourceExhausted(opened) && !result.rounds.empty()) {
+        // The privacy budget allows no further round: the run ends here.
+        result.summary.stop_reason = std::string(opened.message());
+        break;
+      }
+      return opened;
+    }
 
     std::vector<absl::StatusOr<client::TaskReport>> reports(cohort.size(),
                                                             absl::UnknownError("not run"));
@@ -181,6 +212,12 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
     record.round = r;
     record.participants = outcome.participants;
     record.train_loss = outcome.train_loss;
+    if (outcome.privacy.has_value()) {
+      record.epsilon = outcome.privacy->epsilon;
+      record.clip_norm = outcome.privacy->clip_norm;
+    } else {
+      record.clip_norm = config.clip_norm;
+    }
     for (const auto& report : reports) {
       record.bytes_up += report->bytes_up;
       record.bytes_down += report->bytes_down;
@@ -223,6 +260,7 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
   summary.rounds = static_cast<int>(result.rounds.size());
   summary.final_accuracy = result.rounds.back().test_accuracy;
   summary.final_loss = result.rounds.back().test_loss;
+  summary.epsilon = result.rounds.back().epsilon;
   for (const RoundRecord& record : result.rounds) {
     summary.best_accuracy = std::max(summary.best_accuracy, record.test_accuracy);
     summary.bytes_up += record.bytes_up;

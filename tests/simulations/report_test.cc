@@ -89,10 +89,10 @@ TEST(RoundsCsvTest, HeaderAndRowsParseBack) {
   ASSERT_EQ(lines.size(), 4u);
   EXPECT_EQ(lines[0],
             "round,test_accuracy,test_loss,train_loss,participants,bytes_up,bytes_down,"
-            "wall_seconds,elapsed_seconds");
+            "wall_seconds,elapsed_seconds,epsilon,clip_norm");
   for (size_t i = 0; i < rounds.size(); ++i) {
     const std::vector<std::string> cells = absl::StrSplit(lines[i + 1], ',');
-    ASSERT_EQ(cells.size(), 9u) << lines[i + 1];
+    ASSERT_EQ(cells.size(), 11u) << lines[i + 1];
     int round, participants;
     uint64_t bytes_up, bytes_down;
     double accuracy, test_loss, train_loss, wall, elapsed;
@@ -133,7 +133,7 @@ TEST(RoundsCsvTest, NoRoundsIsJustTheHeader) {
   ASSERT_THAT(WriteRoundsCsv(path, {}), IsOk());
   EXPECT_EQ(ReadFile(path),
             "round,test_accuracy,test_loss,train_loss,participants,bytes_up,bytes_down,"
-            "wall_seconds,elapsed_seconds\n");
+            "wall_seconds,elapsed_seconds,epsilon,clip_norm\n");
 }
 
 TEST(SummaryJsonTest, HasEveryField) {

@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -29,6 +30,7 @@
 
 #include "absl/status/statusor.h"
 #include "fedge/aggregator/model_registry.h"
+#include "fedge/aggregator/private_aggregation.h"
 #include "fedge/aggregator/strategy.h"
 #include "fedge/models/update_codec.h"
 #include "fedge/v1/federation.pb.h"
@@ -54,14 +56,29 @@ struct RoundOutcome {
   uint64_t total_examples = 0;
   double train_loss = 0.0;       // example-weighted mean of reported train_loss
   uint64_t bytes_up = 0;         // serialized size of the accepted updates
+  // What the round spent, when differential privacy is on.
+  std::optional<RoundPrivacy> privacy;
 };
 
 class RoundManager {
  public:
   // `registry` must already hold a version; it must outlive the manager.
-  static absl::StatusOr<std::unique_ptr<RoundManager>> Create(std::unique_ptr<Strategy> strategy,
-                                                             ModelRegistry* registry,
-                                                             RoundManagerOptions options);
+  // With `privacy`, rounds are differentially private (see
+  // private_aggregation.h): every update weighs the same, is clipped, the
+  // sum is noised and divided by the expected cohort size, and a round that
+  // would exceed the privacy budget is refused. The strategy must then
+  // aggregate by a sum (fedavg, fedprox and the server optimizers);
+  // median, trimmed-mean and krum are refused (INVALID_ARGUMENT).
+  static absl::StatusOr<std::unique_ptr<RoundManager>> Create(
+      std::unique_ptr<Strategy> strategy, ModelRegistry* registry, RoundManagerOptions options,
+      std::unique_ptr<PrivateAggregation> privacy = nullptr);
+
+  // Draws a Poisson sample: each candidate independently with probability
+  // `rate`, reproducibly for a given `seed` and round (the sampling
+  // DP-FedAvg's accounting assumes). May be empty. INVALID_ARGUMENT unless
+  // 0 < rate <= 1.
+  static absl::StatusOr<std::vector<std::string>> SelectPoissonCohort(
+      const std::vector<std::string>& candidates, double rate, uint64_t seed, uint64_t round);
 
   // Draws `count` distinct clients from `candidates`, uniformly, reproducibly
   // for a given `seed` and round. INVALID_ARGUMENT if count is out of
@@ -71,7 +88,9 @@ class RoundManager {
 
   // Opens round `round` (must be greater than every earlier round) for
   // `cohort` on the latest model version. FAILED_PRECONDITION if a round is
-  // open; INVALID_ARGUMENT for an empty cohort, duplicates or a bad config.
+  // open; INVALID_ARGUMENT for an empty cohort, duplicates or a bad config;
+  // RESOURCE_EXHAUSTED (saying so) when the round would exceed the privacy
+  // budget.
   absl::Status OpenRound(uint64_t round, const std::vector<std::string>& cohort,
                          const v1::TrainConfig& train);
 
@@ -93,15 +112,19 @@ class RoundManager {
 
   bool round_open() const;
   const ModelRegistry& registry() const { return *registry_; }
+  // Null when differential privacy is off.
+  const PrivateAggregation* privacy() const { return privacy_.get(); }
 
  private:
   RoundManager(std::unique_ptr<Strategy> strategy, ModelRegistry* registry,
-               RoundManagerOptions options, std::unique_ptr<models::UpdateCodec> codec);
+               RoundManagerOptions options, std::unique_ptr<models::UpdateCodec> codec,
+               std::unique_ptr<PrivateAggregation> privacy);
 
   std::unique_ptr<Strategy> strategy_;
   ModelRegistry* registry_;
   const RoundManagerOptions options_;
   std::unique_ptr<models::UpdateCodec> codec_;
+  std::unique_ptr<PrivateAggregation> privacy_;
 
   mutable std::mutex mu_;
   bool open_ = false;

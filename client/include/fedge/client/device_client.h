@@ -1,7 +1,8 @@
 // DeviceClient: one device's side of a round.
 //
 //   poll task -> fetch model version -> verify + load -> Trainer.Fit on local
-//   data -> clip (optional) -> encode -> submit
+//   data -> clip and noise as the task's privacy section says (local or
+//   distributed DP; see fedge/privacy/update_privacy.h) -> encode -> submit
 //
 // A DeviceClient is small (an id, a LocalDataset view, options): a simulation
 // keeps thousands and lends each one a worker's ModelInstance for the
@@ -27,9 +28,14 @@ namespace fedge::client {
 struct DeviceClientOptions {
   // Update codec used to encode updates. Default: "fp32". REQUIRES: registered.
   std::string codec = "fp32";
-  // L2 norm bound applied to each update before encoding; 0 disables.
-  // REQUIRES: >= 0.
+  // L2 norm bound applied to each update before encoding when the task asks
+  // for no differential privacy; 0 disables. REQUIRES: >= 0.
   double clip_norm = 0.0;
+  // Where this device's DP noise comes from: OpenSSL's generator, seeded by
+  // the OS (false, the default, and the only choice for a real device), or a
+  // std::mt19937_64 seeded from the task's seed (simulations, for
+  // reproducible runs). The aggregator cannot choose this for the device.
+  bool seeded_noise = false;
 };
 
 // What one task cost and produced, for reports.

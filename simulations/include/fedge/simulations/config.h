@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "fedge/aggregator/private_aggregation.h"
 #include "fedge/aggregator/strategy.h"
 #include "fedge/models/model_spec.h"
 #include "fedge/simulations/dataset.h"
@@ -41,6 +42,31 @@ struct RoundOptions {
   int clients_per_round = 10;
   // If > 0, sample ceil(fraction * num_clients) clients per round instead.
   double fraction = 0.0;
+  // How cohorts are drawn: "fixed" (exactly clients_per_round, uniformly),
+  // "poisson" (each client independently with probability
+  // clients_per_round / num_clients, what DP accounting assumes), or "auto"
+  // (poisson with central or distributed DP, fixed otherwise).
+  std::string sampling = "auto";
+};
+
+// Differential privacy (see fedge/aggregator/private_aggregation.h).
+struct PrivacyOptions {
+  std::string mode = "none";  // none | central | local | distributed
+  std::string mechanism = "gaussian";
+  double noise_multiplier = 1.0;
+  std::string clipping = "fixed";  // a registered clipper
+  double clip_norm = 1.0;          // fixed bound, or adaptive's first bound
+  double target_quantile = 0.5;
+  double clip_learning_rate = 0.2;
+  // Std of the noise on the adaptive clipper's count; 0 = clients per round
+  // / 20 (Andrew et al. 2021).
+  double count_noise_stddev = 0.0;
+  double delta = 1e-5;
+  double epsilon_budget = 0.0;  // 0 = none
+  double integer_scale = 0.0;   // 0 = auto
+  // "secure" (OpenSSL, seeded by the OS) or "seeded" (from run.seed:
+  // reproducible, for simulations only).
+  std::string random = "secure";
 };
 
 struct EvalOptions {
@@ -67,6 +93,7 @@ struct SimulationConfig {
   std::string strategy = "fedavg";
   std::string codec = "fp32";
   double clip_norm = 0.0;
+  PrivacyOptions privacy;
   RoundOptions round;
   EvalOptions eval;
   RunOptions run;
@@ -103,8 +130,18 @@ absl::Status ValidateConfig(const SimulationConfig& config);
 // Every key with its current value as text, in key order.
 std::vector<std::pair<std::string, std::string>> DescribeConfig(const SimulationConfig& config);
 
-// Clients sampled per round under `config` (fraction or count).
+// Clients sampled per round under `config` (fraction or count); with
+// Poisson sampling, the expected number.
 int ClientsPerRound(const SimulationConfig& config);
+
+// True when cohorts are Poisson samples (round.sampling, resolving "auto").
+bool UsesPoissonSampling(const SimulationConfig& config);
+
+// The aggregator's DP options for `config` over `num_clients` clients with
+// data (sampling rate = clients per round / num_clients). INVALID_ARGUMENT
+// for an unknown privacy.mode.
+absl::StatusOr<aggregator::PrivateAggregationOptions> PrivateAggregationOptionsFor(
+    const SimulationConfig& config, int num_clients);
 
 }  // namespace fedge::simulations
 

@@ -8,6 +8,7 @@
 #define FEDGE_SIMULATIONS_REPORT_H_
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,6 +28,11 @@ struct RoundRecord {
   uint64_t bytes_down = 0;        // tasks + model artifacts sent to them
   double wall_seconds = 0.0;      // this round, training + aggregation + evaluation
   double elapsed_seconds = 0.0;   // since the run started
+  // Differential privacy: total ε spent after this round (at
+  // RunSummary::delta; +inf when the run is not private) and the round's
+  // clipping bound (0 when nothing was clipped).
+  double epsilon = std::numeric_limits<double>::infinity();
+  double clip_norm = 0.0;
 };
 
 struct RunSummary {
@@ -40,16 +46,26 @@ struct RunSummary {
   uint64_t bytes_down = 0;
   int64_t num_parameters = 0;
   double peak_rss_mb = 0.0;
+  // Differential privacy: the mode ("none", "central", "local",
+  // "distributed"), the total ε spent (+inf when not private) at δ.
+  std::string privacy_mode = "none";
+  double epsilon = std::numeric_limits<double>::infinity();
+  double delta = 0.0;
+  // Why the run ended before its last round ("" when it ran them all), e.g.
+  // a privacy budget that did not allow another round.
+  std::string stop_reason;
   // The resolved configuration, as key = value strings in key order.
   std::vector<std::pair<std::string, std::string>> config;
 };
 
 // Columns: round,test_accuracy,test_loss,train_loss,participants,bytes_up,
-// bytes_down,wall_seconds,elapsed_seconds (header line first).
+// bytes_down,wall_seconds,elapsed_seconds,epsilon,clip_norm (header line
+// first; epsilon is "inf" for rounds that are not private).
 absl::Status WriteRoundsCsv(const std::string& path, const std::vector<RoundRecord>& rounds);
 
-// summary.json: every RunSummary field (config as an object), plus
-// "per_round": the rounds' accuracy list.
+// summary.json: every RunSummary field (config as an object; a non-finite
+// ε as null), plus "per_round": the rounds' accuracy list, and
+// "per_round_epsilon" when the run is private.
 absl::Status WriteSummaryJson(const std::string& path, const RunSummary& summary,
                               const std::vector<RoundRecord>& rounds);
 

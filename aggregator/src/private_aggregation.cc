@@ -1,0 +1,284 @@
+#include "fedge/aggregator/private_aggregation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numbers>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "fedge/proto/status_macros.h"
+
+namespace fedge::aggregator {
+namespace {
+
+using privacy::PrivacyMode;
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+absl::Status Invalid(const std::string& message) {
+  return absl::InvalidArgumentError(absl::StrCat("privacy: ", message));
+}
+
+v1::PrivacyConfig::Mode ProtoMode(PrivacyMode mode) {
+  switch (mode) {
+    case PrivacyMode::kNone:
+      return v1::PrivacyConfig::MODE_NONE;
+    case PrivacyMode::kCentral:
+      return v1::PrivacyConfig::MODE_CENTRAL;
+    case PrivacyMode::kLocal:
+      return v1::PrivacyConfig::MODE_LOCAL;
+    case PrivacyMode::kDistributed:
+      return v1::PrivacyConfig::MODE_DISTRIBUTED;
+  }
+  return v1::PrivacyConfig::MODE_NONE;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PrivateAggregation>> PrivateAggregation::Create(
+    const PrivateAggregationOptions& options, std::size_t dimension) {
+  if (options.mode == PrivacyMode::kNone) {
+    return Invalid("mode 'none' needs no PrivateAggregation");
+  }
+  if (!(options.noise_multiplier > 0.0) || !std::isfinite(options.noise_multiplier)) {
+    return Invalid(
+        absl::StrCat("noise_multiplier must be finite and > 0, got ", options.noise_multiplier));
+  }
+  if (!(options.sampling_rate > 0.0 && options.sampling_rate <= 1.0)) {
+    return Invalid(absl::StrCat("sampling_rate must be in (0, 1], got ", options.sampling_rate));
+  }
+  if (!(options.expected_cohort > 0.0) || !std::isfinite(options.expected_cohort)) {
+    return Invalid(
+        absl::StrCat("expected_cohort must be finite and > 0, got ", options.expected_cohort));
+  }
+  if (!(options.delta > 0.0 && options.delta < 1.0)) {
+    return Invalid(absl::StrCat("delta must be in (0, 1), got ", options.delta));
+  }
+  if (!(options.epsilon_budget >= 0.0) || std::isnan(options.epsilon_budget)) {
+    return Invalid(absl::StrCat("epsilon_budget must be >= 0, got ", options.epsilon_budget));
+  }
+  if (!(options.integer_scale >= 0.0) || !std::isfinite(options.integer_scale)) {
+    return Invalid(
+        absl::StrCat("integer_scale must be finite and >= 0, got ", options.integer_scale));
+  }
+  if (dimension == 0) return Invalid("the model has no parameters");
+
+  privacy::MechanismOptions mechanism_options;
+  mechanism_options.noise_multiplier = options.noise_multiplier;
+  mechanism_options.l2_sensitivity = options.clipper_options.clip_norm;
+  mechanism_options.l1_sensitivity = options.clipper_options.clip_norm;
+  mechanism_options.relation = privacy::NeighbouringRelation::kDevice;
+  mechanism_options.delta = options.delta;
+  if (!(options.clipper_options.clip_norm > 0.0)) {
+    return Invalid(absl::StrCat("clip_norm must be > 0, got ", options.clipper_options.clip_norm));
+  }
+  FEDGE_ASSIGN_OR_RETURN(auto mechanism,
+                         privacy::CreateMechanism(options.mechanism, mechanism_options));
+
+  const std::string name(mechanism->name());
+  if (options.mode == PrivacyMode::kCentral && mechanism->integer_valued()) {
+    return Invalid(absl::StrCat("mechanism '", name,
+                                "' noises integers; use it with mode 'distributed' (each client "
+                                "noises its fixed-point update) or 'local', or use 'gaussian'"));
+  }
+  if (options.mode == PrivacyMode::kDistributed && !mechanism->divisible()) {
+    return Invalid(absl::StrCat("mechanism '", name,
+                                "' cannot be split into per-client shares that add up to its "
+                                "noise; distributed mode needs gaussian or discrete-gaussian"));
+  }
+  const bool gaussian_accounting =
+      mechanism->accountant() == "rdp" || mechanism->accountant() == "zcdp";
+  if (options.clipper != "fixed" && !gaussian_accounting) {
+    return Invalid(absl::StrCat("clipper '", options.clipper, "' releases a Gaussian count; ",
+                                "it composes only with Gaussian mechanisms, not '", name, "'"));
+  }
+
+  if (options.clipper != "fixed" && options.mode == PrivacyMode::kLocal) {
+    return Invalid(absl::StrCat("clipper '", options.clipper,
+                                "' needs each client's within-bound bit, which local mode would "
+                                "send in the clear; use the fixed clipper with local DP"));
+  }
+
+  privacy::ClipperOptions clipper_options = options.clipper_options;
+  clipper_options.norm = mechanism->sensitivity_norm();
+  FEDGE_ASSIGN_OR_RETURN(auto clipper, privacy::CreateClipper(options.clipper, clipper_options));
+  // The count noise must leave room for the sum's noise (adaptive).
+  FEDGE_RETURN_IF_ERROR(clipper->SumNoiseMultiplier(options.noise_multiplier).status());
+
+  std::unique_ptr<privacy::RandomSource> random;
+  if (options.seeded_random) {
+    random = std::make_unique<privacy::SeededRandom>(options.seed);
+  } else {
+    random = std::make_unique<privacy::SecureRandom>();
+  }
+  auto aggregation = std::unique_ptr<PrivateAggregation>(new PrivateAggregation(
+      options, dimension, std::move(mechanism), std::move(clipper), std::move(random)));
+  if (aggregation->mechanism_->accountant().empty()) {
+    aggregation->epsilon_ = kInf;  // "none": clipping only, no privacy
+  } else {
+    FEDGE_ASSIGN_OR_RETURN(aggregation->accountant_,
+                           privacy::CreateAccountant(aggregation->mechanism_->accountant()));
+  }
+  return aggregation;
+}
+
+PrivateAggregation::PrivateAggregation(const PrivateAggregationOptions& options,
+                                       std::size_t dimension,
+                                       std::unique_ptr<privacy::Mechanism> mechanism,
+                                       std::unique_ptr<privacy::Clipper> clipper,
+                                       std::unique_ptr<privacy::RandomSource> random)
+    : options_(options),
+      dimension_(dimension),
+      mechanism_(std::move(mechanism)),
+      clipper_(std::move(clipper)),
+      random_(std::move(random)) {
+  integer_scale_ = options.integer_scale > 0.0 ? options.integer_scale
+                                               : 20.0 * std::sqrt(static_cast<double>(dimension)) /
+                                                     options.clipper_options.clip_norm;
+}
+
+absl::StatusOr<double> PrivateAggregation::AccountedNoise(std::size_t cohort_size,
+                                                          std::size_t participants) const {
+  const double target = options_.noise_multiplier;
+  // Local: a device's update against any other it could have sent (the
+  // replace relation), 2C apart.
+  if (options_.mode == PrivacyMode::kLocal) return target / 2.0;
+  // Central: the aggregator added exactly the noise that, together with the
+  // clipper's count, costs as much as one release with the target.
+  if (options_.mode == PrivacyMode::kCentral) return target;
+  // Distributed: the sum carries k shares of m. With the clipper's own
+  // release (adaptive), 1/z² = 1/z_sum² + count_term; for k = m and a
+  // Gaussian mechanism that is the target again.
+  FEDGE_ASSIGN_OR_RETURN(const double z_sum, clipper_->SumNoiseMultiplier(target));
+  const double count_term = 1.0 / (target * target) - 1.0 / (z_sum * z_sum);
+  const double k = static_cast<double>(std::min(participants, cohort_size));
+  const double m = static_cast<double>(cohort_size);
+  const double z_carried = z_sum * std::sqrt(k / m);
+  double rho = 1.0 / (2.0 * z_carried * z_carried) + count_term / 2.0;
+  if (mechanism_->integer_valued()) {
+    // Kairouz et al. 2021, Theorem 1: the sum of k discrete Gaussians with
+    // std s each is (Δ²/(2ks²) + τ·d)-zCDP, τ = 10 Σ_{j<k} exp(-2π² s² j/(j+1)).
+    const double sensitivity =
+        privacy::IntegerSensitivity(clipper_->clip_norm(), integer_scale_, dimension_);
+    const double share_std = z_sum / std::sqrt(m) * sensitivity;
+    double tau = 0.0;
+    for (double j = 1.0; j < k; j += 1.0) {
+      tau += 10.0 * std::exp(-2.0 * std::numbers::pi * std::numbers::pi * share_std * share_std *
+                             j / (j + 1.0));
+    }
+    rho += tau * static_cast<double>(dimension_);
+  }
+  return 1.0 / std::sqrt(2.0 * rho);
+}
+
+absl::StatusOr<double> PrivateAggregation::EpsilonAfter(double z,
+                                                        int64_t local_participations) const {
+  if (accountant_ == nullptr) return kInf;
+  FEDGE_ASSIGN_OR_RETURN(auto scratch, privacy::CreateAccountant(accountant_->name()));
+  if (options_.mode == PrivacyMode::kLocal) {
+    // Each device's own releases, at full rate: the aggregator sees whose
+    // update is whose, so sampling does not hide participation.
+    FEDGE_RETURN_IF_ERROR(scratch->Step(1.0, z, local_participations));
+  } else {
+    FEDGE_RETURN_IF_ERROR(scratch->Restore(accountant_->Serialize()));
+    FEDGE_RETURN_IF_ERROR(scratch->Step(options_.sampling_rate, z, 1));
+  }
+  return scratch->Epsilon(options_.delta);
+}
+
+absl::Status PrivateAggregation::CheckBudget(const std::vector<std::string>& cohort) const {
+  if (options_.epsilon_budget <= 0.0) return absl::OkStatus();
+  int64_t participations = max_participations_;
+  if (options_.mode == PrivacyMode::kLocal) {
+    for (const std::string& client : cohort) {
+      auto it = participations_.find(client);
+      participations =
+          std::max<int64_t>(participations, (it == participations_.end() ? 0 : it->second) + 1);
+    }
+  }
+  FEDGE_ASSIGN_OR_RETURN(const double z, AccountedNoise(cohort.size(), cohort.size()));
+  FEDGE_ASSIGN_OR_RETURN(const double after, EpsilonAfter(z, participations));
+  if (after > options_.epsilon_budget) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "privacy budget: another round would spend epsilon %.4g in total (delta %g), over the "
+        "budget of %.4g; %d rounds have spent %.4g",
+        after, options_.delta, options_.epsilon_budget, rounds_, epsilon_));
+  }
+  return absl::OkStatus();
+}
+
+v1::PrivacyConfig PrivateAggregation::TaskConfig(std::size_t cohort_size) const {
+  v1::PrivacyConfig config;
+  config.set_mode(ProtoMode(options_.mode));
+  if (options_.mode == PrivacyMode::kCentral) return config;  // the aggregator clips
+  config.set_clip_norm(clipper_->clip_norm());
+  config.set_clip_norm_type(static_cast<uint32_t>(clipper_->norm()));
+  config.set_mechanism(std::string(mechanism_->name()));
+  // SumNoiseMultiplier cannot fail here: Create checked it for this target.
+  const double z_sum = *clipper_->SumNoiseMultiplier(options_.noise_multiplier);
+  if (options_.mode == PrivacyMode::kLocal) {
+    config.set_noise_multiplier(options_.noise_multiplier);
+  } else {
+    config.set_noise_multiplier(
+        z_sum / std::sqrt(static_cast<double>(std::max<std::size_t>(cohort_size, 1))));
+  }
+  if (mechanism_->integer_valued()) config.set_integer_scale(integer_scale_);
+  return config;
+}
+
+bool PrivateAggregation::ClipUpdate(std::span<float> delta, const v1::EncodedUpdate& update) const {
+  if (options_.mode == PrivacyMode::kCentral) return clipper_->Clip(delta);
+  auto it = update.metrics().find("clip_within");
+  return it == update.metrics().end() || it->second >= 0.5;
+}
+
+void PrivateAggregation::Record(bool within_bound) { clipper_->Record(within_bound); }
+
+absl::Status PrivateAggregation::Finalize(std::span<float> mean, int participants) {
+  if (mean.size() != dimension_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("privacy: aggregate has ", mean.size(), " entries, expected ", dimension_));
+  }
+  const double k = static_cast<double>(participants);
+  for (float& value : mean) value = static_cast<float>(value * k);
+  if (options_.mode == PrivacyMode::kCentral) {
+    FEDGE_ASSIGN_OR_RETURN(const double z_sum,
+                           clipper_->SumNoiseMultiplier(options_.noise_multiplier));
+    privacy::MechanismOptions noise = mechanism_->options();
+    noise.noise_multiplier = z_sum;
+    noise.l2_sensitivity = clipper_->clip_norm();
+    noise.l1_sensitivity = clipper_->clip_norm();
+    FEDGE_ASSIGN_OR_RETURN(auto mechanism, privacy::CreateMechanism(mechanism_->name(), noise));
+    FEDGE_RETURN_IF_ERROR(mechanism->AddNoise(mean, *random_));
+  }
+  const double denominator = options_.expected_cohort;
+  for (float& value : mean) value = static_cast<float>(value / denominator);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RoundPrivacy> PrivateAggregation::EndRound(
+    std::size_t cohort_size, const std::vector<std::string>& participants) {
+  RoundPrivacy round;
+  round.clip_norm = clipper_->clip_norm();
+  round.delta = options_.delta;
+  FEDGE_ASSIGN_OR_RETURN(round.noise_multiplier, AccountedNoise(cohort_size, participants.size()));
+  if (accountant_ != nullptr) {
+    if (options_.mode == PrivacyMode::kLocal) {
+      for (const std::string& client : participants) {
+        max_participations_ = std::max(max_participations_, ++participations_[client]);
+      }
+      FEDGE_ASSIGN_OR_RETURN(epsilon_, EpsilonAfter(round.noise_multiplier, max_participations_));
+    } else {
+      FEDGE_RETURN_IF_ERROR(accountant_->Step(options_.sampling_rate, round.noise_multiplier, 1));
+      FEDGE_ASSIGN_OR_RETURN(epsilon_, accountant_->Epsilon(options_.delta));
+    }
+  }
+  round.epsilon = epsilon_;
+  ++rounds_;
+  FEDGE_RETURN_IF_ERROR(clipper_->EndRound(*random_).status());
+  return round;
+}
+
+}  // namespace fedge::aggregator
