@@ -17,8 +17,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "status_matchers.h"
 #include "simulations/temp_dir.h"
+#include "status_matchers.h"
 
 namespace fedge::simulations {
 namespace {
@@ -262,6 +262,62 @@ TEST(HtmlReportTest, NoRoundsAndMissingValues) {
   EXPECT_THAT(gappy, Not(HasSubstr(",nan")));
   // Test loss has no two consecutive finite rounds left: 4 polylines.
   EXPECT_EQ(CountOccurrences(gappy, "<polyline"), 4u);
+}
+
+TEST(PrivacyReportTest, EpsilonPerRoundInEveryReport) {
+  ScopedTempDir dir;
+  std::vector<RoundRecord> rounds = ThreeRounds();
+  for (size_t i = 0; i < rounds.size(); ++i) {
+    rounds[i].epsilon = 0.5 * static_cast<double>(i + 1);
+    rounds[i].clip_norm = 0.25;
+  }
+  RunSummary summary = Summary();
+  summary.privacy_mode = "central";
+  summary.epsilon = 1.5;
+  summary.delta = 1e-5;
+  summary.stop_reason = "round 4 refused: privacy budget";
+
+  ASSERT_THAT(WriteRoundsCsv(dir.File("rounds.csv"), rounds), IsOk());
+  std::vector<std::string> lines =
+      absl::StrSplit(ReadFile(dir.File("rounds.csv")), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u);
+  for (size_t i = 0; i < rounds.size(); ++i) {
+    const std::vector<std::string> cells = absl::StrSplit(lines[i + 1], ',');
+    ASSERT_EQ(cells.size(), 11u);
+    double epsilon = 0, clip = 0;
+    ASSERT_TRUE(absl::SimpleAtod(cells[9], &epsilon));
+    ASSERT_TRUE(absl::SimpleAtod(cells[10], &clip));
+    EXPECT_DOUBLE_EQ(epsilon, rounds[i].epsilon);
+    EXPECT_DOUBLE_EQ(clip, 0.25);
+  }
+
+  ASSERT_THAT(WriteSummaryJson(dir.File("summary.json"), summary, rounds), IsOk());
+  const nlohmann::json json = nlohmann::json::parse(ReadFile(dir.File("summary.json")));
+  EXPECT_EQ(json.at("privacy_mode"), "central");
+  EXPECT_DOUBLE_EQ(json.at("epsilon").get<double>(), 1.5);
+  EXPECT_DOUBLE_EQ(json.at("delta").get<double>(), 1e-5);
+  EXPECT_EQ(json.at("stop_reason"), "round 4 refused: privacy budget");
+  ASSERT_EQ(json.at("per_round_epsilon").size(), 3u);
+  EXPECT_DOUBLE_EQ(json.at("per_round_epsilon")[2].get<double>(), 1.5);
+
+  ASSERT_THAT(WriteHtmlReport(dir.File("report.html"), summary, rounds), IsOk());
+  const std::string html = ReadFile(dir.File("report.html"));
+  EXPECT_THAT(html, HasSubstr("Privacy spent after each round"));
+  EXPECT_THAT(html, HasSubstr("central: \u03b5 = 1.5"));
+  EXPECT_THAT(html, HasSubstr("Stopped early"));
+}
+
+TEST(PrivacyReportTest, NonPrivateRunsSayInfinity) {
+  ScopedTempDir dir;
+  ASSERT_THAT(WriteRoundsCsv(dir.File("rounds.csv"), ThreeRounds()), IsOk());
+  EXPECT_THAT(ReadFile(dir.File("rounds.csv")), HasSubstr(",inf,0\n"));
+  ASSERT_THAT(WriteSummaryJson(dir.File("summary.json"), Summary(), ThreeRounds()), IsOk());
+  const nlohmann::json json = nlohmann::json::parse(ReadFile(dir.File("summary.json")));
+  EXPECT_EQ(json.at("privacy_mode"), "none");
+  EXPECT_TRUE(json.at("epsilon").is_null());  // +inf
+  EXPECT_FALSE(json.contains("per_round_epsilon"));
+  ASSERT_THAT(WriteHtmlReport(dir.File("report.html"), Summary(), ThreeRounds()), IsOk());
+  EXPECT_THAT(ReadFile(dir.File("report.html")), Not(HasSubstr("Privacy spent")));
 }
 
 TEST(WriteFileAtomicallyTest, WritesAndReplacesWithoutLeftovers) {
