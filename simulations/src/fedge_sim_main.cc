@@ -1,9 +1,10 @@
 // fedge-sim: runs a federated simulation and writes its reports.
 //
-//   fedge-sim [--config FILE] [--set key=value ...] [--out DIR]
+//   fedge-sim [--plugin LIB ...] [--config FILE] [--set key=value ...] [--out DIR]
 //
 // With no arguments it runs the default experiment (Fashion-MNIST, 100
 // clients, Dirichlet(0.5), 10 clients per round, cnn, FedAvg).
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -30,13 +31,16 @@ void PrintHelp() {
   std::cout << R"(fedge-sim: federated learning simulation with many virtual clients in one process.
 
 Usage:
-  fedge-sim [--config FILE] [--set key=value ...] [--out DIR]
+  fedge-sim [--plugin LIB ...] [--config FILE] [--set key=value ...] [--out DIR]
 
   (no arguments)      run the default experiment: Fashion-MNIST, 100 clients,
                       Dirichlet(alpha=0.5) label skew, 10 clients per round, cnn, FedAvg
   --config FILE       YAML file; nested keys map to the dotted keys below
                       (train: {learning_rate: 0.05} sets train.learning_rate)
   --set key=value     override one key (repeatable; applied after --config)
+  --plugin LIB        load a shared library first, whose registration lines add
+                      mechanisms, strategies, codecs or models (repeatable;
+                      see examples/custom_mechanism)
   --out DIR           output folder (default: runs/<run.name>): rounds.csv,
                       summary.json, report.html, model_final.pb
   --help              this text
@@ -103,6 +107,14 @@ int main(int argc, char** argv) {
         return Fail(absl::StrCat("--set expects key=value, got '", *v, "'"));
       }
       overrides.emplace_back(v->substr(0, eq), v->substr(eq + 1));
+    } else if (arg == "--plugin") {
+      const std::string* v = value(arg);
+      if (v == nullptr) return Fail("--plugin needs a shared library");
+      // Loaded now, before any config is read, so the mechanisms, strategies,
+      // codecs or architectures it registers are valid config values.
+      if (dlopen(v->c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+        return Fail(absl::StrCat("--plugin ", *v, ": ", dlerror()));
+      }
     } else if (arg == "--out") {
       const std::string* v = value(arg);
       if (v == nullptr) return Fail("--out needs a directory");
