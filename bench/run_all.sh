@@ -5,8 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build="${1:-build/release}"
 [ -d "$build" ] || scripts/build.sh release
-cmake --build "$build" --target fedge-sim fedge_trainer_bench fedge_plain_round fedge_aggregation_bench
+cmake --build "$build" --target fedge-sim fedge_trainer_bench fedge_plain_round fedge_aggregation_bench \
+    fedge_accountant_bench
 echo "== trainer overhead"; "$build/bench/fedge_trainer_bench"
 echo "== streaming aggregation"; "$build/bench/fedge_aggregation_bench"
 echo "== simulation overhead"; bench/sim_overhead.sh "$build"
 echo "== simulation scale"; bench/sim_scale.sh "$build"
+echo "== privacy accountant"; "$build/bench/fedge_accountant_bench"
+# Accuracy against epsilon (docs/privacy.md) takes about 20 minutes on 2 cores:
+# FEDGE_BENCH_DP=1 bench/run_all.sh
+if [ "${FEDGE_BENCH_DP:-0}" = 1 ]; then echo "== DP accuracy"; bench/dp_accuracy.sh "$build" 40; fi
