@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "fedge/proto/status_macros.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 namespace fedge::aggregator {
 namespace {
@@ -279,6 +281,79 @@ absl::StatusOr<RoundPrivacy> PrivateAggregation::EndRound(
   ++rounds_;
   FEDGE_RETURN_IF_ERROR(clipper_->EndRound(*random_).status());
   return round;
+}
+
+}  // namespace fedge::aggregator
+
+namespace fedge::aggregator {
+
+std::string PrivateAggregation::Serialize() const {
+  v1::PrivacyState state;
+  state.set_rounds(static_cast<uint64_t>(rounds_));
+  if (accountant_ != nullptr) state.set_accountant(accountant_->Serialize());
+  state.set_clipper(clipper_->Serialize());
+  for (const auto& [client, count] : participations_) {
+    (*state.mutable_participations())[client] = count;
+  }
+  // Deterministic, so that equal states give equal bytes (maps sorted).
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    state.SerializeToCodedStream(&coded);
+  }
+  return bytes;
+}
+
+absl::Status PrivateAggregation::Restore(std::string_view serialized) {
+  v1::PrivacyState state;
+  if (!state.ParseFromArray(serialized.data(), static_cast<int>(serialized.size()))) {
+    return absl::InvalidArgumentError("privacy state: not a PrivacyState message");
+  }
+  // Build everything aside, then swap in: a bad state changes nothing.
+  std::unique_ptr<privacy::Accountant> accountant;
+  if (accountant_ != nullptr) {
+    FEDGE_ASSIGN_OR_RETURN(accountant, privacy::CreateAccountant(accountant_->name()));
+    if (absl::Status s = accountant->Restore(state.accountant()); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("privacy state: accountant: ", s.message()));
+    }
+  }
+  privacy::ClipperOptions clipper_options = options_.clipper_options;
+  clipper_options.norm = clipper_->norm();
+  FEDGE_ASSIGN_OR_RETURN(auto clipper, privacy::CreateClipper(clipper_->name(), clipper_options));
+  if (absl::Status s = clipper->Restore(state.clipper()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("privacy state: clipper: ", s.message()));
+  }
+  std::map<std::string, int64_t, std::less<>> participations;
+  int64_t max_participations = 0;
+  for (const auto& [client, count] : state.participations()) {
+    if (count < 1 || static_cast<uint64_t>(count) > state.rounds()) {
+      return absl::InvalidArgumentError(absl::StrCat("privacy state: client '", client,
+                                                     "' took part in ", count, " of ",
+                                                     state.rounds(), " rounds"));
+    }
+    participations.emplace(client, count);
+    max_participations = std::max(max_participations, count);
+  }
+  double epsilon = kInf;
+  if (accountant != nullptr) {
+    if (options_.mode == PrivacyMode::kLocal) {
+      FEDGE_ASSIGN_OR_RETURN(auto scratch, privacy::CreateAccountant(accountant->name()));
+      FEDGE_RETURN_IF_ERROR(
+          scratch->Step(1.0, options_.noise_multiplier / 2.0, max_participations));
+      FEDGE_ASSIGN_OR_RETURN(epsilon, scratch->Epsilon(options_.delta));
+    } else {
+      FEDGE_ASSIGN_OR_RETURN(epsilon, accountant->Epsilon(options_.delta));
+    }
+  }
+  accountant_ = std::move(accountant);
+  clipper_ = std::move(clipper);
+  participations_ = std::move(participations);
+  max_participations_ = max_participations;
+  rounds_ = static_cast<int64_t>(state.rounds());
+  epsilon_ = epsilon;
+  return absl::OkStatus();
 }
 
 }  // namespace fedge::aggregator

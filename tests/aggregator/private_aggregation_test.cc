@@ -269,6 +269,43 @@ TEST(PrivateAggregationTest, RefusesCombinationsThatAreNotPrivate) {
   }
 }
 
+TEST(PrivateAggregationTest, StateSurvivesARestartAndGarbageChangesNothing) {
+  for (PrivacyMode mode : {PrivacyMode::kCentral, PrivacyMode::kLocal}) {
+    PrivateAggregationOptions options = Central(1.0);
+    options.mode = mode;
+    if (mode == PrivacyMode::kCentral) options.clipper = "adaptive";
+    FEDGE_ASSERT_OK_AND_ASSIGN(auto before, PrivateAggregation::Create(options, 4));
+    for (int r = 0; r < 5; ++r) {
+      for (int i = 0; i < 10; ++i) before->Record(i < 7);
+      ASSERT_THAT(before->EndRound(10, Ids(10, r % 2)).status(), IsOk());
+    }
+    FEDGE_ASSERT_OK_AND_ASSIGN(auto after, PrivateAggregation::Create(options, 4));
+    ASSERT_THAT(after->Restore(before->Serialize()), IsOk());
+    EXPECT_DOUBLE_EQ(after->epsilon(), before->epsilon());
+    EXPECT_EQ(after->rounds(), 5);
+    EXPECT_EQ(after->clip_norm(), before->clip_norm());
+    // The next round costs the same on both.
+    FEDGE_ASSERT_OK_AND_ASSIGN(RoundPrivacy a, before->EndRound(10, Ids(10)));
+    FEDGE_ASSERT_OK_AND_ASSIGN(RoundPrivacy b, after->EndRound(10, Ids(10)));
+    EXPECT_DOUBLE_EQ(a.epsilon, b.epsilon);
+
+    const std::string state = after->Serialize();
+    EXPECT_THAT(after->Restore("not a state \xff\xff"),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+    v1::PrivacyState bad;
+    ASSERT_TRUE(bad.ParseFromString(state));
+    (*bad.mutable_participations())["c0"] = 99;  // more rounds than happened
+    EXPECT_THAT(after->Restore(bad.SerializeAsString()),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("c0")));
+    bad.ParseFromString(state);
+    bad.set_clipper("fedge.adaptive_clipper.v1 -1 0 0");
+    EXPECT_THAT(after->Restore(bad.SerializeAsString()),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("clipper")));
+    EXPECT_EQ(after->Serialize(), state);
+    EXPECT_DOUBLE_EQ(after->epsilon(), a.epsilon);
+  }
+}
+
 // --- through the RoundManager ---------------------------------------------------
 
 const models::ModelSpec kSpec{"mlp", {3}, 2};

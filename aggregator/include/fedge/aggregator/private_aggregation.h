@@ -38,6 +38,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -129,6 +130,13 @@ class PrivateAggregation {
   // aggregated) and moves the clipper to the next round's bound.
   absl::StatusOr<RoundPrivacy> EndRound(std::size_t cohort_size,
                                         const std::vector<std::string>& participants);
+
+  // The state that must survive a restart (accountant, clipper, rounds,
+  // participations), and its inverse. Restore replaces the whole state or,
+  // on bytes that are not a state for these options (INVALID_ARGUMENT),
+  // changes nothing. The options themselves come from configuration.
+  std::string Serialize() const;
+  absl::Status Restore(std::string_view serialized);
 
  private:
   PrivateAggregation(const PrivateAggregationOptions& options, std::size_t dimension,
