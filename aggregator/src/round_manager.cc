@@ -39,6 +39,13 @@ absl::StatusOr<std::unique_ptr<RoundManager>> RoundManager::Create(
   }
   FEDGE_RETURN_IF_ERROR(registry->Latest().status());
   FEDGE_ASSIGN_OR_RETURN(auto codec, models::CreateUpdateCodec(options.codec));
+  if (privacy != nullptr && privacy->mode() == privacy::PrivacyMode::kDistributed &&
+      codec->name() != "fp32") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "codec '", options.codec,
+        "' with distributed DP: each client's noise share is private only inside the exact sum "
+        "of all shares, which a lossy per-client codec would change; use codec 'fp32'"));
+  }
   if (privacy != nullptr && !strategy->NewAccumulator(1)->streaming()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "strategy '", std::string(strategy->name()),

@@ -23,9 +23,20 @@ DeviceClient::DeviceClient(std::string id, LocalDataset data, DeviceClientOption
 
 absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
                                                  models::ModelInstance& model,
-                                                 const Trainer& trainer) const {
+                                                 const Trainer& trainer) {
   FEDGE_ASSIGN_OR_RETURN(v1::Task task, transport.PollTask(id_));
-  FEDGE_ASSIGN_OR_RETURN(auto codec, models::CreateUpdateCodec(options_.codec));
+  if (codec_ == nullptr) {
+    absl::StatusOr<std::unique_ptr<models::UpdateCodec>> codec =
+        models::CreateUpdateCodec(options_.codec, options_.codec_options);
+    if (!codec.ok()) return Annotate(codec.status(), "creating the update codec");
+    codec_ = std::move(*codec);
+  }
+  if (task.privacy().mode() == v1::PrivacyConfig::MODE_DISTRIBUTED && codec_->name() != "fp32") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the task asks for distributed DP, whose noise shares must reach the aggregator's sum "
+        "exactly, but this device encodes with the lossy codec '",
+        std::string(codec_->name()), "'; distributed DP needs 'fp32'"));
+  }
   absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> artifact =
       transport.FetchModel(task.model_version());
   if (!artifact.ok()) return Annotate(artifact.status(), "fetching the model");
@@ -77,7 +88,14 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
   update.set_model_version(task.model_version());
   update.set_client_id(id_);
   update.set_num_examples(static_cast<uint64_t>(local->num_examples));
-  FEDGE_RETURN_IF_ERROR(codec->Encode(local->delta, &update));
+  if (options_.error_feedback) {
+    if (feedback_ == nullptr || feedback_->dimension() != local->delta.size()) {
+      feedback_ = std::make_unique<models::ErrorFeedback>(codec_, local->delta.size());
+    }
+    FEDGE_RETURN_IF_ERROR(feedback_->Encode(local->delta, &update));
+  } else {
+    FEDGE_RETURN_IF_ERROR(codec_->Encode(local->delta, &update));
+  }
   (*update.mutable_metrics())["train_loss"] = local->metrics.loss;
   (*update.mutable_metrics())["train_accuracy"] = local->metrics.accuracy;
   if (within_bound.has_value()) (*update.mutable_metrics())["clip_within"] = *within_bound ? 1 : 0;
@@ -90,6 +108,11 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
   report.bytes_down = task.ByteSizeLong() + (*artifact)->ByteSizeLong();
   report.bytes_up = update.ByteSizeLong();
   if (absl::Status s = transport.SubmitUpdate(update); !s.ok()) {
+    // The aggregator never counted it: what it carried goes back into the
+    // residual, to be sent later.
+    if (feedback_ != nullptr && options_.error_feedback) {
+      FEDGE_RETURN_IF_ERROR(feedback_->ReturnUndelivered(update));
+    }
     return Annotate(s, "submitting the update");
   }
   return report;

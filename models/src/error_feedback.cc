@@ -20,10 +20,7 @@ constexpr uint32_t kFormatVersion = 1;
 }  // namespace
 
 ErrorFeedback::ErrorFeedback(std::shared_ptr<const UpdateCodec> codec, size_t dimension)
-    : codec_(std::move(codec)),
-      residual_(dimension, 0.0f),
-      scratch_(dimension, 0.0f),
-      decoded_(dimension, 0.0f) {}
+    : codec_(std::move(codec)), residual_(dimension, 0.0f) {}
 
 absl::Status ErrorFeedback::Encode(std::span<const float> delta, v1::EncodedUpdate* update) {
   if (delta.size() != residual_.size()) {
@@ -31,12 +28,25 @@ absl::Status ErrorFeedback::Encode(std::span<const float> delta, v1::EncodedUpda
                                                    residual_.size(), " values; the delta has ",
                                                    delta.size()));
   }
-  for (size_t i = 0; i < delta.size(); ++i) scratch_[i] = delta[i] + residual_[i];
+  // Work buffers shared by every ErrorFeedback on this thread.
+  thread_local std::vector<float> corrected;
+  thread_local std::vector<float> decoded;
+  corrected.resize(delta.size());
+  decoded.resize(delta.size());
+  for (size_t i = 0; i < delta.size(); ++i) corrected[i] = delta[i] + residual_[i];
   v1::EncodedUpdate encoded = *update;
-  if (absl::Status s = codec_->Encode(scratch_, &encoded); !s.ok()) return s;
-  if (absl::Status s = codec_->Decode(encoded, decoded_); !s.ok()) return s;
-  for (size_t i = 0; i < delta.size(); ++i) residual_[i] = scratch_[i] - decoded_[i];
+  if (absl::Status s = codec_->Encode(corrected, &encoded); !s.ok()) return s;
+  if (absl::Status s = codec_->Decode(encoded, decoded); !s.ok()) return s;
+  for (size_t i = 0; i < delta.size(); ++i) residual_[i] = corrected[i] - decoded[i];
   *update = std::move(encoded);
+  return absl::OkStatus();
+}
+
+absl::Status ErrorFeedback::ReturnUndelivered(const v1::EncodedUpdate& update) {
+  thread_local std::vector<float> decoded;
+  decoded.resize(residual_.size());
+  if (absl::Status s = codec_->Decode(update, decoded); !s.ok()) return s;
+  for (size_t i = 0; i < residual_.size(); ++i) residual_[i] += decoded[i];
   return absl::OkStatus();
 }
 

@@ -367,6 +367,22 @@ const std::vector<KeyDef>& Keys() {
       ChoiceKey(
           "update.codec", "How clients encode updates.", models::RegisteredUpdateCodecs,
           [](auto& c) { return c.codec; }, [](auto& c, auto& v) { c.codec = v; }),
+      IntKey(
+          "update.bits", "qsgd: bits per level (2^bits - 1 levels).", 1, 16,
+          [](auto& c) { return c.codec_options.bits; },
+          [](auto& c, int64_t v) { c.codec_options.bits = static_cast<int>(v); }),
+      FloatKey(
+          "update.density", "topk: fraction of the entries each update keeps.", 0, true, 1, false,
+          [](auto& c) { return c.codec_options.density; },
+          [](auto& c, double v) { c.codec_options.density = v; }),
+      ChoiceKey(
+          "update.error_feedback",
+          "Devices keep what the codec dropped and send it later (Stich et al. 2018): on, off, "
+          "auto (on for topk). Costs 4 bytes per parameter on every device that took part.",
+          [] {
+            return std::vector<std::string>{"auto", "off", "on"};
+          },
+          [](auto& c) { return c.error_feedback; }, [](auto& c, auto& v) { c.error_feedback = v; }),
       FloatKey(
           "update.clip_norm", "L2 bound on each client update (0 = no clipping).", 0, false,
           INFINITY, false, [](auto& c) { return c.clip_norm; },
@@ -536,6 +552,12 @@ int ClientsPerRound(const SimulationConfig& config) {
   return config.round.clients_per_round;
 }
 
+bool UsesErrorFeedback(const SimulationConfig& config) {
+  if (config.error_feedback == "on") return true;
+  if (config.error_feedback == "off") return false;
+  return config.codec == "topk";
+}
+
 bool UsesPoissonSampling(const SimulationConfig& config) {
   if (config.round.sampling == "poisson") return true;
   if (config.round.sampling == "fixed") return false;
@@ -595,6 +617,19 @@ absl::Status ValidateConfig(const SimulationConfig& config) {
     return absl::InvalidArgumentError(
         "strategy.name 'fedprox' needs train.proximal_mu > 0 (the proximal term is what makes it "
         "FedProx)");
+  }
+  if (absl::StatusOr<std::unique_ptr<models::UpdateCodec>> codec =
+          models::CreateUpdateCodec(config.codec, config.codec_options);
+      !codec.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("update.codec '", config.codec, "': ", codec.status().message()));
+  }
+  if (config.privacy.mode == "distributed" && config.codec != "fp32") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "update.codec '", config.codec,
+        "' with privacy.mode 'distributed': each client's noise share is private only inside the "
+        "exact sum of all shares, which a lossy per-client codec would change; use update.codec "
+        "fp32 (or central or local DP, which compose with every codec)"));
   }
   absl::StatusOr<std::unique_ptr<aggregator::Strategy>> strategy =
       aggregator::CreateStrategy(config.strategy, config.strategy_options);

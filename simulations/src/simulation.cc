@@ -96,6 +96,9 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
 
   client::DeviceClientOptions client_options;
   client_options.codec = config.codec;
+  client_options.codec_options = config.codec_options;
+  client_options.codec_options.seed = config.run.seed;
+  client_options.error_feedback = UsesErrorFeedback(config);
   client_options.clip_norm = config.clip_norm;
   client_options.seeded_noise = config.privacy.random == "seeded";
   std::vector<client::DeviceClient> clients;
@@ -195,7 +198,7 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
     std::vector<absl::StatusOr<client::TaskReport>> reports(cohort.size(),
                                                             absl::UnknownError("not run"));
     pool.ParallelFor(static_cast<int64_t>(cohort.size()), [&](int64_t task, int worker) {
-      const client::DeviceClient& device = clients[client_index.at(cohort[task])];
+      client::DeviceClient& device = clients[client_index.at(cohort[task])];
       reports[task] = device.RunTask(transport, *replicas[worker], trainer);
     });
     for (size_t i = 0; i < reports.size(); ++i) {

@@ -176,6 +176,31 @@ TEST_F(RoundManagerTest, CreateValidatesItsOptions) {
   EXPECT_EQ(manager.status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_F(RoundManagerTest, DistributedDpAcceptsOnlyTheExactCodec) {
+  PrivateAggregationOptions dp;
+  dp.mode = privacy::PrivacyMode::kDistributed;
+  dp.sampling_rate = 0.5;
+  dp.expected_cohort = 2;
+  for (const char* codec : {"fp16", "int8", "qsgd", "topk"}) {
+    RoundManagerOptions options;
+    options.codec = codec;
+    auto manager = RoundManager::Create(*CreateStrategy("fedavg", {}), registry_.get(), options,
+                                        *PrivateAggregation::Create(dp, 4));
+    EXPECT_EQ(manager.status().code(), absl::StatusCode::kInvalidArgument) << codec;
+    EXPECT_THAT(manager.status().message(), HasSubstr("use codec 'fp32'")) << codec;
+  }
+  EXPECT_TRUE(RoundManager::Create(*CreateStrategy("fedavg", {}), registry_.get(), {},
+                                   *PrivateAggregation::Create(dp, 4))
+                  .ok());
+  // Central DP clips what it decodes: any codec composes with it.
+  dp.mode = privacy::PrivacyMode::kCentral;
+  RoundManagerOptions topk;
+  topk.codec = "topk";
+  EXPECT_TRUE(RoundManager::Create(*CreateStrategy("fedavg", {}), registry_.get(), topk,
+                                   *PrivateAggregation::Create(dp, 4))
+                  .ok());
+}
+
 TEST(SelectCohortTest, DistinctReproducibleAndBounded) {
   std::vector<std::string> ids;
   for (int i = 0; i < 50; ++i) ids.push_back(std::string("c").append(std::to_string(i)));

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "fedge/models/artifact.h"
@@ -125,7 +127,8 @@ TEST_F(DeviceClientTest, RefusesATamperedModelAndSubmitsNothing) {
   EXPECT_EQ(report.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(report.status().message(), HasSubstr("loading the model"));
   EXPECT_TRUE(transport_.submitted.empty());
-  EXPECT_TRUE(std::equal(before.begin(), before.end(), device_model_->parameters().values().begin()));
+  EXPECT_TRUE(
+      std::equal(before.begin(), before.end(), device_model_->parameters().values().begin()));
 }
 
 TEST_F(DeviceClientTest, RefusesAModelOfAnotherArchitecture) {
@@ -151,9 +154,104 @@ TEST_F(DeviceClientTest, PassesOnNoTaskAndSubmissionErrors) {
 TEST_F(DeviceClientTest, UnknownCodecIsReported) {
   DeviceClientOptions options;
   options.codec = "zip";
-  auto report = DeviceClient("phone-1", data_, options).RunTask(transport_, *device_model_, Trainer());
+  auto report =
+      DeviceClient("phone-1", data_, options).RunTask(transport_, *device_model_, Trainer());
   EXPECT_EQ(report.status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(transport_.submitted.empty());
+}
+
+std::vector<float> DecodeWith(const std::string& codec, const v1::EncodedUpdate& update) {
+  std::vector<float> out(update.dimension());
+  EXPECT_TRUE((*models::CreateUpdateCodec(codec))->Decode(update, out).ok());
+  return out;
+}
+
+TEST_F(DeviceClientTest, UsesTheCodecOptions) {
+  DeviceClientOptions options;
+  options.codec = "topk";
+  options.codec_options.density = 0.05;
+  DeviceClient client("phone-1", data_, options);
+  ASSERT_TRUE(client.RunTask(transport_, *device_model_, Trainer()).ok());
+  const std::vector<float> decoded = DecodeWith("topk", transport_.submitted[0]);
+  const auto kept = std::count_if(decoded.begin(), decoded.end(), [](float v) { return v != 0; });
+  EXPECT_EQ(kept, static_cast<long>(std::ceil(0.05 * static_cast<double>(decoded.size()))));
+  EXPECT_EQ(client.error_feedback(), nullptr);  // off unless asked for
+
+  options.codec_options.density = 0.0;
+  auto bad = DeviceClient("phone-1", data_, options).RunTask(transport_, *device_model_, Trainer());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("density"));
+}
+
+// What the device sends plus what it keeps adds up, round after round, to
+// the true deltas (taken from an fp32 device training identically).
+TEST_F(DeviceClientTest, ErrorFeedbackKeepsWhatTopKDroppedAcrossTasks) {
+  DeviceClientOptions topk;
+  topk.codec = "topk";
+  topk.codec_options.density = 0.02;
+  topk.error_feedback = true;
+  DeviceClient device("phone-1", data_, topk);
+  DeviceClient reference("phone-1", data_);
+  const size_t d = static_cast<size_t>(global_->parameters().size());
+  std::vector<float> true_sum(d, 0.0f), sent_sum(d, 0.0f);
+  for (int task = 0; task < 3; ++task) {
+    transport_.task->mutable_train()->set_seed(100 + task);
+    ASSERT_TRUE(reference.RunTask(transport_, *device_model_, Trainer()).ok());
+    ASSERT_TRUE(device.RunTask(transport_, *device_model_, Trainer()).ok());
+    const std::vector<float> delta = DecodeWith("fp32", transport_.submitted[2 * task]);
+    const std::vector<float> sent = DecodeWith("topk", transport_.submitted[2 * task + 1]);
+    ASSERT_NE(device.error_feedback(), nullptr);
+    const auto residual = device.error_feedback()->residual();
+    double residual_norm = 0.0;
+    for (size_t i = 0; i < d; ++i) {
+      true_sum[i] += delta[i];
+      sent_sum[i] += sent[i];
+      ASSERT_NEAR(sent_sum[i] + residual[i], true_sum[i], 1e-5) << "task " << task << ", " << i;
+      residual_norm += residual[i] * residual[i];
+    }
+    EXPECT_GT(residual_norm, 0.0);  // topk at 2% did drop something
+  }
+}
+
+TEST_F(DeviceClientTest, ARefusedUpdateGoesBackIntoTheResidual) {
+  DeviceClientOptions topk;
+  topk.codec = "topk";
+  topk.codec_options.density = 0.02;
+  topk.error_feedback = true;
+  DeviceClient device("phone-1", data_, topk);
+  DeviceClient reference("phone-1", data_);
+  ASSERT_TRUE(reference.RunTask(transport_, *device_model_, Trainer()).ok());
+  transport_.submit_status = absl::FailedPreconditionError("round 8 is closed");
+  EXPECT_FALSE(device.RunTask(transport_, *device_model_, Trainer()).ok());
+  // Nothing was delivered: the device still holds the whole delta.
+  const std::vector<float> delta = DecodeWith("fp32", transport_.submitted[0]);
+  const auto residual = device.error_feedback()->residual();
+  for (size_t i = 0; i < delta.size(); ++i) ASSERT_NEAR(residual[i], delta[i], 1e-6) << i;
+}
+
+TEST_F(DeviceClientTest, DistributedDpRefusesALossyCodecBeforeTraining) {
+  transport_.task->mutable_privacy()->set_mode(v1::PrivacyConfig::MODE_DISTRIBUTED);
+  transport_.task->mutable_privacy()->set_clip_norm(1.0);
+  transport_.task->mutable_privacy()->set_mechanism("gaussian");
+  transport_.task->mutable_privacy()->set_noise_multiplier(0.5);
+  DeviceClientOptions options;
+  options.codec = "int8";
+  std::vector<float> before(device_model_->parameters().values().begin(),
+                            device_model_->parameters().values().end());
+  auto report =
+      DeviceClient("phone-1", data_, options).RunTask(transport_, *device_model_, Trainer());
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(report.status().message(), HasSubstr("distributed DP needs 'fp32'"));
+  EXPECT_TRUE(transport_.submitted.empty());
+  EXPECT_TRUE(
+      std::equal(before.begin(), before.end(), device_model_->parameters().values().begin()));
+
+  // Local DP then a lossy codec is post-processing: allowed.
+  transport_.task->mutable_privacy()->set_mode(v1::PrivacyConfig::MODE_LOCAL);
+  DeviceClientOptions seeded = options;
+  seeded.seeded_noise = true;
+  EXPECT_TRUE(
+      DeviceClient("phone-1", data_, seeded).RunTask(transport_, *device_model_, Trainer()).ok());
 }
 
 }  // namespace

@@ -229,6 +229,32 @@ TEST(ErrorFeedbackTest, RefusesAWrongDimensionAndFailedEncodesChangeNothing) {
   EXPECT_THAT(feedback.residual(), ElementsAreArray(residual));
 }
 
+TEST(ErrorFeedbackTest, ReturnUndeliveredRestoresTheWholeCorrectedDelta) {
+  auto codec = TopK(0.25);
+  ErrorFeedback feedback(codec, 8);
+  const std::vector<float> first = {0.5f, -0.1f, 0.2f, 0.0f, 0.3f, -0.7f, 0.05f, 0.1f};
+  v1::EncodedUpdate delivered;
+  ASSERT_THAT(feedback.Encode(first, &delivered), IsOk());
+  const std::vector<float> kept(feedback.residual().begin(), feedback.residual().end());
+  const std::vector<float> second = {0.1f, 0.1f, -0.2f, 0.4f, 0.0f, 0.2f, -0.3f, 0.6f};
+  v1::EncodedUpdate lost;
+  ASSERT_THAT(feedback.Encode(second, &lost), IsOk());
+  ASSERT_THAT(feedback.ReturnUndelivered(lost), IsOk());
+  // As if the second update had never been encoded and sent: the residual
+  // is everything not delivered, kept + second.
+  for (size_t i = 0; i < 8; ++i) EXPECT_NEAR(feedback.residual()[i], kept[i] + second[i], 1e-7);
+
+  // An update from another codec or dimension is refused and changes nothing.
+  const std::vector<float> before(feedback.residual().begin(), feedback.residual().end());
+  v1::EncodedUpdate foreign = lost;
+  foreign.set_codec("int8");
+  EXPECT_THAT(feedback.ReturnUndelivered(foreign), StatusIs(absl::StatusCode::kInvalidArgument));
+  foreign = lost;
+  foreign.set_dimension(9);
+  EXPECT_THAT(feedback.ReturnUndelivered(foreign), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(feedback.residual(), ElementsAreArray(before));
+}
+
 TEST(ErrorFeedbackTest, WorksWithQsgdToo) {
   UpdateCodecOptions options;
   options.bits = 2;

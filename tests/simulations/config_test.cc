@@ -111,6 +111,34 @@ TEST(ConfigTest, CrossFieldChecks) {
   config = DefaultConfig();
   ASSERT_TRUE(SetConfigValue(config, "partition.method", "natural").ok());
   EXPECT_THAT(ValidateConfig(config).message(), HasSubstr("synthetic"));
+
+  config = DefaultConfig();
+  ASSERT_TRUE(SetConfigValue(config, "privacy.mode", "distributed").ok());
+  ASSERT_TRUE(SetConfigValue(config, "update.codec", "topk").ok());
+  EXPECT_THAT(ValidateConfig(config).message(), HasSubstr("update.codec fp32"));
+  ASSERT_TRUE(SetConfigValue(config, "privacy.mode", "local").ok());
+  EXPECT_TRUE(ValidateConfig(config).ok()) << ValidateConfig(config);
+}
+
+TEST(ConfigTest, CodecOptionsAndErrorFeedback) {
+  SimulationConfig config = DefaultConfig();
+  EXPECT_FALSE(UsesErrorFeedback(config));  // fp32 loses nothing
+  ASSERT_TRUE(SetConfigValue(config, "update.codec", "topk").ok());
+  EXPECT_TRUE(UsesErrorFeedback(config));  // auto: on for topk
+  ASSERT_TRUE(SetConfigValue(config, "update.error_feedback", "off").ok());
+  EXPECT_FALSE(UsesErrorFeedback(config));
+  ASSERT_TRUE(SetConfigValue(config, "update.codec", "int8").ok());
+  ASSERT_TRUE(SetConfigValue(config, "update.error_feedback", "on").ok());
+  EXPECT_TRUE(UsesErrorFeedback(config));
+  ASSERT_TRUE(SetConfigValue(config, "update.density", "0.001").ok());
+  ASSERT_TRUE(SetConfigValue(config, "update.bits", "4").ok());
+  EXPECT_DOUBLE_EQ(config.codec_options.density, 0.001);
+  EXPECT_EQ(config.codec_options.bits, 4);
+  EXPECT_THAT(SetConfigValue(config, "update.density", "0").message(), HasSubstr("update.density"));
+  EXPECT_THAT(SetConfigValue(config, "update.density", "1.5").message(), HasSubstr("(0, 1]"));
+  EXPECT_THAT(SetConfigValue(config, "update.bits", "17").message(), HasSubstr("[1, 16]"));
+  EXPECT_THAT(SetConfigValue(config, "update.error_feedback", "yes").message(),
+              HasSubstr("auto, off, on"));
 }
 
 TEST(ConfigTest, YamlMapsNestedKeysAndIsAllOrNothing) {

@@ -51,11 +51,11 @@ struct RoundManagerOptions {
 struct RoundOutcome {
   uint64_t round = 0;
   uint64_t new_version = 0;
-  int participants = 0;          // updates aggregated
+  int participants = 0;  // updates aggregated
   int cohort_size = 0;
   uint64_t total_examples = 0;
-  double train_loss = 0.0;       // example-weighted mean of reported train_loss
-  uint64_t bytes_up = 0;         // serialized size of the accepted updates
+  double train_loss = 0.0;  // example-weighted mean of reported train_loss
+  uint64_t bytes_up = 0;    // serialized size of the accepted updates
   // What the round spent, when differential privacy is on.
   std::optional<RoundPrivacy> privacy;
 };
@@ -68,7 +68,9 @@ class RoundManager {
   // sum is noised and divided by the expected cohort size, and a round that
   // would exceed the privacy budget is refused. The strategy must then
   // aggregate by a sum (fedavg, fedprox and the server optimizers);
-  // median, trimmed-mean and krum are refused (INVALID_ARGUMENT).
+  // median, trimmed-mean and krum are refused (INVALID_ARGUMENT), and so is
+  // a lossy codec with distributed DP (the noise shares must add up
+  // exactly; central and local DP work with every codec).
   static absl::StatusOr<std::unique_ptr<RoundManager>> Create(
       std::unique_ptr<Strategy> strategy, ModelRegistry* registry, RoundManagerOptions options,
       std::unique_ptr<PrivateAggregation> privacy = nullptr);

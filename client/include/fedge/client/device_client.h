@@ -6,7 +6,18 @@
 //
 // A DeviceClient is small (an id, a LocalDataset view, options): a simulation
 // keeps thousands and lends each one a worker's ModelInstance for the
-// duration of a task.
+// duration of a task. With error feedback on, a device also keeps the
+// codec's residual (4 bytes per parameter), allocated on its first task, so
+// only devices that took part pay for it.
+//
+// Encoding composes with privacy as follows. Whatever the device does after
+// noising is post-processing and costs no privacy, so a lossy codec (and its
+// error feedback) after local DP is sound; under central DP the aggregator
+// clips the decoded update, so any codec is sound. Distributed DP is only
+// private for the SUM of the cohort's shares (each share alone carries a
+// fraction of the noise), so the shares must reach the sum exactly: only
+// "fp32" is accepted, and a task asking for distributed DP with another
+// codec is refused (FAILED_PRECONDITION) before training.
 //
 // Thread safety: RunTask on one DeviceClient must not run concurrently with
 // itself; different DeviceClients may run concurrently on different models.
@@ -14,12 +25,14 @@
 #define FEDGE_CLIENT_DEVICE_CLIENT_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "fedge/client/local_data.h"
 #include "fedge/client/trainer.h"
 #include "fedge/client/transport.h"
+#include "fedge/models/error_feedback.h"
 #include "fedge/models/model_instance.h"
 #include "fedge/models/update_codec.h"
 
@@ -28,6 +41,13 @@ namespace fedge::client {
 struct DeviceClientOptions {
   // Update codec used to encode updates. Default: "fp32". REQUIRES: registered.
   std::string codec = "fp32";
+  // Its options (bits, density, seed); validated by the codec's factory.
+  models::UpdateCodecOptions codec_options;
+  // Keep what the codec drops and add it to the next update (Stich et al.
+  // 2018; see fedge/models/error_feedback.h). Default: false. Meant for the
+  // biased codecs (topk above all); the residual survives across rounds
+  // for as long as this DeviceClient lives.
+  bool error_feedback = false;
   // L2 norm bound applied to each update before encoding when the task asks
   // for no differential privacy; 0 disables. REQUIRES: >= 0.
   double clip_norm = 0.0;
@@ -56,15 +76,24 @@ class DeviceClient {
   const LocalDataset& data() const { return data_; }
 
   // Runs the task the transport has for this client, training on `model`
-  // (whose architecture must match the artifact). NOT_FOUND when there is no
-  // task; other errors say which step failed.
+  // (whose architecture must match the artifact). When the artifact is
+  // sparse (a pruned model), the entries it does not store stay zero
+  // throughout local training. NOT_FOUND when there is no task; other
+  // errors say which step failed, and leave the error-feedback residual as
+  // it was unless the update was encoded and the aggregator refused it.
   absl::StatusOr<TaskReport> RunTask(ClientTransport& transport, models::ModelInstance& model,
-                                     const Trainer& trainer) const;
+                                     const Trainer& trainer);
+
+  // The error-feedback state; null before the first task or when error
+  // feedback is off.
+  const models::ErrorFeedback* error_feedback() const { return feedback_.get(); }
 
  private:
   std::string id_;
   LocalDataset data_;
   DeviceClientOptions options_;
+  std::shared_ptr<const models::UpdateCodec> codec_;  // created on the first task
+  std::unique_ptr<models::ErrorFeedback> feedback_;
 };
 
 }  // namespace fedge::client

@@ -10,6 +10,11 @@
 //
 // Serialize/Restore keep the residual across a device restart.
 //
+// Memory: the residual, d floats, is the only per-instance state; the two
+// d-float work buffers Encode needs are per thread and reused, so a
+// simulation holding one ErrorFeedback per virtual client pays 4 bytes per
+// parameter per client, not 12.
+//
 // Thread safety: not thread-safe; one instance per device. The codec is
 // shared and must itself be thread-safe (every built-in is).
 #ifndef FEDGE_MODELS_ERROR_FEEDBACK_H_
@@ -38,6 +43,13 @@ class ErrorFeedback {
   // on any error the residual is unchanged.
   absl::Status Encode(std::span<const float> delta, v1::EncodedUpdate* update);
 
+  // For an update Encode produced that never reached the aggregator (the
+  // transport failed, or the aggregator refused it): adds what it carried
+  // back into the residual, so that the invariant above counts delivered
+  // updates only. INVALID_ARGUMENT (residual unchanged) if `update` does not
+  // decode with this codec and dimension.
+  absl::Status ReturnUndelivered(const v1::EncodedUpdate& update);
+
   std::span<const float> residual() const { return residual_; }
   size_t dimension() const { return residual_.size(); }
   const UpdateCodec& codec() const { return *codec_; }
@@ -56,9 +68,6 @@ class ErrorFeedback {
  private:
   std::shared_ptr<const UpdateCodec> codec_;
   std::vector<float> residual_;
-  // Reused across rounds: delta + residual, and its decoded form.
-  std::vector<float> scratch_;
-  std::vector<float> decoded_;
 };
 
 }  // namespace fedge::models

@@ -23,6 +23,7 @@
 #include "fedge/aggregator/private_aggregation.h"
 #include "fedge/aggregator/strategy.h"
 #include "fedge/models/model_spec.h"
+#include "fedge/models/update_codec.h"
 #include "fedge/simulations/dataset.h"
 #include "fedge/simulations/partition.h"
 #include "fedge/v1/federation.pb.h"
@@ -70,14 +71,14 @@ struct PrivacyOptions {
 };
 
 struct EvalOptions {
-  int every = 1;            // evaluate the global model every N rounds (and the last)
-  int batch_size = 256;     // bounds activation memory: ~12 MB per worker for cnn
+  int every = 1;         // evaluate the global model every N rounds (and the last)
+  int batch_size = 256;  // bounds activation memory: ~12 MB per worker for cnn
 };
 
 struct RunOptions {
   uint64_t seed = 42;
-  int threads = 0;          // worker threads; 0 = one per core
-  int intra_op_threads = 1; // LibTorch threads inside each worker
+  int threads = 0;                // worker threads; 0 = one per core
+  int intra_op_threads = 1;       // LibTorch threads inside each worker
   std::string progress = "auto";  // "auto" (when stderr is a terminal), "on", "off"
   std::string name = "fedavg-cnn-fashion-mnist";
 };
@@ -92,6 +93,11 @@ struct SimulationConfig {
   aggregator::StrategyOptions strategy_options;
   std::string strategy = "fedavg";
   std::string codec = "fp32";
+  // bits (qsgd) and density (topk); the seed comes from run.seed.
+  models::UpdateCodecOptions codec_options;
+  // Error feedback on the devices: "on", "off", or "auto" (on for topk,
+  // the codec that needs it, off otherwise).
+  std::string error_feedback = "auto";
   double clip_norm = 0.0;
   PrivacyOptions privacy;
   RoundOptions round;
@@ -106,7 +112,7 @@ SimulationConfig DefaultConfig();
 // Documentation of one key, for --help.
 struct ConfigKeyInfo {
   std::string key;
-  std::string type;        // "int", "float", "string", "bool" or "a|b|c"
+  std::string type;  // "int", "float", "string", "bool" or "a|b|c"
   std::string default_value;
   std::string help;
 };
@@ -133,6 +139,10 @@ std::vector<std::pair<std::string, std::string>> DescribeConfig(const Simulation
 // Clients sampled per round under `config` (fraction or count); with
 // Poisson sampling, the expected number.
 int ClientsPerRound(const SimulationConfig& config);
+
+// True when devices keep an error-feedback residual (update.error_feedback,
+// resolving "auto").
+bool UsesErrorFeedback(const SimulationConfig& config);
 
 // True when cohorts are Poisson samples (round.sampling, resolving "auto").
 bool UsesPoissonSampling(const SimulationConfig& config);
