@@ -1,6 +1,7 @@
 #include "fedge/models/quantization.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -59,13 +60,35 @@ absl::StatusOr<v1::ModelArtifact> QuantizeArtifact(const v1::ModelArtifact& fp32
       }
       numel *= d;
     }
-    if (t.data().size() != static_cast<size_t>(numel) * sizeof(float)) {
+    // A sparse tensor is quantized as its dense form (the values left out
+    // are 0, which changes no channel's range); the int8 data keeps the
+    // stored positions only, under the same mask.
+    const std::string& mask = t.stored_mask();
+    size_t stored = static_cast<size_t>(numel);
+    if (!mask.empty()) {
+      if (mask.size() != static_cast<size_t>((numel + 7) / 8)) {
+        return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name(), "' has a ",
+                                                       mask.size(), "-byte stored mask for ", numel,
+                                                       " values"));
+      }
+      stored = 0;
+      for (unsigned char byte : mask) stored += static_cast<size_t>(std::popcount(byte));
+    }
+    if (t.data().size() != stored * sizeof(float)) {
       return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name(), "' holds ",
                                                      t.data().size(), " bytes, its shape needs ",
-                                                     numel * 4));
+                                                     stored * 4));
     }
-    values.resize(static_cast<size_t>(numel));
-    std::memcpy(values.data(), t.data().data(), t.data().size());
+    values.assign(static_cast<size_t>(numel), 0.0f);
+    if (mask.empty()) {
+      std::memcpy(values.data(), t.data().data(), t.data().size());
+    } else {
+      for (size_t i = 0, j = 0; i < values.size(); ++i) {
+        if ((mask[i >> 3] >> (i & 7)) & 1) {
+          std::memcpy(&values[i], t.data().data() + 4 * j++, sizeof(float));
+        }
+      }
+    }
     for (float v : values) {
       if (!std::isfinite(v)) {
         return absl::InvalidArgumentError(
@@ -78,6 +101,7 @@ absl::StatusOr<v1::ModelArtifact> QuantizeArtifact(const v1::ModelArtifact& fp32
     if (t.shape_size() < 2 || numel == 0) {
       out->set_encoding(v1::TENSOR_ENCODING_FP32);
       out->set_data(t.data());
+      out->set_stored_mask(mask);
       continue;
     }
     out->set_encoding(int8_encoding);
@@ -87,6 +111,15 @@ absl::StatusOr<v1::ModelArtifact> QuantizeArtifact(const v1::ModelArtifact& fp32
       slice_size = values.size() / static_cast<size_t>(t.shape(0));
     }
     QuantizeSlices(values, slice_size, out);
+    if (!mask.empty()) {
+      std::string& data = *out->mutable_data();
+      size_t j = 0;
+      for (size_t i = 0; i < values.size(); ++i) {
+        if ((mask[i >> 3] >> (i & 7)) & 1) data[j++] = data[i];
+      }
+      data.resize(j);
+      out->set_stored_mask(mask);
+    }
   }
   result.mutable_header()->set_tensors_sha256(ComputeTensorsSha256(result));
   return result;

@@ -34,13 +34,13 @@ struct QuantizeOptions {
   bool per_channel = true;
 };
 
-// The int8 version of `fp32` (every tensor TENSOR_ENCODING_FP32): tensors of
-// rank >= 2 become INT8_PER_CHANNEL (channel_axis 0) or INT8_PER_TENSOR, the
-// others stay FP32. The header keeps version, model, metrics and created_at;
-// its encoding becomes the int8 encoding used, the hash is recomputed and any
-// signature is dropped (the content changed; sign the result again).
-// DATA_LOSS if `fp32` fails VerifyArtifact; INVALID_ARGUMENT if a tensor is
-// not fp32, its data does not match its shape, or it holds non-finite values.
+// The int8 version of `fp32` (every tensor TENSOR_ENCODING_FP32, dense or
+// sparse): tensors of rank >= 2 become INT8_PER_CHANNEL (channel_axis 0) or
+// INT8_PER_TENSOR, the others stay FP32; sparse tensors keep their mask. The header keeps version,
+// model, metrics and created_at; its encoding becomes the int8 encoding used, the hash is
+// recomputed and any signature is dropped (the content changed; sign the result again). DATA_LOSS
+// if `fp32` fails VerifyArtifact; INVALID_ARGUMENT if a tensor is not fp32, its data does not match
+// its shape, or it holds non-finite values.
 absl::StatusOr<v1::ModelArtifact> QuantizeArtifact(const v1::ModelArtifact& fp32,
                                                    const QuantizeOptions& options);
 
