@@ -4,13 +4,28 @@
 
 #include "absl/strings/str_cat.h"
 #include "fedge/models/artifact.h"
+#include "fedge/models/quantization.h"
 #include "fedge/proto/status_macros.h"
 
 namespace fedge::aggregator {
 
+namespace {
+
+ModelRegistryOptions KeepLatest(size_t keep_latest) {
+  ModelRegistryOptions options;
+  options.keep_latest = keep_latest;
+  return options;
+}
+
+}  // namespace
+
 ModelRegistry::ModelRegistry(models::ModelSpec spec, std::vector<models::ParameterLayout> layout,
                              size_t keep_latest)
-    : spec_(std::move(spec)), layout_(std::move(layout)), keep_latest_(keep_latest) {}
+    : ModelRegistry(std::move(spec), std::move(layout), KeepLatest(keep_latest)) {}
+
+ModelRegistry::ModelRegistry(models::ModelSpec spec, std::vector<models::ParameterLayout> layout,
+                             ModelRegistryOptions options)
+    : spec_(std::move(spec)), layout_(std::move(layout)), options_(std::move(options)) {}
 
 absl::StatusOr<std::shared_ptr<const ModelVersion>> ModelRegistry::Publish(
     std::span<const float> parameters, uint64_t parent_version,
@@ -41,12 +56,25 @@ absl::StatusOr<std::shared_ptr<const ModelVersion>> ModelRegistry::Publish(
   options.metrics = metrics;
   FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact artifact,
                          models::BuildFp32Artifact(spec_, layout_, version->parameters, options));
+  version->fp32_artifact_bytes = artifact.ByteSizeLong();
+  if (options_.encoding.sparse) {
+    FEDGE_ASSIGN_OR_RETURN(artifact, models::SparsifyArtifact(artifact));
+  }
+  if (options_.encoding.precision != models::ArtifactEncoding::Precision::kFp32) {
+    models::QuantizeOptions quantize;
+    quantize.per_channel =
+        options_.encoding.precision == models::ArtifactEncoding::Precision::kInt8PerChannel;
+    FEDGE_ASSIGN_OR_RETURN(artifact, models::QuantizeArtifact(artifact, quantize));
+  }
+  if (options_.annotate) FEDGE_RETURN_IF_ERROR(options_.annotate(version->parameters, artifact));
   version->artifact_bytes = artifact.ByteSizeLong();
   version->artifact = std::make_shared<const v1::ModelArtifact>(std::move(artifact));
   std::shared_ptr<const ModelVersion> published = version;
   versions_.emplace(published->version, published);
   ++next_version_;
-  while (keep_latest_ > 0 && versions_.size() > keep_latest_) versions_.erase(versions_.begin());
+  while (options_.keep_latest > 0 && versions_.size() > options_.keep_latest) {
+    versions_.erase(versions_.begin());
+  }
   return published;
 }
 

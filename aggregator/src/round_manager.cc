@@ -52,8 +52,20 @@ absl::StatusOr<std::unique_ptr<RoundManager>> RoundManager::Create(
         "' needs every individual update, but differential privacy adds its noise to the sum of "
         "clipped updates; use fedavg, fedprox, fedavgm, fedadam, fedyogi or fedadagrad"));
   }
-  return std::unique_ptr<RoundManager>(new RoundManager(
+  std::optional<models::MagnitudePruner> pruner;
+  if (options.pruning.has_value()) {
+    absl::StatusOr<models::MagnitudePruner> created =
+        models::MagnitudePruner::Create(*options.pruning, registry->layout());
+    if (!created.ok()) {
+      return absl::Status(created.status().code(), absl::StrCat("RoundManagerOptions.pruning: ",
+                                                                created.status().message()));
+    }
+    pruner.emplace(*std::move(created));
+  }
+  auto manager = std::unique_ptr<RoundManager>(new RoundManager(
       std::move(strategy), registry, std::move(options), std::move(codec), std::move(privacy)));
+  manager->pruner_ = std::move(pruner);
+  return manager;
 }
 
 RoundManager::RoundManager(std::unique_ptr<Strategy> strategy, ModelRegistry* registry,
@@ -241,6 +253,8 @@ absl::StatusOr<RoundOutcome> RoundManager::CloseRound() {
   if (privacy_ != nullptr) FEDGE_RETURN_IF_ERROR(privacy_->Finalize(aggregated, participants));
   std::vector<float> next = base_->parameters;
   FEDGE_RETURN_IF_ERROR(strategy_->Apply(aggregated, next));
+  if (pruner_.has_value())
+    FEDGE_RETURN_IF_ERROR(pruner_->Prune(static_cast<int64_t>(round_), next));
 
   RoundOutcome outcome;
   outcome.round = round_;
@@ -262,6 +276,8 @@ absl::StatusOr<RoundOutcome> RoundManager::CloseRound() {
                                             {{"train_loss", outcome.train_loss},
                                              {"round", static_cast<double>(outcome.round)}}));
   outcome.new_version = published->version;
+  outcome.artifact_bytes = published->artifact_bytes;
+  if (pruner_.has_value()) outcome.sparsity = pruner_->sparsity();
   return outcome;
 }
 

@@ -47,13 +47,17 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
         absl::StrCat("model version ", task.model_version(), " is a '", spec.architecture(),
                      "', this device runs '", model.spec().architecture, "'"));
   }
-  if (absl::Status s = models::DecodeArtifact(**artifact, model.parameters().layout(),
-                                              model.parameters().values());
+  // A sparse (pruned) artifact's unstored entries stay zero while training.
+  std::vector<uint8_t> stored;
+  const bool sparse = models::IsSparse(**artifact);
+  if (absl::Status s =
+          models::DecodeArtifact(**artifact, model.parameters().layout(),
+                                 model.parameters().values(), sparse ? &stored : nullptr);
       !s.ok()) {
     return Annotate(s, "loading the model");
   }
 
-  absl::StatusOr<LocalUpdate> local = trainer.Fit(model, data_, task.train());
+  absl::StatusOr<LocalUpdate> local = trainer.Fit(model, data_, task.train(), stored);
   if (!local.ok()) return Annotate(local.status(), "local training");
 
   std::optional<bool> within_bound;

@@ -36,13 +36,28 @@ absl::Status ValidateTrainConfig(const v1::TrainConfig& config) {
 }
 
 absl::StatusOr<LocalUpdate> Trainer::Fit(models::ModelInstance& model, const LocalDataset& data,
-                                         const v1::TrainConfig& config) const {
+                                         const v1::TrainConfig& config,
+                                         std::span<const uint8_t> mask) const {
   if (absl::Status s = ValidateTrainConfig(config); !s.ok()) return s;
   if (data.store == nullptr || data.size() == 0) {
     return absl::InvalidArgumentError("cannot train on an empty local dataset");
   }
+  if (!mask.empty() && static_cast<int64_t>(mask.size()) != model.parameters().size()) {
+    return absl::InvalidArgumentError(absl::StrCat("the pruning mask has ", mask.size(),
+                                                   " flags, the model ", model.parameters().size(),
+                                                   " parameters"));
+  }
   try {
     models::FlatParameters& params = model.parameters();
+    // The flat buffer is every parameter, so one masked_fill_ re-prunes them all.
+    torch::Tensor pruned;
+    if (!mask.empty()) {
+      pruned = torch::from_blob(const_cast<uint8_t*>(mask.data()),
+                                {static_cast<int64_t>(mask.size())}, torch::kUInt8)
+                   .eq(0);
+      torch::NoGradGuard no_grad;
+      params.tensor().masked_fill_(pruned, 0.0f);
+    }
     const torch::Tensor global = params.tensor().clone();
     torch::nn::Module& net = model.network();
     net.train();
@@ -89,6 +104,10 @@ absl::StatusOr<LocalUpdate> Trainer::Fit(models::ModelInstance& model, const Loc
           }
         }
         optimizer.step();
+        if (pruned.defined()) {
+          torch::NoGradGuard no_grad;
+          params.tensor().masked_fill_(pruned, 0.0f);
+        }
         const int64_t b = idx.size(0);
         loss_sum += loss.item<double>() * static_cast<double>(b);
         correct += logits.argmax(1).eq(y).sum().item<int64_t>();

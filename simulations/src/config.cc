@@ -100,6 +100,23 @@ KeyDef StringKey(std::string key, std::string help,
                 }};
 }
 
+KeyDef BoolKey(std::string key, std::string help, std::function<bool(const SimulationConfig&)> get,
+               std::function<void(SimulationConfig&, bool)> set) {
+  return KeyDef{key, "bool", std::move(help),
+                [get](const SimulationConfig& c) { return std::string(get(c) ? "true" : "false"); },
+                [key, set](SimulationConfig& c, const std::string& text) {
+                  const std::string v = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text));
+                  if (v == "true" || v == "on" || v == "yes") {
+                    set(c, true);
+                  } else if (v == "false" || v == "off" || v == "no") {
+                    set(c, false);
+                  } else {
+                    return BadValue(key, text, "true or false");
+                  }
+                  return absl::OkStatus();
+                }};
+}
+
 // A string from a set of names known when the key is set (`choices` is
 // called then, so plug-ins registered at start-up are included).
 KeyDef ChoiceKey(std::string key, std::string help,
@@ -208,6 +225,48 @@ const std::vector<KeyDef>& Keys() {
           "model.architecture", "Model zoo architecture.", models::RegisteredArchitectures,
           [](auto& c) { return c.model.architecture; },
           [](auto& c, auto& v) { c.model.architecture = v; }),
+      ChoiceKey(
+          "model.artifact",
+          "How published versions are stored for devices: fp32, int8 (symmetric, one scale per "
+          "output channel) or int8-per-tensor. Devices dequantize to fine-tune.",
+          models::ArtifactPrecisionNames, [](auto& c) { return c.artifact.precision; },
+          [](auto& c, auto& v) { c.artifact.precision = v; }),
+      ChoiceKey(
+          "model.sparse_artifact",
+          "Store zeros implicitly (a bitmap and the nonzero values): on, off, auto (on when "
+          "pruning). Devices keep the entries left out at zero while fine-tuning.",
+          [] {
+            return std::vector<std::string>{"auto", "off", "on"};
+          },
+          [](auto& c) { return c.artifact.sparse; },
+          [](auto& c, auto& v) { c.artifact.sparse = v; }),
+      // prune
+      FloatKey(
+          "prune.sparsity",
+          "Target fraction of the weights pruned by magnitude (structured: of the output "
+          "channels); 0 = no pruning.",
+          0, false, 1, true, [](auto& c) { return c.prune.sparsity; },
+          [](auto& c, double v) { c.prune.sparsity = v; }),
+      IntKey(
+          "prune.begin_round", "Round of the first pruning step.", 1, 1'000'000,
+          [](auto& c) { return c.prune.begin_round; },
+          [](auto& c, int64_t v) { c.prune.begin_round = static_cast<int>(v); }),
+      IntKey(
+          "prune.end_round",
+          "Round at which the target sparsity is reached, along Zhu & Gupta's cubic schedule "
+          "(0 = two thirds of round.rounds); later rounds fine-tune.",
+          0, 1'000'000, [](auto& c) { return c.prune.end_round; },
+          [](auto& c, int64_t v) { c.prune.end_round = static_cast<int>(v); }),
+      IntKey(
+          "prune.every", "Rounds between pruning steps.", 1, 1'000'000,
+          [](auto& c) { return c.prune.every; },
+          [](auto& c, int64_t v) { c.prune.every = static_cast<int>(v); }),
+      BoolKey(
+          "prune.structured",
+          "Prune whole output channels (ranked by RMS weight) instead of single weights; the "
+          "model then runs physically smaller.",
+          [](auto& c) { return c.prune.structured; },
+          [](auto& c, bool v) { c.prune.structured = v; }),
       // train
       IntKey(
           "train.local_epochs", "Local epochs per round.", 1, 10'000,
@@ -552,6 +611,28 @@ int ClientsPerRound(const SimulationConfig& config) {
   return config.round.clients_per_round;
 }
 
+std::optional<models::PruningOptions> PruningOptionsFor(const SimulationConfig& config) {
+  if (!(config.prune.sparsity > 0.0)) return std::nullopt;
+  models::PruningOptions options;
+  options.target_sparsity = config.prune.sparsity;
+  options.begin_round = config.prune.begin_round;
+  options.end_round = config.prune.end_round > 0
+                          ? config.prune.end_round
+                          : std::max(config.prune.begin_round, 2 * config.round.rounds / 3);
+  options.frequency = config.prune.every;
+  options.structured = config.prune.structured;
+  return options;
+}
+
+absl::StatusOr<models::ArtifactEncoding> ArtifactEncodingFor(const SimulationConfig& config) {
+  models::ArtifactEncoding encoding;
+  FEDGE_ASSIGN_OR_RETURN(encoding.precision,
+                         models::ParseArtifactPrecision(config.artifact.precision));
+  encoding.sparse = config.artifact.sparse == "on" ||
+                    (config.artifact.sparse == "auto" && config.prune.sparsity > 0.0);
+  return encoding;
+}
+
 bool UsesErrorFeedback(const SimulationConfig& config) {
   if (config.error_feedback == "on") return true;
   if (config.error_feedback == "off") return false;
@@ -623,6 +704,23 @@ absl::Status ValidateConfig(const SimulationConfig& config) {
       !codec.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("update.codec '", config.codec, "': ", codec.status().message()));
+  }
+  if (std::optional<models::PruningOptions> pruning = PruningOptionsFor(config)) {
+    if (pruning->end_round > config.round.rounds) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "prune.end_round (", pruning->end_round, ") is after the last round (round.rounds = ",
+          config.round.rounds, "): the target sparsity would never be reached"));
+    }
+    if (pruning->end_round < pruning->begin_round) {
+      return absl::InvalidArgumentError(absl::StrCat("prune.end_round (", pruning->end_round,
+                                                     ") is before prune.begin_round (",
+                                                     pruning->begin_round, ")"));
+    }
+    if (config.artifact.sparse == "off") {
+      return absl::InvalidArgumentError(
+          "prune.sparsity > 0 with model.sparse_artifact off: devices learn which weights are "
+          "pruned from the sparse artifact, and would train them back; use on or auto");
+    }
   }
   if (config.privacy.mode == "distributed" && config.codec != "fp32") {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -382,6 +382,12 @@ std::string RenderHtml(const RunSummary& summary, const std::vector<RoundRecord>
   AppendRow(&html, "Bytes up (total)", HumanBytes(summary.bytes_up));
   AppendRow(&html, "Bytes down (total)", HumanBytes(summary.bytes_down));
   AppendRow(&html, "Model parameters", WithThousands(summary.num_parameters));
+  if (summary.artifact_bytes > 0) {
+    AppendRow(&html, "Model artifact (final)",
+              absl::StrFormat("%s (dense fp32: %s)", HumanBytes(summary.artifact_bytes),
+                              HumanBytes(summary.fp32_artifact_bytes)));
+  }
+  if (summary.sparsity > 0.0) AppendRow(&html, "Weights pruned", Percent(summary.sparsity));
   AppendRow(&html, "Peak RSS", absl::StrCat(Fixed(summary.peak_rss_mb, 1), " MB"));
   if (is_private) {
     AppendRow(&html, "Differential privacy",
@@ -516,13 +522,13 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
 absl::Status WriteRoundsCsv(const std::string& path, const std::vector<RoundRecord>& rounds) {
   std::string csv =
       "round,test_accuracy,test_loss,train_loss,participants,bytes_up,bytes_down,wall_seconds,"
-      "elapsed_seconds,epsilon,clip_norm\n";
+      "elapsed_seconds,epsilon,clip_norm,sparsity,artifact_bytes\n";
   for (const RoundRecord& r : rounds) {
-    absl::StrAppendFormat(&csv, "%d,%.6f,%.6f,%.6f,%d,%d,%d,%.6f,%.6f,%s,%.6g\n", r.round,
+    absl::StrAppendFormat(&csv, "%d,%.6f,%.6f,%.6f,%d,%d,%d,%.6f,%.6f,%s,%.6g,%.6f,%d\n", r.round,
                           r.test_accuracy, r.test_loss, r.train_loss, r.participants, r.bytes_up,
                           r.bytes_down, r.wall_seconds, r.elapsed_seconds,
                           std::isfinite(r.epsilon) ? absl::StrFormat("%.6g", r.epsilon) : "inf",
-                          r.clip_norm);
+                          r.clip_norm, r.sparsity, r.artifact_bytes);
   }
   return WriteFileAtomically(path, csv);
 }
@@ -545,6 +551,9 @@ absl::Status WriteSummaryJson(const std::string& path, const RunSummary& summary
   json["epsilon"] = summary.epsilon;
   json["delta"] = summary.delta;
   json["stop_reason"] = summary.stop_reason;
+  json["artifact_bytes"] = summary.artifact_bytes;
+  json["fp32_artifact_bytes"] = summary.fp32_artifact_bytes;
+  json["sparsity"] = summary.sparsity;
   nlohmann::ordered_json config = nlohmann::ordered_json::object();
   for (const auto& [key, value] : summary.config) config[key] = value;
   json["config"] = std::move(config);

@@ -134,13 +134,17 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
   }
 
   // Only the version being trained and the newest are needed in memory.
-  aggregator::ModelRegistry registry(spec, initial->parameters().layout(), /*keep_latest=*/2);
+  aggregator::ModelRegistryOptions registry_options;
+  registry_options.keep_latest = 2;
+  FEDGE_ASSIGN_OR_RETURN(registry_options.encoding, ArtifactEncodingFor(config));
+  aggregator::ModelRegistry registry(spec, initial->parameters().layout(), registry_options);
   FEDGE_RETURN_IF_ERROR(registry.Publish(initial->parameters().values(), 0).status());
   initial.reset();
   FEDGE_ASSIGN_OR_RETURN(auto strategy,
                          aggregator::CreateStrategy(config.strategy, config.strategy_options));
   aggregator::RoundManagerOptions round_options;
   round_options.codec = config.codec;
+  round_options.pruning = PruningOptionsFor(config);
   std::unique_ptr<aggregator::PrivateAggregation> private_aggregation;
   if (config.privacy.mode != "none") {
     FEDGE_ASSIGN_OR_RETURN(
@@ -215,6 +219,8 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
     record.round = r;
     record.participants = outcome.participants;
     record.train_loss = outcome.train_loss;
+    record.sparsity = outcome.sparsity;
+    record.artifact_bytes = outcome.artifact_bytes;
     if (outcome.privacy.has_value()) {
       record.epsilon = outcome.privacy->epsilon;
       record.clip_norm = outcome.privacy->clip_norm;
@@ -273,6 +279,9 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
   summary.peak_rss_mb = PeakRssMb();
   FEDGE_ASSIGN_OR_RETURN(auto final_version, registry.Latest());
   result.final_parameters = final_version->parameters;
+  summary.artifact_bytes = final_version->artifact_bytes;
+  summary.fp32_artifact_bytes = final_version->fp32_artifact_bytes;
+  summary.sparsity = result.rounds.back().sparsity;
   return result;
 }
 

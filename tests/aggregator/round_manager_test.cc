@@ -1,6 +1,7 @@
 #include "fedge/aggregator/round_manager.h"
 
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "fedge/models/update_codec.h"
@@ -199,6 +200,92 @@ TEST_F(RoundManagerTest, DistributedDpAcceptsOnlyTheExactCodec) {
   EXPECT_TRUE(RoundManager::Create(*CreateStrategy("fedavg", {}), registry_.get(), topk,
                                    *PrivateAggregation::Create(dp, 4))
                   .ok());
+}
+
+// A 2-layer "model": w [4, 5] and b [4], so there are weights to prune.
+const std::vector<models::ParameterLayout> kPrunableLayout = {{"fc.weight", {4, 5}, 0, 20},
+                                                              {"fc.bias", {4}, 20, 4}};
+
+TEST(RoundManagerPruningTest, PrunesAfterTheServerStepAndPublishesSparseArtifacts) {
+  ModelRegistryOptions registry_options;
+  registry_options.encoding.sparse = true;
+  ModelRegistry registry(kSpec, kPrunableLayout, registry_options);
+  std::vector<float> initial(24);
+  for (size_t i = 0; i < initial.size(); ++i) initial[i] = static_cast<float>(i + 1);
+  ASSERT_TRUE(registry.Publish(initial, 0).ok());
+  RoundManagerOptions options;
+  options.pruning.emplace();
+  options.pruning->target_sparsity = 0.5;
+  options.pruning->begin_round = 1;
+  options.pruning->end_round = 2;
+  auto manager = RoundManager::Create(*CreateStrategy("fedavg", {}), &registry, options);
+  ASSERT_TRUE(manager.ok()) << manager.status();
+  for (uint64_t round = 1; round <= 2; ++round) {
+    ASSERT_TRUE((*manager)->OpenRound(round, {"a"}, Train()).ok());
+    v1::EncodedUpdate update;
+    update.set_round(round);
+    update.set_model_version(round - 1);
+    update.set_client_id("a");
+    update.set_num_examples(1);
+    ASSERT_TRUE(
+        (*models::CreateUpdateCodec("fp32"))->Encode(std::vector<float>(24, 0.5f), &update).ok());
+    ASSERT_TRUE((*manager)->Submit(update).ok());
+    auto outcome = (*manager)->CloseRound();
+    ASSERT_TRUE(outcome.ok()) << outcome.status();
+    // Round 1 is the schedule's start (s_i = 0); round 2 reaches 0.5.
+    EXPECT_DOUBLE_EQ(outcome->sparsity, round == 1 ? 0.0 : 0.5);
+    auto version = registry.Get(outcome->new_version);
+    ASSERT_TRUE(version.ok());
+    EXPECT_EQ((*version)->artifact_bytes, outcome->artifact_bytes);
+    if (round == 2) {
+      // Two rounds of +0.5 made entry i worth i + 2; the 10 smallest weights
+      // are gone, biases are never pruned.
+      for (int i = 0; i < 10; ++i) EXPECT_EQ((*version)->parameters[i], 0.0f) << i;
+      for (int i = 10; i < 24; ++i) EXPECT_EQ((*version)->parameters[i], i + 2.0f) << i;
+      EXPECT_TRUE(models::IsSparse(*(*version)->artifact));
+      EXPECT_LT((*version)->artifact_bytes, (*version)->fp32_artifact_bytes);
+    }
+  }
+  options.pruning->frequency = 0;
+  EXPECT_THAT(
+      RoundManager::Create(*CreateStrategy("fedavg", {}), &registry, options).status().message(),
+      HasSubstr("RoundManagerOptions.pruning: PruningOptions.frequency"));
+}
+
+TEST(ModelRegistryTest, EncodesArtifactsAndCallsTheAnnotateHook) {
+  // cnn's fc1: 500 x 800.
+  std::vector<models::ParameterLayout> layout = {{"fc.weight", {500, 800}, 0, 500 * 800},
+                                                 {"fc.bias", {500}, 500 * 800, 500}};
+  std::vector<float> values(500 * 800 + 500);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = std::sin(static_cast<float>(i));
+  ModelRegistryOptions options;
+  options.encoding.precision = models::ArtifactEncoding::Precision::kInt8PerChannel;
+  int calls = 0;
+  options.annotate = [&](std::span<const float> parameters, v1::ModelArtifact& artifact) {
+    ++calls;
+    EXPECT_EQ(parameters.size(), values.size());
+    v1::ActivationRange* range = artifact.mutable_header()->add_activation_ranges();
+    range->set_name("input");
+    range->set_max(1.0f);
+    return absl::OkStatus();
+  };
+  ModelRegistry registry(kSpec, layout, options);
+  auto version = registry.Publish(values, 0);
+  ASSERT_TRUE(version.ok()) << version.status();
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ((*version)->artifact->header().encoding(), v1::TENSOR_ENCODING_INT8_PER_CHANNEL);
+  EXPECT_EQ((*version)->artifact->header().activation_ranges_size(), 1);
+  EXPECT_GE(static_cast<double>((*version)->fp32_artifact_bytes) /
+                static_cast<double>((*version)->artifact_bytes),
+            3.9);
+  EXPECT_EQ((*version)->parameters, values);  // the master copy stays fp32
+
+  options.annotate = [](std::span<const float>, v1::ModelArtifact&) {
+    return absl::InternalError("calibration failed");
+  };
+  ModelRegistry failing(kSpec, layout, options);
+  EXPECT_THAT(failing.Publish(values, 0).status().message(), HasSubstr("calibration failed"));
+  EXPECT_EQ(failing.Latest().status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(SelectCohortTest, DistinctReproducibleAndBounded) {

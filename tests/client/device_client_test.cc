@@ -229,6 +229,37 @@ TEST_F(DeviceClientTest, ARefusedUpdateGoesBackIntoTheResidual) {
   for (size_t i = 0; i < delta.size(); ++i) ASSERT_NEAR(residual[i], delta[i], 1e-6) << i;
 }
 
+TEST_F(DeviceClientTest, ASparseModelKeepsItsPrunedWeightsAtZero) {
+  std::vector<float> pruned(global_->parameters().values().begin(),
+                            global_->parameters().values().end());
+  const models::ParameterLayout& fc1 = global_->parameters().layout()[0];  // fc1.weight
+  ASSERT_EQ(fc1.name, "fc1.weight");
+  for (int64_t i = fc1.offset; i < fc1.offset + fc1.numel; i += 2) pruned[i] = 0.0f;
+  models::ArtifactOptions options;
+  options.version = 3;
+  models::ArtifactEncoding encoding;
+  encoding.sparse = true;
+  encoding.precision = models::ArtifactEncoding::Precision::kInt8PerChannel;
+  auto artifact =
+      models::BuildArtifact(spec_, global_->parameters().layout(), pruned, options, encoding);
+  ASSERT_TRUE(artifact.ok()) << artifact.status();
+  ASSERT_TRUE(models::IsSparse(*artifact));
+  transport_.artifact = std::make_shared<const v1::ModelArtifact>(*artifact);
+
+  DeviceClient client("phone-1", data_);
+  ASSERT_TRUE(client.RunTask(transport_, *device_model_, Trainer()).ok());
+  const std::vector<float> delta = DecodeWith("fp32", transport_.submitted[0]);
+  const auto local = device_model_->parameters().values();
+  for (int64_t i = fc1.offset; i < fc1.offset + fc1.numel; ++i) {
+    if ((i - fc1.offset) % 2 == 0) {
+      ASSERT_EQ(local[i], 0.0f) << i;
+      ASSERT_EQ(delta[i], 0.0f) << i;
+    }
+  }
+  // The others trained.
+  EXPECT_NE(delta[fc1.offset + 1], 0.0f);
+}
+
 TEST_F(DeviceClientTest, DistributedDpRefusesALossyCodecBeforeTraining) {
   transport_.task->mutable_privacy()->set_mode(v1::PrivacyConfig::MODE_DISTRIBUTED);
   transport_.task->mutable_privacy()->set_clip_norm(1.0);

@@ -134,6 +134,36 @@ TEST(TrainerTest, RefusesEmptyDataAndBadConfigsNamingTheField) {
   }
 }
 
+TEST(TrainerTest, PrunedEntriesStayZeroThroughTrainingAndMomentum) {
+  LocalDataset data = AllOf(Blobs(256));
+  auto model = Mlp();
+  const size_t d = static_cast<size_t>(model->parameters().size());
+  std::vector<uint8_t> mask(d, 1);
+  for (size_t i = 0; i < d; i += 3) mask[i] = 0;  // every third entry pruned
+  v1::TrainConfig config = Config();
+  config.set_momentum(0.9f);
+  auto update = Trainer().Fit(*model, data, config, mask);
+  ASSERT_TRUE(update.ok()) << update.status();
+  const auto local = model->parameters().values();
+  size_t moved = 0;
+  for (size_t i = 0; i < d; ++i) {
+    if (mask[i] == 0) {
+      ASSERT_EQ(local[i], 0.0f) << i;
+      ASSERT_EQ(update->delta[i], 0.0f) << i;  // zeroed on entry, so no delta either
+    } else {
+      moved += update->delta[i] != 0.0f ? 1 : 0;
+    }
+  }
+  EXPECT_GT(moved, d / 3);  // most kept entries trained (some feed dead ReLUs)
+  auto after = Evaluate(*model, *data.store, 0, data.store->size(), 64);
+  ASSERT_TRUE(after.ok());
+  EXPECT_GT(after->accuracy, 0.9);  // a third of an over-sized MLP is plenty for two blobs
+
+  std::vector<uint8_t> short_mask(d - 1, 1);
+  EXPECT_THAT(Trainer().Fit(*model, data, config, short_mask).status().message(),
+              HasSubstr("pruning mask has"));
+}
+
 TEST(ExampleStoreTest, NormalizesPixelsAndValidates) {
   torch::Tensor pixels = torch::tensor({0, 255, 51}, torch::kUInt8).view({3, 1});
   auto store = ExampleStore::Create(pixels, torch::tensor({0, 1, 1}, torch::kInt64), 2,

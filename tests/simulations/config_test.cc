@@ -120,6 +120,47 @@ TEST(ConfigTest, CrossFieldChecks) {
   EXPECT_TRUE(ValidateConfig(config).ok()) << ValidateConfig(config);
 }
 
+TEST(ConfigTest, PruningAndArtifactKeys) {
+  SimulationConfig config = DefaultConfig();
+  EXPECT_FALSE(PruningOptionsFor(config).has_value());
+  auto encoding = ArtifactEncodingFor(config);
+  ASSERT_TRUE(encoding.ok());
+  EXPECT_EQ(encoding->precision, models::ArtifactEncoding::Precision::kFp32);
+  EXPECT_FALSE(encoding->sparse);
+
+  ASSERT_TRUE(SetConfigValue(config, "prune.sparsity", "0.8").ok());
+  ASSERT_TRUE(SetConfigValue(config, "prune.structured", "true").ok());
+  ASSERT_TRUE(SetConfigValue(config, "prune.every", "2").ok());
+  ASSERT_TRUE(SetConfigValue(config, "model.artifact", "int8").ok());
+  std::optional<models::PruningOptions> pruning = PruningOptionsFor(config);
+  ASSERT_TRUE(pruning.has_value());
+  EXPECT_DOUBLE_EQ(pruning->target_sparsity, 0.8);
+  EXPECT_EQ(pruning->begin_round, 1);
+  EXPECT_EQ(pruning->end_round, 53);  // two thirds of 80 rounds
+  EXPECT_EQ(pruning->frequency, 2);
+  EXPECT_TRUE(pruning->structured);
+  encoding = ArtifactEncodingFor(config);
+  ASSERT_TRUE(encoding.ok());
+  EXPECT_EQ(encoding->precision, models::ArtifactEncoding::Precision::kInt8PerChannel);
+  EXPECT_TRUE(encoding->sparse);  // auto: pruning
+  EXPECT_TRUE(ValidateConfig(config).ok()) << ValidateConfig(config);
+
+  ASSERT_TRUE(SetConfigValue(config, "prune.end_round", "81").ok());
+  EXPECT_THAT(ValidateConfig(config).message(), HasSubstr("never be reached"));
+  ASSERT_TRUE(SetConfigValue(config, "prune.end_round", "20").ok());
+  ASSERT_TRUE(SetConfigValue(config, "prune.begin_round", "30").ok());
+  EXPECT_THAT(ValidateConfig(config).message(), HasSubstr("before prune.begin_round"));
+  ASSERT_TRUE(SetConfigValue(config, "prune.begin_round", "10").ok());
+  ASSERT_TRUE(SetConfigValue(config, "model.sparse_artifact", "off").ok());
+  EXPECT_THAT(ValidateConfig(config).message(), HasSubstr("model.sparse_artifact"));
+
+  EXPECT_THAT(SetConfigValue(config, "prune.sparsity", "1").message(), HasSubstr("[0, 1)"));
+  EXPECT_THAT(SetConfigValue(config, "prune.structured", "maybe").message(),
+              HasSubstr("true or false"));
+  EXPECT_THAT(SetConfigValue(config, "model.artifact", "int4").message(),
+              HasSubstr("int8-per-tensor"));
+}
+
 TEST(ConfigTest, CodecOptionsAndErrorFeedback) {
   SimulationConfig config = DefaultConfig();
   EXPECT_FALSE(UsesErrorFeedback(config));  // fp32 loses nothing

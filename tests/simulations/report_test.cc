@@ -57,9 +57,12 @@ size_t CountOccurrences(const std::string& text, const std::string& needle) {
 
 std::vector<RoundRecord> ThreeRounds() {
   return {
-      {1, 0.5, 1.25, 1.5, 10, 5'000'000'000ULL, 12'345'678, 0.75, 0.75},
-      {2, 0.625, 1.0, 1.125, 9, 4'500'000'000ULL, 12'345'678, 0.5, 1.25},
-      {3, 0.875, 0.5, 0.625, 10, 5'000'000'000ULL, 12'345'678, 0.5, 1.75},
+      {1, 0.5, 1.25, 1.5, 10, 5'000'000'000ULL, 12'345'678, 0.75, 0.75, INFINITY, 0.0, 0.25,
+       900'000},
+      {2, 0.625, 1.0, 1.125, 9, 4'500'000'000ULL, 12'345'678, 0.5, 1.25, INFINITY, 0.0, 0.5,
+       800'000},
+      {3, 0.875, 0.5, 0.625, 10, 5'000'000'000ULL, 12'345'678, 0.5, 1.75, INFINITY, 0.0, 0.8,
+       400'000},
   };
 }
 
@@ -75,6 +78,9 @@ RunSummary Summary() {
   summary.bytes_down = 37'037'034;
   summary.num_parameters = 1'234'567;
   summary.peak_rss_mb = 321.5;
+  summary.artifact_bytes = 400'000;
+  summary.fp32_artifact_bytes = 1'724'320;
+  summary.sparsity = 0.8;
   summary.config = {{"rounds", "3"}, {"strategy", "fedavg"}, {"dataset", "fashion-mnist"}};
   return summary;
 }
@@ -89,10 +95,10 @@ TEST(RoundsCsvTest, HeaderAndRowsParseBack) {
   ASSERT_EQ(lines.size(), 4u);
   EXPECT_EQ(lines[0],
             "round,test_accuracy,test_loss,train_loss,participants,bytes_up,bytes_down,"
-            "wall_seconds,elapsed_seconds,epsilon,clip_norm");
+            "wall_seconds,elapsed_seconds,epsilon,clip_norm,sparsity,artifact_bytes");
   for (size_t i = 0; i < rounds.size(); ++i) {
     const std::vector<std::string> cells = absl::StrSplit(lines[i + 1], ',');
-    ASSERT_EQ(cells.size(), 11u) << lines[i + 1];
+    ASSERT_EQ(cells.size(), 13u) << lines[i + 1];
     int round, participants;
     uint64_t bytes_up, bytes_down;
     double accuracy, test_loss, train_loss, wall, elapsed;
@@ -105,6 +111,12 @@ TEST(RoundsCsvTest, HeaderAndRowsParseBack) {
     ASSERT_TRUE(absl::SimpleAtoi(cells[6], &bytes_down));
     ASSERT_TRUE(absl::SimpleAtod(cells[7], &wall));
     ASSERT_TRUE(absl::SimpleAtod(cells[8], &elapsed));
+    double sparsity;
+    uint64_t artifact_bytes;
+    ASSERT_TRUE(absl::SimpleAtod(cells[11], &sparsity));
+    ASSERT_TRUE(absl::SimpleAtoi(cells[12], &artifact_bytes));
+    EXPECT_NEAR(sparsity, rounds[i].sparsity, 1e-6);
+    EXPECT_EQ(artifact_bytes, rounds[i].artifact_bytes);
     EXPECT_EQ(round, rounds[i].round);
     EXPECT_NEAR(accuracy, rounds[i].test_accuracy, 1e-6);
     EXPECT_NEAR(test_loss, rounds[i].test_loss, 1e-6);
@@ -133,7 +145,7 @@ TEST(RoundsCsvTest, NoRoundsIsJustTheHeader) {
   ASSERT_THAT(WriteRoundsCsv(path, {}), IsOk());
   EXPECT_EQ(ReadFile(path),
             "round,test_accuracy,test_loss,train_loss,participants,bytes_up,bytes_down,"
-            "wall_seconds,elapsed_seconds,epsilon,clip_norm\n");
+            "wall_seconds,elapsed_seconds,epsilon,clip_norm,sparsity,artifact_bytes\n");
 }
 
 TEST(SummaryJsonTest, HasEveryField) {
@@ -151,6 +163,9 @@ TEST(SummaryJsonTest, HasEveryField) {
   EXPECT_EQ(json.at("bytes_down").get<uint64_t>(), 37'037'034u);
   EXPECT_EQ(json.at("num_parameters").get<int64_t>(), 1'234'567);
   EXPECT_DOUBLE_EQ(json.at("peak_rss_mb").get<double>(), 321.5);
+  EXPECT_EQ(json.at("artifact_bytes").get<uint64_t>(), 400'000u);
+  EXPECT_EQ(json.at("fp32_artifact_bytes").get<uint64_t>(), 1'724'320u);
+  EXPECT_DOUBLE_EQ(json.at("sparsity").get<double>(), 0.8);
   ASSERT_TRUE(json.at("config").is_object());
   EXPECT_EQ(json.at("config").size(), 3u);
   EXPECT_EQ(json.at("config").at("strategy"), "fedavg");
@@ -283,7 +298,7 @@ TEST(PrivacyReportTest, EpsilonPerRoundInEveryReport) {
   ASSERT_EQ(lines.size(), 4u);
   for (size_t i = 0; i < rounds.size(); ++i) {
     const std::vector<std::string> cells = absl::StrSplit(lines[i + 1], ',');
-    ASSERT_EQ(cells.size(), 11u);
+    ASSERT_EQ(cells.size(), 13u);
     double epsilon = 0, clip = 0;
     ASSERT_TRUE(absl::SimpleAtod(cells[9], &epsilon));
     ASSERT_TRUE(absl::SimpleAtod(cells[10], &clip));
@@ -310,7 +325,7 @@ TEST(PrivacyReportTest, EpsilonPerRoundInEveryReport) {
 TEST(PrivacyReportTest, NonPrivateRunsSayInfinity) {
   ScopedTempDir dir;
   ASSERT_THAT(WriteRoundsCsv(dir.File("rounds.csv"), ThreeRounds()), IsOk());
-  EXPECT_THAT(ReadFile(dir.File("rounds.csv")), HasSubstr(",inf,0\n"));
+  EXPECT_THAT(ReadFile(dir.File("rounds.csv")), HasSubstr(",inf,0,0.250000,900000\n"));
   ASSERT_THAT(WriteSummaryJson(dir.File("summary.json"), Summary(), ThreeRounds()), IsOk());
   const nlohmann::json json = nlohmann::json::parse(ReadFile(dir.File("summary.json")));
   EXPECT_EQ(json.at("privacy_mode"), "none");

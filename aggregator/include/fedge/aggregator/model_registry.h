@@ -1,16 +1,18 @@
 // ModelRegistry: the model versions an aggregator has published.
 //
 // Each version keeps its fp32 master parameters (what the next round starts
-// from) and the artifact devices download. Versions are immutable once
-// published and are handed out as shared pointers, so serving a version to
-// many clients copies nothing. This registry lives in memory; a durable one
-// (SQLite + artifact files) sits behind the same interface in deployments.
+// from) and the artifact devices download, encoded as the registry's options
+// say (fp32, or int8 to download about a quarter of the bytes; sparse for a
+// pruned model). Versions are immutable once published and are handed out as
+// shared pointers, so serving a version to many clients copies nothing. This registry lives in
+// memory; a durable one (SQLite + artifact files) sits behind the same interface in deployments.
 //
 // Thread safety: all methods may be called concurrently.
 #ifndef FEDGE_AGGREGATOR_MODEL_REGISTRY_H_
 #define FEDGE_AGGREGATOR_MODEL_REGISTRY_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "fedge/models/artifact.h"
 #include "fedge/models/model_spec.h"
 #include "fedge/v1/model.pb.h"
 
@@ -29,16 +32,32 @@ struct ModelVersion {
   uint64_t parent_version = 0;
   std::vector<float> parameters;  // fp32 master copy
   std::shared_ptr<const v1::ModelArtifact> artifact;
-  uint64_t artifact_bytes = 0;    // serialized size of `artifact`
+  uint64_t artifact_bytes = 0;       // serialized size of `artifact`
+  uint64_t fp32_artifact_bytes = 0;  // what a dense fp32 artifact would take
+};
+
+struct ModelRegistryOptions {
+  // How many of the newest versions stay in memory (older ones are dropped
+  // once published versions exceed it; holders of a dropped version's
+  // pointer keep it alive). Default: 0, every version.
+  size_t keep_latest = 0;
+  // How artifacts are stored for devices. Default: dense fp32.
+  models::ArtifactEncoding encoding;
+  // Called with each version's parameters and its encoded artifact before it
+  // is published, e.g. to record activation ranges for int8 inference
+  // (models/inference.h; code this LibTorch-free library does not link). An
+  // error fails the Publish. It must not change the tensors. Default: none.
+  std::function<absl::Status(std::span<const float> parameters, v1::ModelArtifact& artifact)>
+      annotate;
 };
 
 class ModelRegistry {
  public:
-  // `keep_latest`: how many of the newest versions stay in memory (older ones
-  // are dropped once published versions exceed it; holders of a dropped
-  // version's pointer keep it alive). 0 keeps every version.
+  // `keep_latest` as in ModelRegistryOptions.
   ModelRegistry(models::ModelSpec spec, std::vector<models::ParameterLayout> layout,
                 size_t keep_latest = 0);
+  ModelRegistry(models::ModelSpec spec, std::vector<models::ParameterLayout> layout,
+                ModelRegistryOptions options);
 
   const models::ModelSpec& spec() const { return spec_; }
   const std::vector<models::ParameterLayout>& layout() const { return layout_; }
@@ -60,7 +79,7 @@ class ModelRegistry {
  private:
   const models::ModelSpec spec_;
   const std::vector<models::ParameterLayout> layout_;
-  const size_t keep_latest_;
+  const ModelRegistryOptions options_;
   mutable std::mutex mu_;
   std::map<uint64_t, std::shared_ptr<const ModelVersion>> versions_;
   uint64_t next_version_ = 0;

@@ -6,7 +6,8 @@
 //   Submit(update)       validate and fold one client's update into the
 //                        round's accumulator (streaming where the strategy
 //                        allows: memory O(d), not O(n*d))
-//   CloseRound()         aggregate, apply the server step, publish v+1
+//   CloseRound()         aggregate, apply the server step, prune (when
+//                        configured), publish v+1
 //
 // Every submitted update is checked before it touches any state: open round,
 // round and model-version ids, client in the cohort, not submitted before,
@@ -32,6 +33,7 @@
 #include "fedge/aggregator/model_registry.h"
 #include "fedge/aggregator/private_aggregation.h"
 #include "fedge/aggregator/strategy.h"
+#include "fedge/models/pruning.h"
 #include "fedge/models/update_codec.h"
 #include "fedge/v1/federation.pb.h"
 
@@ -46,6 +48,11 @@ struct RoundManagerOptions {
   // Largest example count a client may claim (guards the weights).
   // Default: 10^9. REQUIRES: >= 1.
   uint64_t max_examples_per_update = 1'000'000'000;
+  // Magnitude pruning of the global model after each round's server step,
+  // on the schedule these options give with round ids as t (see
+  // fedge/models/pruning.h). Devices keep the pruned entries at zero when
+  // the registry stores artifacts sparsely. Default: none.
+  std::optional<models::PruningOptions> pruning;
 };
 
 struct RoundOutcome {
@@ -56,6 +63,10 @@ struct RoundOutcome {
   uint64_t total_examples = 0;
   double train_loss = 0.0;  // example-weighted mean of reported train_loss
   uint64_t bytes_up = 0;    // serialized size of the accepted updates
+  // Fraction of the weights pruned in the new version (0 without pruning),
+  // and the size of its artifact as devices download it.
+  double sparsity = 0.0;
+  uint64_t artifact_bytes = 0;
   // What the round spent, when differential privacy is on.
   std::optional<RoundPrivacy> privacy;
 };
@@ -127,6 +138,7 @@ class RoundManager {
   const RoundManagerOptions options_;
   std::unique_ptr<models::UpdateCodec> codec_;
   std::unique_ptr<PrivateAggregation> privacy_;
+  std::optional<models::MagnitudePruner> pruner_;
 
   mutable std::mutex mu_;
   bool open_ = false;

@@ -11,6 +11,7 @@
 #define FEDGE_CLIENT_TRAINER_H_
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -47,9 +48,13 @@ absl::Status ValidateTrainConfig(const v1::TrainConfig& config);
 class Trainer {
  public:
   // Trains `model`, which must hold the global parameters on entry; on return
-  // it holds the local ones. INVALID_ARGUMENT for a bad config or empty data.
+  // it holds the local ones. `mask`, when not empty, has one flag per
+  // parameter: entries flagged 0 (pruned) are zeroed on entry and again after
+  // every optimizer step, so they stay 0 (and their delta is 0).
+  // INVALID_ARGUMENT for a bad config, empty data or a mask of the wrong size.
   absl::StatusOr<LocalUpdate> Fit(models::ModelInstance& model, const LocalDataset& data,
-                                  const v1::TrainConfig& config) const;
+                                  const v1::TrainConfig& config,
+                                  std::span<const uint8_t> mask = {}) const;
 };
 
 // Evaluates `model` on examples [begin, end) of `store` in batches.

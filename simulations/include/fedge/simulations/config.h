@@ -14,6 +14,7 @@
 #define FEDGE_SIMULATIONS_CONFIG_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,7 +23,9 @@
 #include "absl/status/statusor.h"
 #include "fedge/aggregator/private_aggregation.h"
 #include "fedge/aggregator/strategy.h"
+#include "fedge/models/artifact.h"
 #include "fedge/models/model_spec.h"
+#include "fedge/models/pruning.h"
 #include "fedge/models/update_codec.h"
 #include "fedge/simulations/dataset.h"
 #include "fedge/simulations/partition.h"
@@ -70,6 +73,22 @@ struct PrivacyOptions {
   std::string random = "secure";
 };
 
+// How published versions are stored for devices (model.artifact,
+// model.sparse_artifact; see fedge/models/artifact.h).
+struct ArtifactOptions {
+  std::string precision = "fp32";  // fp32 | int8 | int8-per-tensor
+  std::string sparse = "auto";     // on | off | auto (on when pruning)
+};
+
+// Gradual magnitude pruning of the global model (fedge/models/pruning.h).
+struct PruneOptions {
+  double sparsity = 0.0;  // target; 0 = no pruning
+  int begin_round = 1;
+  int end_round = 0;  // 0 = two thirds of round.rounds
+  int every = 1;
+  bool structured = false;
+};
+
 struct EvalOptions {
   int every = 1;         // evaluate the global model every N rounds (and the last)
   int batch_size = 256;  // bounds activation memory: ~12 MB per worker for cnn
@@ -87,6 +106,8 @@ struct SimulationConfig {
   DataOptions data;
   PartitionOptions partition;
   models::ModelSpec model;  // input_shape/num_classes are taken from the dataset
+  ArtifactOptions artifact;
+  PruneOptions prune;
   v1::TrainConfig train;
   // Client learning rate in round r is train.learning_rate * lr_decay^(r-1).
   double lr_decay = 1.0;
@@ -143,6 +164,14 @@ int ClientsPerRound(const SimulationConfig& config);
 // True when devices keep an error-feedback residual (update.error_feedback,
 // resolving "auto").
 bool UsesErrorFeedback(const SimulationConfig& config);
+
+// The pruning schedule for `config` (prune.*, resolving end_round 0), or
+// nullopt when prune.sparsity is 0.
+std::optional<models::PruningOptions> PruningOptionsFor(const SimulationConfig& config);
+
+// How `config` stores published versions (model.artifact and
+// model.sparse_artifact, resolving "auto").
+absl::StatusOr<models::ArtifactEncoding> ArtifactEncodingFor(const SimulationConfig& config);
 
 // True when cohorts are Poisson samples (round.sampling, resolving "auto").
 bool UsesPoissonSampling(const SimulationConfig& config);

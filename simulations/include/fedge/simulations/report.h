@@ -33,6 +33,10 @@ struct RoundRecord {
   // clipping bound (0 when nothing was clipped).
   double epsilon = std::numeric_limits<double>::infinity();
   double clip_norm = 0.0;
+  // Compression: the fraction of weights pruned in the model published
+  // after this round, and its artifact's size as devices download it.
+  double sparsity = 0.0;
+  uint64_t artifact_bytes = 0;
 };
 
 struct RunSummary {
@@ -51,6 +55,11 @@ struct RunSummary {
   std::string privacy_mode = "none";
   double epsilon = std::numeric_limits<double>::infinity();
   double delta = 0.0;
+  // The final model as devices download it: its artifact's size, what a
+  // dense fp32 artifact would take, and the fraction of weights pruned.
+  uint64_t artifact_bytes = 0;
+  uint64_t fp32_artifact_bytes = 0;
+  double sparsity = 0.0;
   // Why the run ended before its last round ("" when it ran them all), e.g.
   // a privacy budget that did not allow another round.
   std::string stop_reason;
@@ -59,8 +68,9 @@ struct RunSummary {
 };
 
 // Columns: round,test_accuracy,test_loss,train_loss,participants,bytes_up,
-// bytes_down,wall_seconds,elapsed_seconds,epsilon,clip_norm (header line
-// first; epsilon is "inf" for rounds that are not private).
+// bytes_down,wall_seconds,elapsed_seconds,epsilon,clip_norm,sparsity,
+// artifact_bytes (header line first; epsilon is "inf" for rounds that are
+// not private).
 absl::Status WriteRoundsCsv(const std::string& path, const std::vector<RoundRecord>& rounds);
 
 // summary.json: every RunSummary field (config as an object; a non-finite
