@@ -31,6 +31,46 @@ int64_t Product(const std::vector<int64_t>& shape) {
   return n;
 }
 
+// --- inference plan steps -------------------------------------------------------
+
+PlanStep Conv(std::string name, int64_t stride, int64_t padding, int64_t groups) {
+  PlanStep step;
+  step.op = PlanStep::Op::kConv2d;
+  step.name = std::move(name);
+  step.stride = stride;
+  step.padding = padding;
+  step.groups = groups;
+  step.relu = true;
+  return step;
+}
+
+PlanStep Linear(std::string name, bool relu) {
+  PlanStep step;
+  step.op = PlanStep::Op::kLinear;
+  step.name = std::move(name);
+  step.relu = relu;
+  return step;
+}
+
+PlanStep MaxPool(int64_t kernel) {
+  PlanStep step;
+  step.op = PlanStep::Op::kMaxPool2d;
+  step.kernel = kernel;
+  return step;
+}
+
+PlanStep Flatten() {
+  PlanStep step;
+  step.op = PlanStep::Op::kFlatten;
+  return step;
+}
+
+PlanStep GlobalAvgPool() {
+  PlanStep step;
+  step.op = PlanStep::Op::kGlobalAvgPool2d;
+  return step;
+}
+
 // --- mlp ---------------------------------------------------------------------
 
 class Mlp final : public Network {
@@ -45,6 +85,10 @@ class Mlp final : public Network {
     x = torch::relu(fc1_->forward(x));
     x = torch::relu(fc2_->forward(x));
     return fc3_->forward(x);
+  }
+
+  std::vector<PlanStep> InferencePlan() const override {
+    return {Flatten(), Linear("fc1", true), Linear("fc2", true), Linear("fc3", false)};
   }
 
  private:
@@ -68,6 +112,12 @@ class TwoConvNet final : public Network {
     x = torch::max_pool2d(torch::relu(conv2_->forward(x)), 2);
     x = torch::relu(fc1_->forward(x.flatten(1)));
     return fc2_->forward(x);
+  }
+
+  std::vector<PlanStep> InferencePlan() const override {
+    return {
+        Conv("conv1", 1, 0, 1), MaxPool(2),          Conv("conv2", 1, 0, 1), MaxPool(2), Flatten(),
+        Linear("fc1", true),    Linear("fc2", false)};
   }
 
  private:
@@ -104,6 +154,78 @@ ArchitectureFactory TwoConvFactory(std::string name, int64_t c1, int64_t c2, int
   };
 }
 
+// --- mobilenet-tiny: depthwise-separable convolutions (Howard et al. 2017) ----
+
+class MobileNetTiny final : public Network {
+ public:
+  // {output channels, stride} of the depthwise-separable blocks.
+  static constexpr int64_t kBlocks[4][2] = {{32, 1}, {64, 2}, {64, 1}, {128, 2}};
+  static constexpr int64_t kStemChannels = 16;
+
+  MobileNetTiny(int64_t channels, int64_t classes) {
+    stem_ = register_module(
+        "stem", torch::nn::Conv2d(
+                    torch::nn::Conv2dOptions(channels, kStemChannels, 3).stride(2).padding(1)));
+    int64_t in = kStemChannels;
+    for (int b = 0; b < 4; ++b) {
+      const int64_t out = kBlocks[b][0];
+      const int64_t stride = kBlocks[b][1];
+      depthwise_.push_back(register_module(
+          absl::StrCat("dw", b + 1),
+          torch::nn::Conv2d(
+              torch::nn::Conv2dOptions(in, in, 3).stride(stride).padding(1).groups(in))));
+      pointwise_.push_back(register_module(
+          absl::StrCat("pw", b + 1), torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1))));
+      in = out;
+    }
+    fc_ = register_module("fc", torch::nn::Linear(in, classes));
+  }
+
+  torch::Tensor forward(torch::Tensor x) override {
+    x = torch::relu(stem_->forward(x));
+    for (size_t b = 0; b < depthwise_.size(); ++b) {
+      x = torch::relu(depthwise_[b]->forward(x));
+      x = torch::relu(pointwise_[b]->forward(x));
+    }
+    x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
+    return fc_->forward(x);
+  }
+
+  std::vector<PlanStep> InferencePlan() const override {
+    std::vector<PlanStep> plan = {Conv("stem", 2, 1, 1)};
+    int64_t in = kStemChannels;
+    for (int b = 0; b < 4; ++b) {
+      plan.push_back(Conv(absl::StrCat("dw", b + 1), kBlocks[b][1], 1, in));
+      plan.push_back(Conv(absl::StrCat("pw", b + 1), 1, 0, 1));
+      in = kBlocks[b][0];
+    }
+    plan.push_back(GlobalAvgPool());
+    plan.push_back(Flatten());
+    plan.push_back(Linear("fc", false));
+    return plan;
+  }
+
+ private:
+  torch::nn::Conv2d stem_{nullptr};
+  std::vector<torch::nn::Conv2d> depthwise_;
+  std::vector<torch::nn::Conv2d> pointwise_;
+  torch::nn::Linear fc_{nullptr};
+};
+
+absl::StatusOr<NetworkPtr> MakeMobileNetTiny(const ModelSpec& spec) {
+  if (spec.input_shape.size() != 3) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model 'mobilenet-tiny' needs ModelSpec.input_shape = [channels, height, width], got [",
+        absl::StrJoin(spec.input_shape, ", "), "]"));
+  }
+  if (spec.input_shape[1] < 8 || spec.input_shape[2] < 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model 'mobilenet-tiny' needs images of at least 8x8, got ",
+                     spec.input_shape[1], "x", spec.input_shape[2]));
+  }
+  return std::make_shared<MobileNetTiny>(spec.input_shape[0], spec.num_classes);
+}
+
 absl::StatusOr<NetworkPtr> MakeMlp(const ModelSpec& spec) {
   return std::make_shared<Mlp>(Product(spec.input_shape), spec.num_classes);
 }
@@ -115,6 +237,7 @@ bool RegisterBuiltins() {
   RegisterArchitecture("mlp", MakeMlp);
   RegisterArchitecture("cnn", TwoConvFactory("cnn", 20, 50, 500));
   RegisterArchitecture("cnn-large", TwoConvFactory("cnn-large", 32, 64, 512));
+  RegisterArchitecture("mobilenet-tiny", MakeMobileNetTiny);
   return true;
 }
 

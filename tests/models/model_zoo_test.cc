@@ -25,7 +25,7 @@ ModelSpec Spec(std::string architecture, std::vector<int64_t> shape = {1, 28, 28
 
 TEST(ModelZooTest, EveryBuiltinIsRegistered) {
   std::vector<std::string> names = RegisteredArchitectures();
-  for (const char* expected : {"mlp", "cnn", "cnn-large"}) {
+  for (const char* expected : {"mlp", "cnn", "cnn-large", "mobilenet-tiny"}) {
     EXPECT_THAT(names, ::testing::Contains(expected));
     EXPECT_TRUE(CreateModel(Spec(expected), 1).ok()) << expected;
   }
@@ -40,10 +40,37 @@ TEST(ModelZooTest, ParameterCountsMatchTheDocumentedArchitectures) {
   EXPECT_EQ(CountParameters(**CreateModel(Spec("cnn"), 1)), 431080);
   // mlp on 784 inputs: 784*200+200 + 200*200+200 + 200*10+10 = 199,210.
   EXPECT_EQ(CountParameters(**CreateModel(Spec("mlp"), 1)), 199210);
+  // mobilenet-tiny: stem 1->16 3x3 (160); blocks of depthwise 3x3 + pointwise
+  // 1x1: 16->32 (160 + 544), 32->64 (320 + 2,112), 64->64 (640 + 4,160),
+  // 64->128 (640 + 8,320); fc 128->10 (1,290) = 18,346.
+  EXPECT_EQ(CountParameters(**CreateModel(Spec("mobilenet-tiny"), 1)), 18346);
+}
+
+TEST(ModelZooTest, MobileNetTinyIsDepthwiseSeparable) {
+  auto net = CreateModel(Spec("mobilenet-tiny"), 1);
+  ASSERT_TRUE(net.ok()) << net.status();
+  int depthwise = 0, pointwise = 0;
+  for (const auto& item : (*net)->named_parameters()) {
+    const std::string& name = item.key();
+    const torch::Tensor& p = item.value();
+    if (name.rfind("dw", 0) == 0 && name.ends_with(".weight")) {
+      EXPECT_EQ(p.size(1), 1) << name;  // one input channel per group
+      EXPECT_EQ(p.size(2), 3) << name;
+      ++depthwise;
+    }
+    if (name.rfind("pw", 0) == 0 && name.ends_with(".weight")) {
+      EXPECT_EQ(p.size(2), 1) << name;  // 1x1
+      ++pointwise;
+    }
+  }
+  EXPECT_EQ(depthwise, 4);
+  EXPECT_EQ(pointwise, 4);
+  auto tiny = CreateModel(Spec("mobilenet-tiny", {1, 4, 4}), 1);
+  EXPECT_EQ(tiny.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ModelZooTest, OutputsLogitsPerClass) {
-  for (const char* name : {"mlp", "cnn", "cnn-large"}) {
+  for (const char* name : {"mlp", "cnn", "cnn-large", "mobilenet-tiny"}) {
     auto net = CreateModel(Spec(name, {3, 32, 32}, 7), 3);
     ASSERT_TRUE(net.ok()) << net.status();
     torch::Tensor logits = (*net)->forward(torch::zeros({5, 3, 32, 32}));

@@ -10,6 +10,17 @@
 //   cnn-large  conv 5x5 x32 -> pool -> conv 5x5 x64 -> pool -> fc 512 ->
 //              classes, the CNN of McMahan et al. 2017 with unpadded
 //              convolutions (582,026 parameters on 1x28x28, 10 classes).
+//   mobilenet-tiny
+//              a small MobileNet (Howard et al. 2017): conv 3x3 x16 stride 2,
+//              then four depthwise-separable blocks (depthwise 3x3 + ReLU,
+//              pointwise 1x1 + ReLU) to 32, 64, 64 and 128 channels, strides
+//              1, 2, 1, 2, global average pooling, fc -> classes (18,346
+//              parameters on 1x28x28, 10 classes: 23x fewer than cnn). No
+//              batch norm: its running statistics are not parameters and
+//              would not be federated. The distillation student of choice.
+//
+// Every built-in also declares its inference plan (InferencePlan), which
+// the int8/fp32 inference engine (inference.h) executes.
 //
 // Thread safety: CreateModel and the registry functions may be called from
 // any thread. A Network is not thread-safe; use one per thread.
@@ -31,11 +42,36 @@
 
 namespace fedge::models {
 
+// One step of a network's forward pass as the inference engine runs it. The
+// steps apply in order to the input; conv and linear steps read the
+// parameters "<name>.weight" and "<name>.bias".
+struct PlanStep {
+  enum class Op {
+    kConv2d,           // square kernel; `groups` == channels for depthwise
+    kLinear,           // on [B, features]
+    kMaxPool2d,        // kernel = stride = `kernel`
+    kGlobalAvgPool2d,  // [B, C, H, W] -> [B, C, 1, 1]
+    kFlatten,          // [B, ...] -> [B, features]
+  };
+  Op op = Op::kLinear;
+  std::string name;  // conv and linear: the parameters' prefix, e.g. "conv1"
+  int64_t stride = 1;
+  int64_t padding = 0;
+  int64_t groups = 1;
+  int64_t kernel = 2;  // max pooling only
+  bool relu = false;   // conv and linear: followed by a ReLU
+};
+
 // A classifier: maps a batch [B, input_shape...] of floats to logits
 // [B, num_classes].
 class Network : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(torch::Tensor x) = 0;
+  // The steps that compute the same function as forward(), for the
+  // inference engine; empty when the network has none (int8 inference is
+  // then unavailable for it). Conv and linear steps must name parameters of
+  // this module.
+  virtual std::vector<PlanStep> InferencePlan() const { return {}; }
 };
 
 using NetworkPtr = std::shared_ptr<Network>;
