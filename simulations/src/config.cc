@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "fedge/models/inference.h"
 #include "fedge/models/model_zoo.h"
 #include "fedge/models/update_codec.h"
 #include "fedge/privacy/clipper.h"
@@ -455,6 +456,62 @@ const std::vector<KeyDef>& Keys() {
           "eval.batch_size", "Evaluation batch size.", 1, 1'000'000,
           [](auto& c) { return c.eval.batch_size; },
           [](auto& c, int64_t v) { c.eval.batch_size = static_cast<int>(v); }),
+      BoolKey(
+          "eval.int8",
+          "After the last round, run the final model (and the student) through the fp32 and "
+          "int8 inference engines: test accuracy and batch-1 latency of each, in the same run. "
+          "Needs proxy.examples for calibration.",
+          [](auto& c) { return c.eval.int8; }, [](auto& c, bool v) { c.eval.int8 = v; }),
+      ChoiceKey(
+          "eval.int8_engine",
+          "LibTorch quantized engine for int8 inference (qnnpack: what ARM devices use).",
+          models::QuantizedEngines, [](auto& c) { return c.eval.int8_engine; },
+          [](auto& c, auto& v) { c.eval.int8_engine = v; }),
+      IntKey(
+          "eval.latency_runs", "Single-example inferences timed per engine (median reported).", 1,
+          1'000'000, [](auto& c) { return c.eval.latency_runs; },
+          [](auto& c, int64_t v) { c.eval.latency_runs = static_cast<int>(v); }),
+      // proxy
+      IntKey(
+          "proxy.examples",
+          "Training examples held out from the clients as the aggregator's unlabeled proxy set "
+          "(int8 calibration, distillation); 0 = none.",
+          0, 100'000'000, [](auto& c) { return c.proxy.examples; },
+          [](auto& c, int64_t v) { c.proxy.examples = static_cast<int>(v); }),
+      IntKey(
+          "proxy.calibration_examples",
+          "Proxy examples int8 activation ranges are calibrated on (every published int8 "
+          "version, and the final model).",
+          1, 100'000'000, [](auto& c) { return c.proxy.calibration_examples; },
+          [](auto& c, int64_t v) { c.proxy.calibration_examples = static_cast<int>(v); }),
+      // distill
+      ChoiceKey(
+          "distill.student",
+          "After the last round, distill the global model into this architecture on the proxy "
+          "set (Hinton et al. 2015) and report it as the device model; none = off.",
+          [] {
+            std::vector<std::string> names = models::RegisteredArchitectures();
+            names.insert(names.begin(), "none");
+            return names;
+          },
+          [](auto& c) { return c.distill.student; },
+          [](auto& c, auto& v) { c.distill.student = v; }),
+      FloatKey(
+          "distill.temperature", "Softmax temperature T of the distillation loss.", 0, true,
+          INFINITY, false, [](auto& c) { return c.distill.temperature; },
+          [](auto& c, double v) { c.distill.temperature = v; }),
+      IntKey(
+          "distill.epochs", "Passes of the student over the proxy set.", 1, 1'000'000,
+          [](auto& c) { return c.distill.epochs; },
+          [](auto& c, int64_t v) { c.distill.epochs = static_cast<int>(v); }),
+      IntKey(
+          "distill.batch_size", "Student minibatch size.", 1, 1'000'000,
+          [](auto& c) { return c.distill.batch_size; },
+          [](auto& c, int64_t v) { c.distill.batch_size = static_cast<int>(v); }),
+      FloatKey(
+          "distill.learning_rate", "Student Adam learning rate.", 0, true, INFINITY, false,
+          [](auto& c) { return c.distill.learning_rate; },
+          [](auto& c, double v) { c.distill.learning_rate = v; }),
   };
   return *keys;
 }
@@ -721,6 +778,11 @@ absl::Status ValidateConfig(const SimulationConfig& config) {
           "prune.sparsity > 0 with model.sparse_artifact off: devices learn which weights are "
           "pruned from the sparse artifact, and would train them back; use on or auto");
     }
+  }
+  if (config.proxy.examples == 0 && (config.eval.int8 || config.distill.student != "none")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(config.eval.int8 ? "eval.int8 (activation calibration)" : "distill.student",
+                     " needs the aggregator's proxy set: set proxy.examples > 0"));
   }
   if (config.privacy.mode == "distributed" && config.codec != "fp32") {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -42,7 +42,9 @@ Usage:
                       mechanisms, strategies, codecs or models (repeatable;
                       see examples/custom_mechanism)
   --out DIR           output folder (default: runs/<run.name>): rounds.csv,
-                      summary.json, report.html, model_final.pb
+                      summary.json, report.html, model_final.pb (the last
+                      version as devices download it) and, when distilling,
+                      student.pb
   --help              this text
 
 Keys (type, default):
@@ -194,6 +196,15 @@ int main(int argc, char** argv) {
         fedge::simulations::WriteHtmlReport(html, summary, result->rounds)}) {
     if (!s.ok()) return Fail(std::string(s.message()));
   }
+  for (const auto& [name, artifact] : {std::pair{"model_final.pb", result->final_artifact},
+                                       std::pair{"student.pb", result->student_artifact}}) {
+    if (artifact == nullptr) continue;
+    if (absl::Status s = fedge::simulations::WriteFileAtomically(out_dir + "/" + name,
+                                                                 artifact->SerializeAsString());
+        !s.ok()) {
+      return Fail(std::string(s.message()));
+    }
+  }
 
   if (!summary.stop_reason.empty()) {
     std::cerr << "fedge-sim: stopped after round " << summary.rounds << ": " << summary.stop_reason
@@ -203,6 +214,27 @@ int main(int argc, char** argv) {
     std::cout << absl::StrFormat("privacy: %s DP, epsilon %.4g at delta %g after %d rounds\n",
                                  summary.privacy_mode, summary.epsilon, summary.delta,
                                  summary.rounds);
+  }
+  const auto print_device_model = [](const char* what,
+                                     const fedge::simulations::DeviceModelSummary& m) {
+    std::cout << absl::StrFormat(
+        "%s: %s, %d parameters, artifact %s, test accuracy %.2f%%\n", what, m.architecture,
+        m.parameters, FormatBytes(static_cast<double>(m.artifact_bytes)), 100.0 * m.accuracy);
+    if (m.int8_artifact_bytes > 0) {
+      std::cout << absl::StrFormat(
+          "%s in int8: artifact %s, test accuracy %.2f%%; one-example latency fp32 %.0f us, "
+          "int8 %.0f us (%s)\n",
+          what, FormatBytes(static_cast<double>(m.int8_artifact_bytes)), 100.0 * m.int8_accuracy,
+          m.fp32_latency_us, m.int8_latency_us, m.int8_engine);
+    }
+  };
+  if (summary.device_model.has_value()) print_device_model("device model", *summary.device_model);
+  if (summary.student.has_value()) print_device_model("distilled student", *summary.student);
+  if (summary.sparsity > 0.0) {
+    std::cout << absl::StrFormat(
+        "pruned %.1f%% of the weights; final artifact %s (dense fp32 %s)\n",
+        100.0 * summary.sparsity, FormatBytes(static_cast<double>(summary.artifact_bytes)),
+        FormatBytes(static_cast<double>(summary.fp32_artifact_bytes)));
   }
   std::cout << absl::StrFormat(
       "final accuracy %.2f%% (best %.2f%%) after %d rounds in %s (%.1f s)\n"

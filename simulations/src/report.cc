@@ -388,6 +388,22 @@ std::string RenderHtml(const RunSummary& summary, const std::vector<RoundRecord>
                               HumanBytes(summary.fp32_artifact_bytes)));
   }
   if (summary.sparsity > 0.0) AppendRow(&html, "Weights pruned", Percent(summary.sparsity));
+  const auto device_rows = [&](absl::string_view what, const DeviceModelSummary& m) {
+    AppendRow(&html, what,
+              absl::StrFormat("%s, %s parameters, %s, test accuracy %s", m.architecture,
+                              WithThousands(m.parameters), HumanBytes(m.artifact_bytes),
+                              Percent(m.accuracy)));
+    if (m.int8_artifact_bytes > 0) {
+      AppendRow(
+          &html, absl::StrCat(what, " in int8"),
+          absl::StrFormat("%s, test accuracy %s; latency (1 example) fp32 %s us, int8 %s "
+                          "us (%s)",
+                          HumanBytes(m.int8_artifact_bytes), Percent(m.int8_accuracy),
+                          Fixed(m.fp32_latency_us, 0), Fixed(m.int8_latency_us, 0), m.int8_engine));
+    }
+  };
+  if (summary.device_model.has_value()) device_rows("Device model", *summary.device_model);
+  if (summary.student.has_value()) device_rows("Distilled student", *summary.student);
   AppendRow(&html, "Peak RSS", absl::StrCat(Fixed(summary.peak_rss_mb, 1), " MB"));
   if (is_private) {
     AppendRow(&html, "Differential privacy",
@@ -554,6 +570,21 @@ absl::Status WriteSummaryJson(const std::string& path, const RunSummary& summary
   json["artifact_bytes"] = summary.artifact_bytes;
   json["fp32_artifact_bytes"] = summary.fp32_artifact_bytes;
   json["sparsity"] = summary.sparsity;
+  const auto device_json = [](const DeviceModelSummary& m) {
+    nlohmann::ordered_json j;
+    j["architecture"] = m.architecture;
+    j["parameters"] = m.parameters;
+    j["artifact_bytes"] = m.artifact_bytes;
+    j["accuracy"] = m.accuracy;
+    j["int8_artifact_bytes"] = m.int8_artifact_bytes;
+    j["int8_accuracy"] = m.int8_accuracy;
+    j["fp32_latency_us"] = m.fp32_latency_us;
+    j["int8_latency_us"] = m.int8_latency_us;
+    j["int8_engine"] = m.int8_engine;
+    return j;
+  };
+  if (summary.device_model.has_value()) json["device_model"] = device_json(*summary.device_model);
+  if (summary.student.has_value()) json["student"] = device_json(*summary.student);
   nlohmann::ordered_json config = nlohmann::ordered_json::object();
   for (const auto& [key, value] : summary.config) config[key] = value;
   json["config"] = std::move(config);

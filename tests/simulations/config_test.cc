@@ -161,6 +161,32 @@ TEST(ConfigTest, PruningAndArtifactKeys) {
               HasSubstr("int8-per-tensor"));
 }
 
+TEST(ConfigTest, ProxyDistillationAndInt8EvaluationKeys) {
+  SimulationConfig config = DefaultConfig();
+  ASSERT_TRUE(SetConfigValue(config, "eval.int8", "true").ok());
+  EXPECT_THAT(ValidateConfig(config).message(), HasSubstr("proxy.examples"));
+  ASSERT_TRUE(SetConfigValue(config, "proxy.examples", "2000").ok());
+  EXPECT_TRUE(ValidateConfig(config).ok()) << ValidateConfig(config);
+  ASSERT_TRUE(SetConfigValue(config, "eval.int8", "false").ok());
+  ASSERT_TRUE(SetConfigValue(config, "proxy.examples", "0").ok());
+  ASSERT_TRUE(SetConfigValue(config, "distill.student", "mobilenet-tiny").ok());
+  EXPECT_THAT(ValidateConfig(config).message(), HasSubstr("distill.student"));
+  ASSERT_TRUE(SetConfigValue(config, "proxy.examples", "500").ok());
+  ASSERT_TRUE(SetConfigValue(config, "distill.temperature", "2").ok());
+  ASSERT_TRUE(SetConfigValue(config, "distill.epochs", "30").ok());
+  ASSERT_TRUE(SetConfigValue(config, "eval.int8_engine", "qnnpack").ok());
+  EXPECT_TRUE(ValidateConfig(config).ok());
+  EXPECT_EQ(config.distill.student, "mobilenet-tiny");
+  EXPECT_DOUBLE_EQ(config.distill.temperature, 2.0);
+  EXPECT_EQ(config.distill.epochs, 30);
+  EXPECT_THAT(SetConfigValue(config, "distill.student", "resnet").message(), HasSubstr("none"));
+  EXPECT_THAT(SetConfigValue(config, "distill.temperature", "0").message(),
+              HasSubstr("distill.temperature"));
+  EXPECT_THAT(SetConfigValue(config, "eval.int8_engine", "tpu").message(), HasSubstr("qnnpack"));
+  EXPECT_THAT(SetConfigValue(config, "proxy.examples", "-1").message(),
+              HasSubstr("proxy.examples"));
+}
+
 TEST(ConfigTest, CodecOptionsAndErrorFeedback) {
   SimulationConfig config = DefaultConfig();
   EXPECT_FALSE(UsesErrorFeedback(config));  // fp32 loses nothing

@@ -174,6 +174,45 @@ TEST(SummaryJsonTest, HasEveryField) {
   EXPECT_THAT(json.at("per_round").get<std::vector<double>>(), ElementsAre(0.5, 0.625, 0.875));
 }
 
+TEST(SummaryJsonTest, DeviceModelAndStudentOnlyWhenMeasured) {
+  ScopedTempDir dir;
+  ASSERT_THAT(WriteSummaryJson(dir.File("plain.json"), Summary(), ThreeRounds()), IsOk());
+  const nlohmann::json plain = nlohmann::json::parse(ReadFile(dir.File("plain.json")));
+  EXPECT_FALSE(plain.contains("device_model"));
+  EXPECT_FALSE(plain.contains("student"));
+
+  RunSummary summary = Summary();
+  DeviceModelSummary device;
+  device.architecture = "cnn";
+  device.parameters = 431'080;
+  device.artifact_bytes = 1'724'400;
+  device.accuracy = 0.875;
+  device.int8_artifact_bytes = 433'000;
+  device.int8_accuracy = 0.87;
+  device.fp32_latency_us = 250.0;
+  device.int8_latency_us = 125.0;
+  device.int8_engine = "qnnpack";
+  summary.device_model = device;
+  DeviceModelSummary student;
+  student.architecture = "mobilenet-tiny";
+  student.accuracy = 0.8;  // int8 not measured: nulls
+  summary.student = student;
+  ASSERT_THAT(WriteSummaryJson(dir.File("summary.json"), summary, ThreeRounds()), IsOk());
+  const nlohmann::json json = nlohmann::json::parse(ReadFile(dir.File("summary.json")));
+  EXPECT_EQ(json.at("device_model").at("architecture"), "cnn");
+  EXPECT_EQ(json.at("device_model").at("int8_artifact_bytes").get<uint64_t>(), 433'000u);
+  EXPECT_DOUBLE_EQ(json.at("device_model").at("int8_latency_us").get<double>(), 125.0);
+  EXPECT_EQ(json.at("device_model").at("int8_engine"), "qnnpack");
+  EXPECT_DOUBLE_EQ(json.at("student").at("accuracy").get<double>(), 0.8);
+  EXPECT_TRUE(json.at("student").at("int8_accuracy").is_null());
+
+  ASSERT_THAT(WriteHtmlReport(dir.File("report.html"), summary, ThreeRounds()), IsOk());
+  const std::string html = ReadFile(dir.File("report.html"));
+  EXPECT_THAT(html, HasSubstr("Device model in int8"));
+  EXPECT_THAT(html, HasSubstr("Distilled student"));
+  EXPECT_THAT(html, HasSubstr("Weights pruned"));
+}
+
 TEST(SummaryJsonTest, SurvivesNanAndInvalidUtf8) {
   ScopedTempDir dir;
   const std::string path = dir.File("summary.json");

@@ -1,6 +1,7 @@
 // End-to-end: a short federated simulation that must learn.
 #include "fedge/simulations/simulation.h"
 
+#include <algorithm>
 #include <map>
 #include <string>
 
@@ -171,6 +172,60 @@ TEST(SimulationTest, DirichletPartitionOverSyntheticLabels) {
   config.round.rounds = 2;
   auto result = RunSimulation(config, Data(config));
   ASSERT_TRUE(result.ok()) << result.status();
+}
+
+TEST(SimulationTest, Int8EvaluationAndDistillationOnTheProxySet) {
+  SimulationConfig config = SyntheticConfig();
+  config.round.rounds = 8;
+  config.proxy.examples = 300;
+  config.eval.int8 = true;
+  config.eval.latency_runs = 20;
+  config.distill.student = "mlp";
+  config.distill.epochs = 20;
+  auto result = RunSimulation(config, Data(config));
+  ASSERT_TRUE(result.ok()) << result.status();
+  const RunSummary& summary = result->summary;
+  ASSERT_TRUE(summary.device_model.has_value());
+  const DeviceModelSummary& device = *summary.device_model;
+  EXPECT_EQ(device.architecture, "mlp");
+  EXPECT_EQ(device.parameters, summary.num_parameters);
+  EXPECT_EQ(device.artifact_bytes, summary.artifact_bytes);
+  // The fp32 engine runs the published fp32 weights: the same accuracy.
+  EXPECT_NEAR(device.accuracy, summary.final_accuracy, 1e-9);
+  EXPECT_NEAR(device.int8_accuracy, device.accuracy, 0.03);
+  EXPECT_GT(static_cast<double>(device.artifact_bytes) / device.int8_artifact_bytes, 3.5);
+  EXPECT_GT(device.fp32_latency_us, 0.0);
+  EXPECT_GT(device.int8_latency_us, 0.0);
+  EXPECT_EQ(device.int8_engine, "qnnpack");
+  ASSERT_NE(result->final_artifact, nullptr);
+
+  // The student learned the teacher's task from the unlabeled proxy set.
+  ASSERT_TRUE(summary.student.has_value());
+  ASSERT_NE(result->student_artifact, nullptr);
+  EXPECT_EQ(summary.student->architecture, "mlp");
+  EXPECT_GT(summary.student->accuracy, 0.4) << "teacher " << summary.final_accuracy;
+  EXPECT_GT(summary.student->int8_artifact_bytes, 0u);
+}
+
+TEST(SimulationTest, TheProxySetIsHeldOutFromEveryClient) {
+  for (const char* method : {"iid", "natural"}) {
+    SimulationConfig config = SyntheticConfig();
+    config.partition.method = method;
+    config.round.rounds = 1;
+    config.proxy.examples = 500;
+    const int64_t train_size = Data(config).train.num_examples();
+    auto result = RunSimulation(config, Data(config));
+    ASSERT_TRUE(result.ok()) << method << ": " << result.status();
+    ASSERT_EQ(result->proxy_indices.size(), 500u);
+    EXPECT_TRUE(std::is_sorted(result->proxy_indices.begin(), result->proxy_indices.end()));
+    EXPECT_EQ(std::adjacent_find(result->proxy_indices.begin(), result->proxy_indices.end()),
+              result->proxy_indices.end());
+    EXPECT_EQ(result->client_examples + 500, train_size) << method;
+
+    config.proxy.examples = static_cast<int>(train_size);
+    EXPECT_THAT(RunSimulation(config, Data(config)).status().message(),
+                HasSubstr("must be fewer than"));
+  }
 }
 
 TEST(SimulationTest, InvalidConfigIsRefusedBeforeAnyWork) {

@@ -89,9 +89,31 @@ struct PruneOptions {
   bool structured = false;
 };
 
+// The aggregator's unlabeled proxy set: training examples held out from the
+// clients, used to calibrate int8 activations and to distill a student.
+struct ProxyOptions {
+  int examples = 0;  // 0 = none
+  int calibration_examples = 256;
+};
+
+// Knowledge distillation into a small student after the last round
+// (fedge/models/distillation.h).
+struct DistillOptions {
+  std::string student = "none";  // a zoo architecture, or "none"
+  double temperature = 4.0;
+  int epochs = 20;
+  int batch_size = 64;
+  double learning_rate = 0.003;
+};
+
 struct EvalOptions {
   int every = 1;         // evaluate the global model every N rounds (and the last)
   int batch_size = 256;  // bounds activation memory: ~12 MB per worker for cnn
+  // After the last round, run the final model (and the student) through the
+  // fp32 and int8 inference engines: accuracy and batch-1 latency of each.
+  bool int8 = false;
+  std::string int8_engine = "qnnpack";
+  int latency_runs = 200;
 };
 
 struct RunOptions {
@@ -121,6 +143,8 @@ struct SimulationConfig {
   std::string error_feedback = "auto";
   double clip_norm = 0.0;
   PrivacyOptions privacy;
+  ProxyOptions proxy;
+  DistillOptions distill;
   RoundOptions round;
   EvalOptions eval;
   RunOptions run;

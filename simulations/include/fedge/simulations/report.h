@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,6 +40,24 @@ struct RoundRecord {
   uint64_t artifact_bytes = 0;
 };
 
+// A model as devices run it for predictions (fedge/models/inference.h).
+// NaN where not measured.
+struct DeviceModelSummary {
+  std::string architecture;
+  int64_t parameters = 0;                                      // packed by the inference engine
+  uint64_t artifact_bytes = 0;                                 // as published
+  double accuracy = std::numeric_limits<double>::quiet_NaN();  // test, fp32
+  // The int8 version (weights per channel, activations calibrated on the
+  // proxy set): its artifact's size, its test accuracy through the int8
+  // engine, and the median latency of one single-example inference in fp32
+  // and in int8, measured alternately in the same run on one thread.
+  uint64_t int8_artifact_bytes = 0;
+  double int8_accuracy = std::numeric_limits<double>::quiet_NaN();
+  double fp32_latency_us = std::numeric_limits<double>::quiet_NaN();
+  double int8_latency_us = std::numeric_limits<double>::quiet_NaN();
+  std::string int8_engine;
+};
+
 struct RunSummary {
   std::string experiment;         // a short title, e.g. "fedavg cnn fashion-mnist"
   int rounds = 0;
@@ -60,6 +79,10 @@ struct RunSummary {
   uint64_t artifact_bytes = 0;
   uint64_t fp32_artifact_bytes = 0;
   double sparsity = 0.0;
+  // The final model through the inference engines (eval.int8), and the
+  // distilled student (distill.student); absent when not run.
+  std::optional<DeviceModelSummary> device_model;
+  std::optional<DeviceModelSummary> student;
   // Why the run ended before its last round ("" when it ran them all), e.g.
   // a privacy budget that did not allow another round.
   std::string stop_reason;
@@ -73,9 +96,10 @@ struct RunSummary {
 // not private).
 absl::Status WriteRoundsCsv(const std::string& path, const std::vector<RoundRecord>& rounds);
 
-// summary.json: every RunSummary field (config as an object; a non-finite
-// ε as null), plus "per_round": the rounds' accuracy list, and
-// "per_round_epsilon" when the run is private.
+// summary.json: every RunSummary field (config, device_model and student as
+// objects, the latter two only when present; non-finite numbers as null),
+// plus "per_round": the rounds' accuracy list, and "per_round_epsilon" when
+// the run is private.
 absl::Status WriteSummaryJson(const std::string& path, const RunSummary& summary,
                               const std::vector<RoundRecord>& rounds);
 

@@ -12,6 +12,7 @@
 #ifndef FEDGE_SIMULATIONS_SIMULATION_H_
 #define FEDGE_SIMULATIONS_SIMULATION_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "fedge/simulations/config.h"
 #include "fedge/simulations/dataset.h"
 #include "fedge/simulations/report.h"
+#include "fedge/v1/model.pb.h"
 
 namespace fedge::simulations {
 
@@ -28,6 +30,14 @@ struct SimulationResult {
   std::vector<RoundRecord> rounds;
   RunSummary summary;
   std::vector<float> final_parameters;
+  // The last published version as devices download it, and the distilled
+  // student's artifact (null unless distill.student is set).
+  std::shared_ptr<const v1::ModelArtifact> final_artifact;
+  std::shared_ptr<const v1::ModelArtifact> student_artifact;
+  // Training examples the clients hold, and those held out as the
+  // aggregator's proxy set (sorted store indices).
+  int64_t client_examples = 0;
+  std::vector<int32_t> proxy_indices;
 };
 
 // Called on the driving thread after every round.
