@@ -306,6 +306,7 @@ absl::StatusOr<std::unique_ptr<InferenceModel>> InferenceModel::Create(
   auto model = std::unique_ptr<InferenceModel>(new InferenceModel());
   model->spec_ = spec;
   model->options_ = options;
+  model->engine_ = engine;
   try {
     torch::NoGradGuard no_grad;
     // Shapes along the plan, for the features per channel a linear layer
@@ -465,7 +466,7 @@ absl::StatusOr<torch::Tensor> InferenceModel::Forward(const torch::Tensor& input
       for (const Layer& layer : layers_) x = ApplyFp32(layer.step, x, layer.weight, layer.bias);
       return x;
     }
-    UseEngine(FindEngine(options_.engine).value());
+    UseEngine(engine_);
     torch::Tensor x = at::quantize_per_tensor(input.to(torch::kFloat).contiguous(), input_scale_,
                                               input_zero_point_, torch::kQUInt8);
     for (const Layer& layer : layers_) {

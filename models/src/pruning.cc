@@ -168,43 +168,43 @@ void MagnitudePruner::PruneWeights(double sparsity, std::span<const float> param
 }
 
 void MagnitudePruner::PruneChannels(double sparsity, std::span<const float> parameters) {
-  const auto wanted =
-      static_cast<int64_t>(std::llround(sparsity * static_cast<double>(channels_.size())));
-  if (wanted <= pruned_channels_) return;
-  std::vector<float> score(channels_.size(), 0.0f);
-  // Each layer's best remaining channel is exempt, so no layer dies.
-  std::vector<int64_t> best(layout_.size(), -1);
-  for (size_t c = 0; c < channels_.size(); ++c) {
-    if (channel_pruned_[c]) continue;
-    const Channel& ch = channels_[c];
-    double sum = 0.0;
-    for (int64_t i = ch.weight_offset; i < ch.weight_offset + ch.row_size; ++i) {
-      sum += static_cast<double>(parameters[static_cast<size_t>(i)]) *
-             parameters[static_cast<size_t>(i)];
+  // channels_ lists each prunable layer's rows together, in layout order.
+  for (size_t begin = 0; begin < channels_.size();) {
+    const int tensor = channels_[begin].tensor;
+    size_t end = begin;
+    int64_t already = 0;
+    while (end < channels_.size() && channels_[end].tensor == tensor)
+      already += channel_pruned_[end++];
+    const auto rows = static_cast<int64_t>(end - begin);
+    // The same fraction of every layer, and never its last channel.
+    const int64_t wanted = std::min(
+        rows - 1, static_cast<int64_t>(std::llround(sparsity * static_cast<double>(rows))));
+    if (wanted > already) {
+      std::vector<std::pair<float, int64_t>> candidates;
+      for (size_t c = begin; c < end; ++c) {
+        if (channel_pruned_[c]) continue;
+        const Channel& ch = channels_[c];
+        double sum = 0.0;
+        for (int64_t i = ch.weight_offset; i < ch.weight_offset + ch.row_size; ++i) {
+          sum += static_cast<double>(parameters[static_cast<size_t>(i)]) *
+                 parameters[static_cast<size_t>(i)];
+        }
+        candidates.emplace_back(static_cast<float>(std::sqrt(sum)), static_cast<int64_t>(c));
+      }
+      const auto count = static_cast<size_t>(wanted - already);
+      SelectSmallest(candidates, count);
+      for (size_t k = 0; k < count; ++k) {
+        const size_t c = static_cast<size_t>(candidates[k].second);
+        const Channel& ch = channels_[c];
+        channel_pruned_[c] = 1;
+        std::fill_n(kept_.begin() + ch.weight_offset, ch.row_size, 0);
+        if (ch.bias_offset >= 0) kept_[static_cast<size_t>(ch.bias_offset)] = 0;
+        pruned_weights_ += ch.row_size;
+      }
+      pruned_channels_ += static_cast<int64_t>(count);
     }
-    score[c] = static_cast<float>(std::sqrt(sum / static_cast<double>(ch.row_size)));
-    int64_t& b = best[static_cast<size_t>(ch.tensor)];
-    if (b < 0 || score[c] > score[static_cast<size_t>(b)]) b = static_cast<int64_t>(c);
+    begin = end;
   }
-  std::vector<std::pair<float, int64_t>> candidates;
-  for (size_t c = 0; c < channels_.size(); ++c) {
-    if (channel_pruned_[c] ||
-        best[static_cast<size_t>(channels_[c].tensor)] == static_cast<int64_t>(c)) {
-      continue;
-    }
-    candidates.emplace_back(score[c], static_cast<int64_t>(c));
-  }
-  const size_t count = std::min(candidates.size(), static_cast<size_t>(wanted - pruned_channels_));
-  SelectSmallest(candidates, count);
-  for (size_t j = 0; j < count; ++j) {
-    const size_t c = static_cast<size_t>(candidates[j].second);
-    const Channel& ch = channels_[c];
-    channel_pruned_[c] = 1;
-    std::fill_n(kept_.begin() + ch.weight_offset, ch.row_size, 0);
-    if (ch.bias_offset >= 0) kept_[static_cast<size_t>(ch.bias_offset)] = 0;
-    pruned_weights_ += ch.row_size;
-  }
-  pruned_channels_ += static_cast<int64_t>(count);
 }
 
 }  // namespace fedge::models

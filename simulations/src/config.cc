@@ -264,7 +264,8 @@ const std::vector<KeyDef>& Keys() {
           [](auto& c, int64_t v) { c.prune.every = static_cast<int>(v); }),
       BoolKey(
           "prune.structured",
-          "Prune whole output channels (ranked by RMS weight) instead of single weights; the "
+          "Prune whole output channels (the same fraction of each layer, smallest L2 norm first) "
+          "instead of single weights; the "
           "model then runs physically smaller.",
           [](auto& c) { return c.prune.structured; },
           [](auto& c, bool v) { c.prune.structured = v; }),

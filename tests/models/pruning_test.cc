@@ -203,8 +203,10 @@ TEST(MagnitudePrunerTest, GradualMasksOnlyGrowAndStayApplied) {
 TEST(MagnitudePrunerTest, StructuredRemovesWholeChannelsWithTheirBiases) {
   const auto layout = SmallLayout();
   std::vector<float> values = RandomValues(layout, 4);
-  // Make conv2 channel 3 and conv1 channel 5 clearly the weakest.
+  // Make conv2 channel 3 and conv1 channel 5 clearly the weakest, and conv2
+  // as a whole 100x larger than conv1: each layer still loses half.
   for (int64_t i = 0; i < 9; ++i) values[layout[0].offset + 5 * 9 + i] *= 1e-3f;
+  for (int64_t i = 0; i < 72; ++i) values[layout[2].offset + i] *= 100.0f;
   for (int64_t i = 0; i < 72; ++i) values[layout[2].offset + 3 * 72 + i] *= 1e-3f;
   const std::vector<float> original = values;
   PruningOptions options;
@@ -231,13 +233,22 @@ TEST(MagnitudePrunerTest, StructuredRemovesWholeChannelsWithTheirBiases) {
     const ParameterLayout& w = layout[t];
     const ParameterLayout& b = layout[t + 1];
     int kept_rows = 0;
+    double largest_pruned = 0.0, smallest_kept = INFINITY;
+    const int64_t size = w.numel / w.shape[0];
     for (int64_t r = 0; r < w.shape[0]; ++r) {
       const bool pruned = row_pruned(w, r);
       EXPECT_EQ(values[b.offset + r] == 0.0f, pruned) << b.name << " " << r;
       kept_rows += pruned ? 0 : 1;
-      pruned_weights += pruned ? w.numel / w.shape[0] : 0;
+      pruned_weights += pruned ? size : 0;
+      double norm = 0.0;
+      for (int64_t i = 0; i < size; ++i) {
+        norm += std::pow(original[w.offset + r * size + i], 2.0);
+      }
+      (pruned ? largest_pruned : smallest_kept) =
+          pruned ? std::max(largest_pruned, norm) : std::min(smallest_kept, norm);
     }
-    EXPECT_GE(kept_rows, 1);
+    EXPECT_EQ(kept_rows, w.shape[0] / 2) << w.name;      // the same fraction of every layer
+    EXPECT_LE(largest_pruned, smallest_kept) << w.name;  // the weakest ones within it
   }
   // The classifier keeps every class.
   for (int64_t i = layout[4].offset; i < layout[4].offset + layout[4].numel; ++i) {
@@ -248,6 +259,7 @@ TEST(MagnitudePrunerTest, StructuredRemovesWholeChannelsWithTheirBiases) {
 }
 
 TEST(MagnitudePrunerTest, StructuredKeepsOneChannelPerLayerAtHighSparsity) {
+  // conv1: 8 rows, conv2: 16; at 0.99 each keeps exactly one.
   const auto layout = SmallLayout();
   std::vector<float> values = RandomValues(layout, 5);
   PruningOptions options;

@@ -36,6 +36,7 @@
 #ifndef FEDGE_MODELS_INFERENCE_H_
 #define FEDGE_MODELS_INFERENCE_H_
 
+#include <c10/core/QEngine.h>
 #include <torch/types.h>
 
 #include <cstdint>
@@ -101,6 +102,7 @@ class InferenceModel {
 
   ModelSpec spec_;
   InferenceOptions options_;
+  c10::QEngine engine_ = c10::QEngine::NoQEngine;  // int8 only
   std::vector<Layer> layers_;
   double input_scale_ = 1.0;
   int64_t input_zero_point_ = 0;

@@ -9,12 +9,15 @@
 // redundant weights, such as cnn's fc1, give up more).
 //
 // Structured: whole output channels (rows along axis 0 of a weight tensor,
-// with their bias entries) are removed, ranked across layers by the RMS of
-// their weights. The classifier (the last weight tensor) keeps all its
-// outputs, and every layer keeps at least one channel. A channel-pruned model
-// can be run physically smaller (models/inference.h drops the dead channels),
-// which is what makes it faster on a CPU; unstructured sparsity saves bytes,
-// not time.
+// with their bias entries) are removed, the same fraction from every layer,
+// those of smallest L2 norm within their layer (Li et al. 2017, "Pruning
+// filters for efficient ConvNets", rank filters per layer likewise; a single
+// ranking across layers would compare norms of different fan-ins and, on the
+// zoo's cnn, strip the cheap fc1 and leave the costly conv2 whole). The
+// classifier (the last weight tensor) keeps all its outputs, and every layer
+// keeps at least one channel. A channel-pruned model can be run physically
+// smaller (models/inference.h drops the dead channels), which is what makes
+// it faster on a CPU; unstructured sparsity saves bytes, not time.
 //
 // The sparsity rises along the cubic schedule of Zhu & Gupta 2017 ("To prune,
 // or not to prune"), eq. 1:
@@ -43,7 +46,7 @@ namespace fedge::models {
 
 struct PruningOptions {
   // s_f: the final fraction pruned: of all weights (unstructured) or of the
-  // output channels of the prunable layers (structured). Default: 0 (off).
+  // output channels of each prunable layer (structured). Default: 0 (off).
   // REQUIRES: 0 <= target_sparsity < 1.
   double target_sparsity = 0.0;
   // s_i: the fraction pruned at begin_round. Default: 0.
@@ -75,8 +78,8 @@ class MagnitudePruner {
                                                 std::vector<ParameterLayout> layout);
 
   // Prunes `parameters` in place to ScheduledSparsity(round): keeps every
-  // earlier pruning, adds the smallest remaining weights (or channels) until
-  // the scheduled fraction is pruned (ties: lower index first), and zeroes
+  // earlier pruning, adds the smallest remaining weights (or each layer's
+  // smallest channels) until the scheduled fraction is pruned, and zeroes
   // every pruned entry. INVALID_ARGUMENT (nothing changed) if the size does
   // not match the layout.
   absl::Status Prune(int64_t round, std::span<float> parameters);
