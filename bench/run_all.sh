@@ -6,12 +6,16 @@ cd "$(dirname "$0")/.."
 build="${1:-build/release}"
 [ -d "$build" ] || scripts/build.sh release
 cmake --build "$build" --target fedge-sim fedge_trainer_bench fedge_plain_round fedge_aggregation_bench \
-    fedge_accountant_bench
+    fedge_accountant_bench fedge_inference_bench
 echo "== trainer overhead"; "$build/bench/fedge_trainer_bench"
 echo "== streaming aggregation"; "$build/bench/fedge_aggregation_bench"
 echo "== simulation overhead"; bench/sim_overhead.sh "$build"
 echo "== simulation scale"; bench/sim_scale.sh "$build"
 echo "== privacy accountant"; "$build/bench/fedge_accountant_bench"
+echo "== inference (fp32 vs int8)"; "$build/bench/fedge_inference_bench"
 # Accuracy against epsilon (docs/privacy.md) takes about 20 minutes on 2 cores:
 # FEDGE_BENCH_DP=1 bench/run_all.sh
 if [ "${FEDGE_BENCH_DP:-0}" = 1 ]; then echo "== DP accuracy"; bench/dp_accuracy.sh "$build" 40; fi
+# The compression table (docs/compression.md) takes about half an hour on 2
+# cores: FEDGE_BENCH_COMPRESSION=1 bench/run_all.sh
+if [ "${FEDGE_BENCH_COMPRESSION:-0}" = 1 ]; then echo "== compression"; bench/compression.sh "$build" 30; fi
