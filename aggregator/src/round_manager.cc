@@ -158,6 +158,7 @@ absl::StatusOr<v1::Task> RoundManager::TaskFor(const std::string& client_id) con
 
 absl::Status RoundManager::Submit(const v1::EncodedUpdate& update) {
   size_t dimension = 0;
+  double bound = 0.0;  // the round's DP clipping bound
   // Cheap identity checks first, so a stale or foreign update is refused
   // before it is decoded.
   auto check_identity = [&]() -> absl::Status {
@@ -185,6 +186,7 @@ absl::Status RoundManager::Submit(const v1::EncodedUpdate& update) {
     std::lock_guard<std::mutex> lock(mu_);
     FEDGE_RETURN_IF_ERROR(check_identity());
     dimension = base_->parameters.size();
+    if (privacy_ != nullptr) bound = privacy_->clip_norm();
   }
   if (update.num_examples() < 1 || update.num_examples() > options_.max_examples_per_update) {
     return absl::InvalidArgumentError(absl::StrCat("update claims ", update.num_examples(),
@@ -202,7 +204,7 @@ absl::Status RoundManager::Submit(const v1::EncodedUpdate& update) {
   // With DP every update weighs the same (example counts are private data)
   // and, in central mode, is clipped here. The bound does not change while
   // the round is open, so clipping runs outside the lock.
-  const bool within_bound = privacy_ != nullptr ? privacy_->ClipUpdate(delta, update) : true;
+  const bool within_bound = privacy_ != nullptr ? privacy_->ClipUpdate(delta, update, bound) : true;
   const double weight = privacy_ != nullptr ? 1.0 : static_cast<double>(update.num_examples());
 
   std::lock_guard<std::mutex> lock(mu_);

@@ -55,10 +55,10 @@ double Variance(const std::vector<float>& values) {
 TEST(PrivateAggregationTest, CentralClipsEachUpdateToTheBound) {
   FEDGE_ASSERT_OK_AND_ASSIGN(auto dp, PrivateAggregation::Create(Central(), 2));
   std::vector<float> big = {30.0f, 40.0f};
-  EXPECT_FALSE(dp->ClipUpdate(big, EmptyUpdate()));
+  EXPECT_FALSE(dp->ClipUpdate(big, EmptyUpdate(), dp->clip_norm()));
   EXPECT_LE(privacy::L2Norm(big), 1.0);
   std::vector<float> small = {0.3f, 0.4f};
-  EXPECT_TRUE(dp->ClipUpdate(small, EmptyUpdate()));
+  EXPECT_TRUE(dp->ClipUpdate(small, EmptyUpdate(), dp->clip_norm()));
   EXPECT_EQ(small, (std::vector<float>{0.3f, 0.4f}));
   // Central clients are not asked to clip or noise.
   const v1::PrivacyConfig task = dp->TaskConfig(10);
