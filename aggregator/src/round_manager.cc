@@ -252,10 +252,12 @@ absl::StatusOr<RoundOutcome> RoundManager::CloseRound() {
   accumulator_.reset();
   // Publish under the lock so that no round can open on the previous version.
 
+  // The clients' mean train loss is not private: with DP on, only the
+  // model is published.
+  std::map<std::string, double> metadata = {{"round", static_cast<double>(outcome.round)}};
+  if (privacy_ == nullptr) metadata.emplace("train_loss", outcome.train_loss);
   FEDGE_ASSIGN_OR_RETURN(std::shared_ptr<const ModelVersion> published,
-                         registry_->Publish(next, parent,
-                                            {{"train_loss", outcome.train_loss},
-                                             {"round", static_cast<double>(outcome.round)}}));
+                         registry_->Publish(next, parent, metadata));
   outcome.new_version = published->version;
   return outcome;
 }

@@ -353,6 +353,9 @@ TEST(PrivateRoundManagerTest, UniformWeightsClippingAndFixedDenominator) {
   EXPECT_NEAR(v1->parameters[1], 0.6 / 4, 1e-5);
   EXPECT_NEAR(v1->parameters[2], 0.8 / 4, 1e-5);
   EXPECT_NEAR(v1->parameters[3], 0.0, 1e-5);
+  // The clients' train loss is not private, so it is not published with DP.
+  EXPECT_FALSE(v1->artifact->header().metrics().contains("train_loss"));
+  EXPECT_TRUE(v1->artifact->header().metrics().contains("round"));
 }
 
 TEST(PrivateRoundManagerTest, StrategiesThatNeedEachUpdateAreRefused) {
