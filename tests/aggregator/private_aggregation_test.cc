@@ -14,6 +14,7 @@
 #include "fedge/privacy/update_privacy.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "round_fixtures.h"
 #include "status_matchers.h"
 
 namespace fedge::aggregator {
@@ -308,16 +309,9 @@ TEST(PrivateAggregationTest, StateSurvivesARestartAndGarbageChangesNothing) {
 
 // --- through the RoundManager ---------------------------------------------------
 
-const models::ModelSpec kSpec{"mlp", {3}, 2};
-const std::vector<models::ParameterLayout> kLayout = {{"w", {4}, 0, 4}};
-
-v1::TrainConfig Train() {
-  v1::TrainConfig train;
-  train.set_local_epochs(1);
-  train.set_batch_size(4);
-  train.set_learning_rate(0.1f);
-  return train;
-}
+using round_testing::kLayout;
+using round_testing::kSpec;
+using round_testing::Train;
 
 v1::EncodedUpdate Update(const std::string& client, const std::vector<float>& delta,
                          uint64_t examples, uint64_t round) {

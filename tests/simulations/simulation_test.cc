@@ -6,6 +6,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "synthetic_run.h"
 
 namespace fedge::simulations {
 namespace {
@@ -13,31 +14,13 @@ namespace {
 using ::testing::HasSubstr;
 
 SimulationConfig SyntheticConfig() {
-  SimulationConfig config = DefaultConfig();
-  config.run.name = "synthetic-test";
-  config.run.seed = 5;
-  config.run.threads = 2;
-  config.run.progress = "off";
-  config.data.dataset = "synthetic";
-  config.data.synthetic.alpha = 0.0;
-  config.data.synthetic.beta = 0.0;
-  config.data.synthetic.num_devices = 20;
-  config.partition.method = "natural";
-  config.partition.num_clients = 20;
-  config.model.architecture = "mlp";
-  config.round.rounds = 15;
-  config.round.clients_per_round = 8;
+  SimulationConfig config = sim_testing::SyntheticRunConfig("synthetic-test", 5, /*devices=*/20,
+                                                            /*clients_per_round=*/8, /*rounds=*/15);
   config.train.set_local_epochs(2);
-  config.train.set_batch_size(10);
-  config.train.set_learning_rate(0.05f);
   return config;
 }
 
-TrainTest Data(const SimulationConfig& config) {
-  auto data = LoadData(config);
-  EXPECT_TRUE(data.ok()) << data.status();
-  return std::move(*data);
-}
+TrainTest Data(const SimulationConfig& config) { return sim_testing::LoadTestData(config); }
 
 TEST(SimulationTest, FedAvgOnSyntheticLearnsWellAboveChance) {
   const SimulationConfig config = SyntheticConfig();
