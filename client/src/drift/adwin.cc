@@ -45,6 +45,7 @@ class Adwin final : public DriftDetector {
   std::string_view name() const override { return kName; }
   size_t observation_size() const override { return 1; }
   bool uses_reference() const override { return false; }
+  bool ready() const override { return true; }
   absl::Status SetReference(std::span<const float>) override {
     return absl::FailedPreconditionError("adwin learns its baseline from the stream");
   }

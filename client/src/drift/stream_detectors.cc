@@ -36,6 +36,7 @@ class PageHinkley final : public DriftDetector {
   std::string_view name() const override { return kName; }
   size_t observation_size() const override { return 1; }
   bool uses_reference() const override { return false; }
+  bool ready() const override { return true; }
   absl::Status SetReference(std::span<const float>) override {
     return absl::FailedPreconditionError("page-hinkley learns its baseline from the stream");
   }
@@ -125,6 +126,7 @@ class Ddm final : public DriftDetector {
   std::string_view name() const override { return kName; }
   size_t observation_size() const override { return 1; }
   bool uses_reference() const override { return false; }
+  bool ready() const override { return true; }
   absl::Status SetReference(std::span<const float>) override {
     return absl::FailedPreconditionError("ddm learns its baseline from the stream");
   }
@@ -228,6 +230,7 @@ class ConfidenceMonitor final : public DriftDetector {
   std::string_view name() const override { return kName; }
   size_t observation_size() const override { return 1; }
   bool uses_reference() const override { return true; }
+  bool ready() const override { return true; }
 
   absl::Status SetReference(std::span<const float> rows) override {
     if (absl::Status s = drift_internal::CheckReference(kName, rows, 1); !s.ok()) return s;

@@ -183,6 +183,7 @@ class WindowDetector : public DriftDetector {
   std::string_view name() const override { return name_; }
   size_t observation_size() const override { return data_.features(); }
   bool uses_reference() const override { return true; }
+  bool ready() const override { return data_.has_reference(); }
 
   absl::Status SetReference(std::span<const float> rows) override {
     if (absl::Status s = drift_internal::CheckReference(name_, rows, data_.features()); !s.ok()) {

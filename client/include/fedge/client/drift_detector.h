@@ -174,6 +174,10 @@ class DriftDetector {
   // confidence, which otherwise learns one during a warm-up).
   virtual bool uses_reference() const = 0;
 
+  // True when Add may be called: always for detectors that learn from the
+  // stream, once a reference is set for ks and psi.
+  virtual bool ready() const = 0;
+
   // Sets the reference: `rows` holds whole observations (a multiple of
   // observation_size() values, at least two observations, all finite).
   // Starts a fresh window. INVALID_ARGUMENT otherwise (nothing changes);
