@@ -408,10 +408,6 @@ const std::vector<KeyDef>& Keys() {
           "monitor.reference_size", "Training examples in each client's reference window.", 2,
           1'000'000, [](auto& c) { return c.monitor.reference_size; },
           [](auto& c, int64_t v) { c.monitor.reference_size = static_cast<int>(v); }),
-      FloatKey(
-          "monitor.holdout_fraction", "Share of each client's examples held out as its stream.", 0,
-          true, 1, true, [](auto& c) { return c.monitor.holdout_fraction; },
-          [](auto& c, double v) { c.monitor.holdout_fraction = v; }),
       IntKey(
           "monitor.summary_grid", "Images are average-pooled to grid x grid input summaries.", 1,
           64, [](auto& c) { return c.monitor.summary_grid; },
@@ -478,6 +474,10 @@ const std::vector<KeyDef>& Keys() {
           "policy.cooldown_rounds", "Rounds after a reaction before the next.", 0, 1'000'000,
           [](auto& c) { return c.reaction.policy.cooldown_rounds; },
           [](auto& c, int64_t v) { c.reaction.policy.cooldown_rounds = static_cast<int>(v); }),
+      IntKey(
+          "policy.extra_rounds", "Consecutive rounds given an extra round by one reaction.", 1,
+          1'000'000, [](auto& c) { return c.reaction.extra_rounds; },
+          [](auto& c, int64_t v) { c.reaction.extra_rounds = static_cast<int>(v); }),
       IntKey(
           "policy.extra_round_clients",
           "Clients in an extra round (those that asked first; 0 = round.clients_per_round).", 0,

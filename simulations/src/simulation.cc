@@ -39,13 +39,16 @@ std::string ClientId(size_t i) { return absl::StrCat("client-", i); }
 //
 // With drift or monitoring on, the train store holds the clean split followed
 // by its drifted copy (indices n..2n-1), so a drifted client's data moves by
-// re-pointing its indices. Each client's examples split into a training part
-// and a held-out stream pool (what its model sees at inference).
+// re-pointing its indices. What a client's model sees at inference (its
+// stream) is fresh data from the client's own distribution: examples of the
+// whole train split drawn with the client's class mix (the label-shifted mix
+// once a label-shift drift has started), moved to the drifted copy like the
+// client's own data. Reference windows come from the client's own examples.
 
 struct ClientDrift {
-  std::vector<int32_t> train;    // clean indices
-  std::vector<int32_t> holdout;  // clean indices of the stream pool
-  std::vector<int32_t> shifted;  // label-shift: replacements, train then holdout positions
+  std::vector<int32_t> train;         // clean indices
+  std::vector<double> class_weights;  // the client's class mix
+  std::vector<int32_t> shifted;       // label-shift: replacements of train, by position
   bool drifted = false;
   std::vector<int32_t> reference;  // reference window (store indices)
   std::unique_ptr<client::DriftMonitor> monitor;
@@ -65,19 +68,39 @@ struct DriftSetup {
   uint64_t seed = 0;
   std::vector<ClientDrift> clients;
   std::shared_ptr<const client::ExampleStore> drifted_test;
+  std::vector<std::vector<int32_t>> by_class;  // clean train indices of each class
   int features = 0;
 };
 
-std::vector<int32_t> CurrentIndices(const DriftSetup& setup, const ClientDrift& c, double share,
-                                    bool holdout) {
-  const std::vector<int32_t>& base = holdout ? c.holdout : c.train;
-  const size_t offset = holdout ? c.train.size() : 0;
-  std::vector<int32_t> out(base.size());
-  for (size_t k = 0; k < base.size(); ++k) {
-    out[k] = base[k];
-    if (c.drifted && share > 0.0 && ExampleDrifted(base[k], share, setup.seed)) {
-      out[k] = setup.label_shift ? c.shifted[offset + k]
-                                 : base[k] + static_cast<int32_t>(setup.clean_size);
+std::vector<int32_t> CurrentIndices(const DriftSetup& setup, const ClientDrift& c, double share) {
+  std::vector<int32_t> out(c.train.size());
+  for (size_t k = 0; k < c.train.size(); ++k) {
+    out[k] = c.train[k];
+    if (c.drifted && share > 0.0 && ExampleDrifted(c.train[k], share, setup.seed)) {
+      out[k] =
+          setup.label_shift ? c.shifted[k] : c.train[k] + static_cast<int32_t>(setup.clean_size);
+    }
+  }
+  return out;
+}
+
+// `count` stream examples of client `c` in a round where `share` of its data
+// is drifted.
+std::vector<int64_t> SampleStream(const DriftSetup& setup, const ClientDrift& c, double share,
+                                  int count, std::mt19937_64& rng) {
+  std::discrete_distribution<int> pick_class(c.class_weights.begin(), c.class_weights.end());
+  std::vector<int64_t> out(count);
+  for (int64_t& index : out) {
+    if (setup.label_shift && c.drifted && share > 0.0 &&
+        std::uniform_real_distribution<double>(0.0, 1.0)(rng) < share) {
+      index = c.shifted[rng() % c.shifted.size()];
+      continue;
+    }
+    const std::vector<int32_t>& pool = setup.by_class[pick_class(rng)];
+    const int32_t base = pool[rng() % pool.size()];
+    index = base;
+    if (!setup.label_shift && c.drifted && share > 0.0 && ExampleDrifted(base, share, setup.seed)) {
+      index = base + setup.clean_size;
     }
   }
   return out;
@@ -250,22 +273,17 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
     } else {
       drift.clients.resize(partition.size());
     }
-    std::mt19937_64 split_rng(config.run.seed ^ 0x686F6C646F7574ULL);
+    drift.by_class.assign(data.train.num_classes, {});
+    for (int32_t t = 0; t < static_cast<int32_t>(data.train.labels.size()); ++t) {
+      drift.by_class[data.train.labels[t]].push_back(t);
+    }
     for (size_t i = 0; i < partition.size(); ++i) {
       ClientDrift& c = drift.clients[i];
-      std::vector<int32_t> mine = partition[i];
-      if (config.monitor.enabled && mine.size() >= 2) {
-        std::shuffle(mine.begin(), mine.end(), split_rng);
-        const size_t held = std::clamp<size_t>(
-            static_cast<size_t>(std::llround(config.monitor.holdout_fraction * mine.size())), 1,
-            mine.size() - 1);
-        c.holdout.assign(mine.end() - static_cast<std::ptrdiff_t>(held), mine.end());
-        mine.resize(mine.size() - held);
-      }
-      c.train = std::move(mine);
+      c.train = partition[i];
+      c.class_weights.assign(data.train.num_classes, 0.0);
+      for (int32_t t : c.train) c.class_weights[data.train.labels[t]] += 1.0;
       if (c.drifted && drift.label_shift) {
-        c.shifted = LabelShiftIndices(data.train.labels, data.train.num_classes,
-                                      c.train.size() + c.holdout.size(),
+        c.shifted = LabelShiftIndices(data.train.labels, data.train.num_classes, c.train.size(),
                                       config.drift.label_shift_alpha, config.run.seed * 7919 + i);
       }
     }
@@ -368,7 +386,7 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
       c.reference.assign(
           c.train.begin(),
           c.train.begin() + std::min<size_t>(c.train.size(), config.monitor.reference_size));
-      if (c.reference.size() < 2 || c.holdout.empty()) {
+      if (c.reference.size() < 2) {
         c.monitor.reset();  // too little data to watch
         continue;
       }
@@ -481,11 +499,9 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
           status[k] = s;
           return;
         }
-        // The stream: samples_per_round draws from the held-out pool.
-        const std::vector<int32_t> pool_now = CurrentIndices(drift, c, share, /*holdout=*/true);
         std::mt19937_64 rng(config.run.seed * 1'000'003ULL + partition_of[k] * 7919ULL + r);
-        std::vector<int64_t> picked(config.monitor.samples_per_round);
-        for (int64_t& idx : picked) idx = pool_now[rng() % pool_now.size()];
+        const std::vector<int64_t> picked =
+            SampleStream(drift, c, share, config.monitor.samples_per_round, rng);
         const torch::Tensor idx = torch::tensor(picked);
         const torch::Tensor x = train_store->GatherFeatures(idx);
         const torch::Tensor y = train_store->GatherLabels(idx);
@@ -525,7 +541,7 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
           }
           // The device fine-tunes on its recent data and takes it as its new
           // reference (its training data now looks like this).
-          const std::vector<int32_t> now = CurrentIndices(drift, c, share, /*holdout=*/false);
+          const std::vector<int32_t> now = CurrentIndices(drift, c, share);
           c.reference.assign(
               now.begin(),
               now.begin() + std::min<size_t>(now.size(), config.monitor.reference_size));
@@ -548,6 +564,8 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
 
   DriftRunSummary drift_summary;
   bool pending_extra = false;
+  int extra_left = 0;
+  std::set<std::string> joiners;  // clients served by the current reaction
   double last_share = 0.0;
   for (int r = 1; r <= config.round.rounds; ++r) {
     const Clock::time_point round_start = Clock::now();
@@ -557,8 +575,8 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
       for (size_t k = 0; k < clients.size(); ++k) {
         const ClientDrift& c = drift.clients[partition_of[k]];
         if (!c.drifted) continue;
-        auto indices = std::make_shared<const std::vector<int32_t>>(
-            CurrentIndices(drift, c, share, /*holdout=*/false));
+        auto indices =
+            std::make_shared<const std::vector<int32_t>>(CurrentIndices(drift, c, share));
         clients[k] = client::DeviceClient(
             clients[k].id(), client::LocalDataset{train_store, std::move(indices)}, client_options);
       }
@@ -580,9 +598,17 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
       const size_t want = config.reaction.extra_round_clients > 0
                               ? static_cast<size_t>(config.reaction.extra_round_clients)
                               : static_cast<size_t>(per_round);
-      std::vector<std::string> cohort;
       for (const std::string& id : tracker->TakeJoinRequests()) {
-        if (cohort.size() < want && client_index.contains(id)) cohort.push_back(id);
+        if (client_index.contains(id)) joiners.insert(id);
+      }
+      // Those that asked to join first, in a random order, then a random fill.
+      std::vector<std::string> cohort;
+      FEDGE_ASSIGN_OR_RETURN(
+          std::vector<std::string> order,
+          aggregator::RoundManager::SelectCohort(candidates, static_cast<int>(candidates.size()),
+                                                 config.run.seed ^ 0x6A6F696EULL, r));
+      for (const std::string& id : order) {
+        if (cohort.size() < want && joiners.contains(id)) cohort.push_back(id);
       }
       std::set<std::string> in(cohort.begin(), cohort.end());
       FEDGE_ASSIGN_OR_RETURN(
@@ -598,7 +624,10 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
       FEDGE_RETURN_IF_ERROR(run_round(cohort, extra, record));
       drift_record.extra_round = true;
       ++drift_summary.extra_rounds;
-      pending_extra = false;
+      if (--extra_left == 0) {
+        pending_extra = false;
+        joiners.clear();
+      }
     }
     FEDGE_ASSIGN_OR_RETURN(
         std::vector<std::string> cohort,
@@ -629,8 +658,12 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
       drift_record.reporting_share = decision.share;
       drift_record.alert = decision.alert;
       drift_summary.alerts += decision.alert ? 1 : 0;
-      pending_extra = decision.extra_round;
-      if (!decision.extra_round) (void)tracker->TakeJoinRequests();  // not served: dropped
+      if (decision.extra_round) {
+        pending_extra = true;
+        extra_left = config.reaction.extra_rounds;
+      } else if (!pending_extra) {
+        (void)tracker->TakeJoinRequests();  // not served: dropped
+      }
     }
     if (drift.active) drift_summary.rounds.push_back(drift_record);
     record.wall_seconds = Seconds(round_start);

@@ -306,6 +306,7 @@ class PsiDetector final : public WindowDetector {
         const double actual = (static_cast<double>(data.cur(f, b)) + k) / (m + k * bins);
         total += (actual - expected) * std::log(actual / expected);
       }
+      if (options_.bias_correction) total -= (bins - 1.0) * (1.0 / n + 1.0 / m);
     }
     DriftDecision decision;
     decision.statistic = total / static_cast<double>(data.features());

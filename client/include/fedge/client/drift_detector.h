@@ -23,8 +23,8 @@
 //                    the asymptotic Kolmogorov distribution, corrected for
 //                    the `features` tests (Bonferroni, Holm or
 //                    Benjamini-Hochberg); label-free;
-//      psi           population stability index (mean over features);
-//                    label-free.
+//      psi           population stability index (mean over features, less
+//                    its expected value under no change); label-free.
 //    Windows tumble: the test runs when `window` observations have arrived,
 //    then the window empties.
 //
@@ -127,6 +127,12 @@ struct PsiOptions {
   // Alarm when the mean PSI over features exceeds this (0.25 is the usual
   // "significant shift" level). Default: 0.25. REQUIRES: > 0.
   double threshold = 0.25;
+  // Subtract each feature's expected PSI under no change, (bins - 1) *
+  // (1/n_reference + 1/n_window) (PSI is then approximately that scale times a
+  // chi-square with bins - 1 degrees of freedom; Yurdakul 2018, "Statistical
+  // properties of population stability index"), so small windows and
+  // references do not alarm on sampling noise alone. Default: true.
+  bool bias_correction = true;
   // Bins per feature. Default: 10. REQUIRES: >= 2.
   int bins = 10;
   // Observations per tested window. Default: 64. REQUIRES: >= 8.

@@ -60,8 +60,9 @@ struct RunOptions {
 };
 
 // Every client's DriftMonitor (see fedge/client/drift_monitor.h). After each
-// round each client runs the newest model on `samples_per_round` examples of
-// its held-out stream and feeds the monitor: input summaries (images
+// round each client runs the newest model on `samples_per_round` fresh
+// examples of its own distribution (its class mix, drawn from the whole
+// train split; drifted like its data) and feeds the monitor: input summaries (images
 // average-pooled to summary_grid x summary_grid; vectors pooled to at most 64
 // values) and top-class probabilities, then losses and 0/1 errors of the
 // first label_fraction of them (labelled feedback).
@@ -73,8 +74,6 @@ struct MonitorConfig {
   double label_fraction = 1.0;
   // Reference window: this many of the client's training examples.
   int reference_size = 256;
-  // Share of each client's examples held out as its inference stream.
-  double holdout_fraction = 0.2;
   int summary_grid = 7;
 };
 
@@ -83,6 +82,9 @@ struct DriftReactionConfig {
   // Clients in an extra round: those that asked to join, filled up (or cut
   // down) to this many; 0 = round.clients_per_round.
   int extra_round_clients = 0;
+  // An "extra-round" reaction adds one extra round to each of this many
+  // rounds, serving the same joiners (and any that ask meanwhile).
+  int extra_rounds = 1;
   // Accuracy on the drifted test data counts as recovered at the pre-drift
   // accuracy on clean test data minus this.
   double recovery_tolerance = 0.05;
