@@ -43,7 +43,9 @@ std::string ClientId(size_t i) { return absl::StrCat("client-", i); }
 // stream) is fresh data from the client's own distribution: examples of the
 // whole train split drawn with the client's class mix (the label-shifted mix
 // once a label-shift drift has started), moved to the drifted copy like the
-// client's own data. Reference windows come from the client's own examples.
+// client's own data. With a natural partition (devices that differ in their
+// inputs, not only in their labels) the stream resamples the client's own
+// examples instead. Reference windows come from the client's own examples.
 
 struct ClientDrift {
   std::vector<int32_t> train;         // clean indices
@@ -64,6 +66,9 @@ struct ClientDrift {
 struct DriftSetup {
   bool active = false;  // drift injected or monitoring on
   bool label_shift = false;
+  // Streams resample the client's own examples instead of its class mix
+  // (natural partitions, whose devices differ in their inputs too).
+  bool own_stream = false;
   int64_t clean_size = 0;  // n: size of the clean half
   uint64_t seed = 0;
   std::vector<ClientDrift> clients;
@@ -96,7 +101,7 @@ std::vector<int64_t> SampleStream(const DriftSetup& setup, const ClientDrift& c,
       index = c.shifted[rng() % c.shifted.size()];
       continue;
     }
-    const std::vector<int32_t>& pool = setup.by_class[pick_class(rng)];
+    const std::vector<int32_t>& pool = setup.own_stream ? c.train : setup.by_class[pick_class(rng)];
     const int32_t base = pool[rng() % pool.size()];
     index = base;
     if (!setup.label_shift && c.drifted && share > 0.0 && ExampleDrifted(base, share, setup.seed)) {
@@ -257,6 +262,7 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
   DriftSetup drift;
   drift.active = config.drift.type != "none" || config.monitor.enabled;
   drift.label_shift = config.drift.type == "label-shift";
+  drift.own_stream = config.partition.method == "natural";
   drift.seed = config.run.seed;
   drift.clean_size = data.train.num_examples();
   if (drift.active) {

@@ -62,7 +62,8 @@ struct RunOptions {
 // Every client's DriftMonitor (see fedge/client/drift_monitor.h). After each
 // round each client runs the newest model on `samples_per_round` fresh
 // examples of its own distribution (its class mix, drawn from the whole
-// train split; drifted like its data) and feeds the monitor: input summaries (images
+// train split; its own examples, resampled, under partition.method natural;
+// drifted like its data) and feeds the monitor: input summaries (images
 // average-pooled to summary_grid x summary_grid; vectors pooled to at most 64
 // values) and top-class probabilities, then losses and 0/1 errors of the
 // first label_fraction of them (labelled feedback).
