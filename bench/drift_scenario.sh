@@ -57,6 +57,12 @@ for s in seeds:
     print(f"| {s} | {100*a['pre_drift_accuracy']:.2f}% | {100*a['recovery_target']:.2f}% | {fmt(a)} | {fmt(b)} | "
           f"{b['extra_rounds']} | {100*a['rounds'][-1]['clean_accuracy']:.2f}% / {100*b['rounds'][-1]['clean_accuracy']:.2f}% |")
 print()
+print("| seed | local fine-tunes after a report (no reaction) | stream accuracy of the global model | of the fine-tuned model |")
+print("|---|---|---|---|")
+for s in seeds:
+    a = runs[(s, "none")]
+    print(f"| {s} | {a['fine_tunes']} | {100*a['fine_tune_accuracy_before']:.2f}% | {100*a['fine_tune_accuracy_after']:.2f}% |")
+print()
 print("Accuracy on rotated test images after each round from the injection (none / extra-round, seed " + seeds[0] + "):\n")
 a, b = runs[(seeds[0], "none")], runs[(seeds[0], "extra-round")]
 inj = a["injection_round"]

@@ -409,6 +409,11 @@ const std::vector<KeyDef>& Keys() {
           1'000'000, [](auto& c) { return c.monitor.reference_size; },
           [](auto& c, int64_t v) { c.monitor.reference_size = static_cast<int>(v); }),
       IntKey(
+          "monitor.fine_tune_epochs",
+          "Local epochs of fine-tuning on recent data after a drift report (0 = none).", 0, 1000,
+          [](auto& c) { return c.monitor.fine_tune_epochs; },
+          [](auto& c, int64_t v) { c.monitor.fine_tune_epochs = static_cast<int>(v); }),
+      IntKey(
           "monitor.summary_grid", "Images are average-pooled to grid x grid input summaries.", 1,
           64, [](auto& c) { return c.monitor.summary_grid; },
           [](auto& c, int64_t v) { c.monitor.summary_grid = static_cast<int>(v); }),

@@ -210,6 +210,12 @@ int main(int argc, char** argv) {
                                 : std::string("not recovered"),
           d.extra_rounds, d.alerts);
     }
+    if (d.fine_tunes > 0) {
+      std::cout << absl::StrFormat(
+          "  %d local fine-tunes after drift reports: device stream accuracy %.2f%% (global "
+          "model) -> %.2f%% (fine-tuned)\n",
+          d.fine_tunes, 100.0 * d.fine_tune_accuracy_before, 100.0 * d.fine_tune_accuracy_after);
+    }
     std::cout << "  wrote " << drift_json << "\n";
   }
   std::cout << absl::StrFormat(

@@ -549,6 +549,9 @@ absl::Status WriteDriftJson(const std::string& path, const DriftRunSummary& drif
   j["recovery_rounds"] = drift.recovery_rounds;
   j["extra_rounds"] = drift.extra_rounds;
   j["alerts"] = drift.alerts;
+  j["fine_tunes"] = drift.fine_tunes;
+  j["fine_tune_accuracy_before"] = drift.fine_tune_accuracy_before;
+  j["fine_tune_accuracy_after"] = drift.fine_tune_accuracy_after;
   nlohmann::json detectors = nlohmann::json::array();
   for (const DetectorDriftStats& d : drift.detectors) {
     detectors.push_back({{"detector", d.detector},

@@ -61,6 +61,8 @@ struct ClientDrift {
     uint64_t samples;
   };
   std::vector<Alarm> alarms;
+  // Stream accuracy of the global model and of the fine-tuned one, per fine-tune.
+  std::vector<std::pair<double, double>> fine_tunes;
 };
 
 struct DriftSetup {
@@ -548,6 +550,41 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
           // The device fine-tunes on its recent data and takes it as its new
           // reference (its training data now looks like this).
           const std::vector<int32_t> now = CurrentIndices(drift, c, share);
+          if (config.monitor.fine_tune_epochs > 0) {
+            // Both models are scored on the same fresh stream sample.
+            const torch::Tensor probe =
+                torch::tensor(SampleStream(drift, c, share, config.monitor.samples_per_round, rng));
+            const torch::Tensor px = train_store->GatherFeatures(probe);
+            const torch::Tensor py = train_store->GatherLabels(probe);
+            auto accuracy = [&] {
+              torch::NoGradGuard guard;
+              model.network().eval();
+              return model.network()
+                  .forward(px)
+                  .argmax(1)
+                  .eq(py)
+                  .to(torch::kFloat64)
+                  .mean()
+                  .item<double>();
+            };
+            const double before = accuracy();
+            v1::TrainConfig tune = config.train;
+            tune.set_local_epochs(static_cast<uint32_t>(config.monitor.fine_tune_epochs));
+            tune.set_seed(config.run.seed ^ (partition_of[k] * 104729ULL + r));
+            tune.set_learning_rate(static_cast<float>(config.train.learning_rate() *
+                                                      std::pow(config.lr_decay, r - 1)));
+            torch::AutoGradMode with_gradients(true);  // the task runs without them
+            absl::StatusOr<client::LocalUpdate> tuned =
+                trainer.Fit(model,
+                            client::LocalDataset{train_store,
+                                                 std::make_shared<const std::vector<int32_t>>(now)},
+                            tune);
+            if (!tuned.ok()) {
+              status[k] = tuned.status();
+              return;
+            }
+            c.fine_tunes.push_back({before, accuracy()});
+          }
           c.reference.assign(
               now.begin(),
               now.begin() + std::min<size_t>(now.size(), config.monitor.reference_size));
@@ -695,6 +732,17 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
           break;
         }
       }
+    }
+    for (const ClientDrift& c : drift.clients) {
+      for (const auto& [before, after] : c.fine_tunes) {
+        ++d.fine_tunes;
+        d.fine_tune_accuracy_before += before;
+        d.fine_tune_accuracy_after += after;
+      }
+    }
+    if (d.fine_tunes > 0) {
+      d.fine_tune_accuracy_before /= d.fine_tunes;
+      d.fine_tune_accuracy_after /= d.fine_tunes;
     }
     if (tracker != nullptr) {
       std::vector<std::string> keys;

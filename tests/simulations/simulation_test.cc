@@ -194,6 +194,8 @@ TEST(SimulationTest, DriftIsInjectedDetectedAndReactedTo) {
   int64_t per_round = 0;
   for (const DriftRoundRecord& r : drift.rounds) per_round += r.reports;
   EXPECT_EQ(reports, per_round);
+  // Each report made its client fine-tune locally once.
+  EXPECT_EQ(drift.fine_tunes, reports);
   // Rounds with an extra round aggregate two cohorts.
   EXPECT_EQ(result->rounds[6].participants, 16);
   EXPECT_EQ(result->rounds[5].participants, 8);

@@ -76,6 +76,9 @@ struct MonitorConfig {
   // Reference window: this many of the client's training examples.
   int reference_size = 256;
   int summary_grid = 7;
+  // Local epochs a client fine-tunes the global model on its recent data
+  // after it reports drift (0 = no fine-tune).
+  int fine_tune_epochs = 1;
 };
 
 struct DriftReactionConfig {

@@ -81,6 +81,12 @@ struct DriftRunSummary {
   int recovery_rounds = -1;  // regular rounds from the injection until recovered; -1 never
   int extra_rounds = 0;
   int alerts = 0;
+  // Local fine-tunes after a drift report, and the mean accuracy on a fresh
+  // sample of the device's stream of the global model before and of the
+  // fine-tuned model after.
+  int fine_tunes = 0;
+  double fine_tune_accuracy_before = 0.0;
+  double fine_tune_accuracy_after = 0.0;
   std::vector<DetectorDriftStats> detectors;
   std::vector<DriftRoundRecord> rounds;
   std::map<uint64_t, int64_t> reports_by_version;
