@@ -21,8 +21,8 @@
 //    reference's quantiles:
 //      ks            two-sample Kolmogorov-Smirnov per feature, p-values from
 //                    the asymptotic Kolmogorov distribution, corrected for
-//                    the `features` tests (Bonferroni, Holm or
-//                    Benjamini-Hochberg); label-free;
+//                    the `features` tests (Bonferroni, or Benjamini-Hochberg's
+//                    false discovery rate); label-free;
 //      psi           population stability index (mean over features, less
 //                    its expected value under no change); label-free.
 //    Windows tumble: the test runs when `window` observations have arrived,
@@ -115,7 +115,10 @@ struct ConfidenceOptions {
 struct KsOptions {
   // Significance level after correction. Default: 0.001. REQUIRES: 0 < value < 1.
   double alpha = 0.001;
-  // "bonferroni", "holm" or "benjamini-hochberg". Default: "bonferroni".
+  // "bonferroni" (family-wise error <= alpha; Holm's step-down would raise
+  // the same alarms, as any rejection needs the smallest p-value <= alpha /
+  // features) or "benjamini-hochberg" (false discovery rate <= alpha).
+  // Default: "bonferroni".
   std::string correction = "bonferroni";
   // Bins per feature (cut at reference quantiles). Default: 32. REQUIRES: >= 2.
   int bins = 32;
