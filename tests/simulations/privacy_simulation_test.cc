@@ -160,6 +160,14 @@ TEST(PrivacySimulationTest, ConfigRefusesWhatWouldNotBePrivate) {
       EXPECT_THAT(status.message(), HasSubstr(c.message)) << c.key;
     }
   }
+  // Drift's extra rounds pick their clients by drift reports.
+  SimulationConfig drift = PrivateConfig();
+  ASSERT_TRUE(SetConfigValue(drift, "monitor.enabled", "on").ok());
+  ASSERT_TRUE(SetConfigValue(drift, "policy.reaction", "extra-round").ok());
+  EXPECT_THAT(ValidateConfig(drift).message(), HasSubstr("not a Poisson sample"));
+  ASSERT_TRUE(SetConfigValue(drift, "policy.reaction", "alert").ok());
+  EXPECT_TRUE(ValidateConfig(drift).ok()) << ValidateConfig(drift);
+
   SimulationConfig config = PrivateConfig();
   EXPECT_THAT(SetConfigValue(config, "privacy.mechanism", "cauchy").message(),
               HasSubstr("discrete-gaussian, gaussian, laplace, none"));

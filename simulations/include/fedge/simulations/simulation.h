@@ -14,6 +14,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -28,6 +29,8 @@ struct SimulationResult {
   std::vector<RoundRecord> rounds;
   RunSummary summary;
   std::vector<float> final_parameters;
+  // Set when drift is injected or clients monitor for it.
+  std::optional<DriftRunSummary> drift;
 };
 
 // Called on the driving thread after every round.
