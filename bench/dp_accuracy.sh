@@ -13,7 +13,7 @@ build="${1:-build/release}"
 rounds="${2:-40}"
 shift 2 || shift $#
 levels=("$@")
-if [ ${#levels[@]} -eq 0 ]; then levels=(none 0.5 1.0 2.0); fi
+if [ ${#levels[@]} -eq 0 ]; then levels=(none 0.5 1.0 2.0 4.0 8.0); fi
 sim="$build/simulations/fedge-sim"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -29,13 +29,19 @@ for z in "${levels[@]}"; do
   else
     args+=(--set privacy.noise_multiplier="$z")
   fi
-  "$sim" "${args[@]}" --out "$out/$z" > "$out/$z.log" 2>&1 || { cat "$out/$z.log"; exit 1; }
+  label="$z"; [ "$z" = none ] && label="no DP (FedAvg)"
+  if ! "$sim" "${args[@]}" --out "$out/$z" > "$out/$z.log" 2>&1; then
+    # Too much noise can make local training diverge: say so in the table.
+    eps=$(sed -n 's/.*| eps \([^ ]*\) .*/\1/p' "$out/$z.log" | tail -n 1)
+    why=$(sed -n 's/^fedge-sim: error: //p' "$out/$z.log" | cut -c1-60)
+    echo "| $label | ${eps:-?} when it stopped | failed: $why | | |"
+    continue
+  fi
   summary="$out/$z/summary.json"
   field() { sed -n "s/^  \"$1\": *\([^,]*\),*$/\1/p" "$summary"; }
   eps=$(field epsilon); [ "$eps" = null ] && eps=inf || eps=$(printf '%.2f' "$eps")
   final=$(awk -v a="$(field final_accuracy)" 'BEGIN { printf "%.2f%%", 100 * a }')
   best=$(awk -v a="$(field best_accuracy)" 'BEGIN { printf "%.2f%%", 100 * a }')
   wall=$(awk -v a="$(field wall_seconds)" 'BEGIN { printf "%.0f s", a }')
-  label="$z"; [ "$z" = none ] && label="no DP (FedAvg)"
   echo "| $label | $eps | $final | $best | $wall |"
 done

@@ -6,11 +6,13 @@ cd "$(dirname "$0")/.."
 build="${1:-build/release}"
 [ -d "$build" ] || scripts/build.sh release
 cmake --build "$build" --target fedge-sim fedge_trainer_bench fedge_plain_round fedge_aggregation_bench \
-    fedge_accountant_bench fedge_inference_bench
+    fedge_accountant_bench fedge_drift_bench fedge_inference_bench
 echo "== trainer overhead"; "$build/bench/fedge_trainer_bench"
 echo "== streaming aggregation"; "$build/bench/fedge_aggregation_bench"
 echo "== simulation overhead"; bench/sim_overhead.sh "$build"
 echo "== simulation scale"; bench/sim_scale.sh "$build"
+echo "== drift detectors (per-observation cost)"; "$build/bench/fedge_drift_bench"
+echo "== drift scenario (docs/drift.md)"; bench/drift_scenario.sh "$build"
 echo "== privacy accountant"; "$build/bench/fedge_accountant_bench"
 echo "== inference (fp32 vs int8)"; "$build/bench/fedge_inference_bench"
 # Accuracy against epsilon (docs/privacy.md) takes about 20 minutes on 2 cores:

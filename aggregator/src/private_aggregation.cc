@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "fedge/privacy/clipping.h"
 #include "fedge/proto/status_macros.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -230,8 +231,18 @@ v1::PrivacyConfig PrivateAggregation::TaskConfig(std::size_t cohort_size) const 
   return config;
 }
 
-bool PrivateAggregation::ClipUpdate(std::span<float> delta, const v1::EncodedUpdate& update) const {
-  if (options_.mode == PrivacyMode::kCentral) return clipper_->Clip(delta);
+bool PrivateAggregation::ClipUpdate(std::span<float> delta, const v1::EncodedUpdate& update,
+                                    double bound) const {
+  if (options_.mode == PrivacyMode::kCentral) {
+    if (clipper_->norm() == 1) {
+      const bool within = privacy::L1Norm(delta) <= bound;
+      privacy::ClipL1(delta, bound);
+      return within;
+    }
+    const bool within = privacy::L2Norm(delta) <= bound;
+    privacy::ClipL2(delta, bound);
+    return within;
+  }
   auto it = update.metrics().find("clip_within");
   return it == update.metrics().end() || it->second >= 0.5;
 }

@@ -177,6 +177,7 @@ absl::StatusOr<v1::Task> RoundManager::TaskFor(const std::string& client_id) con
 
 absl::Status RoundManager::Submit(const v1::EncodedUpdate& update) {
   size_t dimension = 0;
+  double bound = 0.0;  // the round's DP clipping bound
   // Cheap identity checks first, so a stale or foreign update is refused
   // before it is decoded.
   auto check_identity = [&]() -> absl::Status {
@@ -204,6 +205,7 @@ absl::Status RoundManager::Submit(const v1::EncodedUpdate& update) {
     std::lock_guard<std::mutex> lock(mu_);
     FEDGE_RETURN_IF_ERROR(check_identity());
     dimension = base_->parameters.size();
+    if (privacy_ != nullptr) bound = privacy_->clip_norm();
   }
   if (update.num_examples() < 1 || update.num_examples() > options_.max_examples_per_update) {
     return absl::InvalidArgumentError(absl::StrCat("update claims ", update.num_examples(),
@@ -221,7 +223,7 @@ absl::Status RoundManager::Submit(const v1::EncodedUpdate& update) {
   // With DP every update weighs the same (example counts are private data)
   // and, in central mode, is clipped here. The bound does not change while
   // the round is open, so clipping runs outside the lock.
-  const bool within_bound = privacy_ != nullptr ? privacy_->ClipUpdate(delta, update) : true;
+  const bool within_bound = privacy_ != nullptr ? privacy_->ClipUpdate(delta, update, bound) : true;
   const double weight = privacy_ != nullptr ? 1.0 : static_cast<double>(update.num_examples());
 
   std::lock_guard<std::mutex> lock(mu_);
@@ -271,10 +273,12 @@ absl::StatusOr<RoundOutcome> RoundManager::CloseRound() {
   accumulator_.reset();
   // Publish under the lock so that no round can open on the previous version.
 
+  // The clients' mean train loss is not private: with DP on, only the
+  // model is published.
+  std::map<std::string, double> metadata = {{"round", static_cast<double>(outcome.round)}};
+  if (privacy_ == nullptr) metadata.emplace("train_loss", outcome.train_loss);
   FEDGE_ASSIGN_OR_RETURN(std::shared_ptr<const ModelVersion> published,
-                         registry_->Publish(next, parent,
-                                            {{"train_loss", outcome.train_loss},
-                                             {"round", static_cast<double>(outcome.round)}}));
+                         registry_->Publish(next, parent, metadata));
   outcome.new_version = published->version;
   outcome.artifact_bytes = published->artifact_bytes;
   if (pruner_.has_value()) outcome.sparsity = pruner_->sparsity();

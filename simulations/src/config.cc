@@ -448,6 +448,197 @@ const std::vector<KeyDef>& Keys() {
           "update.clip_norm", "L2 bound on each client update (0 = no clipping).", 0, false,
           INFINITY, false, [](auto& c) { return c.clip_norm; },
           [](auto& c, double v) { c.clip_norm = v; }),
+      // drift scenario
+      ChoiceKey(
+          "drift.type", "Drift injected into some clients' data (none = no drift).", DriftTypes,
+          [](auto& c) { return c.drift.type; }, [](auto& c, auto& v) { c.drift.type = v; }),
+      IntKey(
+          "drift.round", "First round whose data is drifted.", 1, 1'000'000,
+          [](auto& c) { return c.drift.round; },
+          [](auto& c, int64_t v) { c.drift.round = static_cast<int>(v); }),
+      FloatKey(
+          "drift.fraction", "Share of clients whose data drifts.", 0, true, 1, false,
+          [](auto& c) { return c.drift.fraction; },
+          [](auto& c, double v) { c.drift.fraction = v; }),
+      ChoiceKey(
+          "drift.mode",
+          "sudden: all of a client's data at once; gradual: over drift.gradual_rounds.", DriftModes,
+          [](auto& c) { return c.drift.mode; }, [](auto& c, auto& v) { c.drift.mode = v; }),
+      IntKey(
+          "drift.gradual_rounds", "Rounds a gradual drift takes to reach all of a client's data.",
+          1, 1'000'000, [](auto& c) { return c.drift.gradual_rounds; },
+          [](auto& c, int64_t v) { c.drift.gradual_rounds = static_cast<int>(v); }),
+      FloatKey(
+          "drift.rotation_degrees", "rotation: angle in degrees.", -360, false, 360, false,
+          [](auto& c) { return c.drift.rotation_degrees; },
+          [](auto& c, double v) { c.drift.rotation_degrees = v; }),
+      FloatKey(
+          "drift.noise_std", "noise: standard deviation, in units of the value range.", 0, false,
+          INFINITY, false, [](auto& c) { return c.drift.noise_std; },
+          [](auto& c, double v) { c.drift.noise_std = v; }),
+      FloatKey(
+          "drift.brightness", "brightness-contrast: added, in units of the value range.", -1, false,
+          1, false, [](auto& c) { return c.drift.brightness; },
+          [](auto& c, double v) { c.drift.brightness = v; }),
+      FloatKey(
+          "drift.contrast", "brightness-contrast: factor about mid-range.", 0, true, INFINITY,
+          false, [](auto& c) { return c.drift.contrast; },
+          [](auto& c, double v) { c.drift.contrast = v; }),
+      IntKey(
+          "drift.occlusion_size", "occlusion: side of the square (features for vectors).", 1,
+          1'000'000, [](auto& c) { return c.drift.occlusion_size; },
+          [](auto& c, int64_t v) { c.drift.occlusion_size = static_cast<int>(v); }),
+      IntKey(
+          "drift.swap_a", "label-swap: first class.", 0, 1'000'000,
+          [](auto& c) { return c.drift.swap_a; },
+          [](auto& c, int64_t v) { c.drift.swap_a = static_cast<int>(v); }),
+      IntKey(
+          "drift.swap_b", "label-swap: second class.", 0, 1'000'000,
+          [](auto& c) { return c.drift.swap_b; },
+          [](auto& c, int64_t v) { c.drift.swap_b = static_cast<int>(v); }),
+      FloatKey(
+          "drift.label_shift_alpha", "label-shift: Dirichlet concentration of the new priors.", 0,
+          true, INFINITY, false, [](auto& c) { return c.drift.label_shift_alpha; },
+          [](auto& c, double v) { c.drift.label_shift_alpha = v; }),
+      FloatKey(
+          "drift.recovery_tolerance",
+          "Recovered when accuracy on drifted test data reaches the pre-drift clean accuracy "
+          "minus this.",
+          0, false, 1, false, [](auto& c) { return c.reaction.recovery_tolerance; },
+          [](auto& c, double v) { c.reaction.recovery_tolerance = v; }),
+      // monitor
+      ChoiceKey(
+          "monitor.enabled", "Run a DriftMonitor on every client after each round.",
+          [] {
+            return std::vector<std::string>{"off", "on"};
+          },
+          [](auto& c) { return std::string(c.monitor.enabled ? "on" : "off"); },
+          [](auto& c, auto& v) { c.monitor.enabled = v == "on"; }),
+      KeyDef{
+          "monitor.detectors", "string",
+          "Comma-separated detectors, each name or name:stream (error, loss, confidence, "
+          "features).",
+          [](const SimulationConfig& c) { return absl::StrJoin(c.monitor.options.detectors, ","); },
+          [](SimulationConfig& c, const std::string& text) {
+            std::vector<std::string> names;
+            for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+              names.emplace_back(absl::StripAsciiWhitespace(part));
+            }
+            if (names.empty()) {
+              return BadValue("monitor.detectors", text, "a comma-separated list of detectors");
+            }
+            for (const std::string& name : names) {
+              const std::string base = name.substr(0, name.find(':'));
+              if (!client::DriftDetectors().Find(base).ok()) {
+                return BadValue(
+                    "monitor.detectors", text,
+                    absl::StrCat("registered detectors (",
+                                 absl::StrJoin(client::RegisteredDriftDetectors(), ", "), ")"));
+              }
+            }
+            c.monitor.options.detectors = std::move(names);
+            return absl::OkStatus();
+          }},
+      StringKey(
+          "monitor.trigger", "Detector whose alarms are reported (or 'any').",
+          [](auto& c) { return c.monitor.options.trigger; },
+          [](auto& c, auto& v) { c.monitor.options.trigger = v; }),
+      IntKey(
+          "monitor.cooldown_rounds", "Least rounds between two reports of one client.", 0,
+          1'000'000, [](auto& c) { return c.monitor.options.cooldown; },
+          [](auto& c, int64_t v) { c.monitor.options.cooldown = v; }),
+      IntKey(
+          "monitor.samples_per_round", "Stream examples each client observes per round.", 1,
+          1'000'000, [](auto& c) { return c.monitor.samples_per_round; },
+          [](auto& c, int64_t v) { c.monitor.samples_per_round = static_cast<int>(v); }),
+      FloatKey(
+          "monitor.label_fraction", "Share of observed examples whose labels arrive.", 0, false, 1,
+          false, [](auto& c) { return c.monitor.label_fraction; },
+          [](auto& c, double v) { c.monitor.label_fraction = v; }),
+      IntKey(
+          "monitor.reference_size", "Training examples in each client's reference window.", 2,
+          1'000'000, [](auto& c) { return c.monitor.reference_size; },
+          [](auto& c, int64_t v) { c.monitor.reference_size = static_cast<int>(v); }),
+      IntKey(
+          "monitor.fine_tune_epochs",
+          "Local epochs of fine-tuning on recent data after a drift report (0 = none).", 0, 1000,
+          [](auto& c) { return c.monitor.fine_tune_epochs; },
+          [](auto& c, int64_t v) { c.monitor.fine_tune_epochs = static_cast<int>(v); }),
+      IntKey(
+          "monitor.summary_grid", "Images are average-pooled to grid x grid input summaries.", 1,
+          64, [](auto& c) { return c.monitor.summary_grid; },
+          [](auto& c, int64_t v) { c.monitor.summary_grid = static_cast<int>(v); }),
+      FloatKey(
+          "monitor.page_hinkley.delta", "page-hinkley: tolerated change.", 0, false, INFINITY,
+          false, [](auto& c) { return c.monitor.options.detector_options.page_hinkley.delta; },
+          [](auto& c, double v) { c.monitor.options.detector_options.page_hinkley.delta = v; }),
+      FloatKey(
+          "monitor.page_hinkley.threshold", "page-hinkley: alarm threshold lambda.", 0, true,
+          INFINITY, false,
+          [](auto& c) { return c.monitor.options.detector_options.page_hinkley.threshold; },
+          [](auto& c, double v) { c.monitor.options.detector_options.page_hinkley.threshold = v; }),
+      FloatKey(
+          "monitor.adwin.delta", "adwin: confidence of the cut test.", 0, true, 1, true,
+          [](auto& c) { return c.monitor.options.detector_options.adwin.delta; },
+          [](auto& c, double v) { c.monitor.options.detector_options.adwin.delta = v; }),
+      FloatKey(
+          "monitor.ddm.drift_level", "ddm: drift level in standard deviations.", 0, true, INFINITY,
+          false, [](auto& c) { return c.monitor.options.detector_options.ddm.drift_level; },
+          [](auto& c, double v) { c.monitor.options.detector_options.ddm.drift_level = v; }),
+      FloatKey(
+          "monitor.confidence.threshold", "confidence: CUSUM threshold h (reference std devs).", 0,
+          true, INFINITY, false,
+          [](auto& c) { return c.monitor.options.detector_options.confidence.threshold; },
+          [](auto& c, double v) { c.monitor.options.detector_options.confidence.threshold = v; }),
+      FloatKey(
+          "monitor.ks.alpha", "ks: significance level after correction.", 0, true, 1, true,
+          [](auto& c) { return c.monitor.options.detector_options.ks.alpha; },
+          [](auto& c, double v) { c.monitor.options.detector_options.ks.alpha = v; }),
+      ChoiceKey(
+          "monitor.ks.correction", "ks: multiple-testing correction.",
+          [] {
+            return std::vector<std::string>{"benjamini-hochberg", "bonferroni"};
+          },
+          [](auto& c) { return c.monitor.options.detector_options.ks.correction; },
+          [](auto& c, auto& v) { c.monitor.options.detector_options.ks.correction = v; }),
+      IntKey(
+          "monitor.ks.window", "ks: observations per tested window.", 8, 1'000'000,
+          [](auto& c) { return c.monitor.options.detector_options.ks.window; },
+          [](auto& c, int64_t v) { c.monitor.options.detector_options.ks.window = v; }),
+      FloatKey(
+          "monitor.psi.threshold", "psi: alarm level of the mean PSI over features.", 0, true,
+          INFINITY, false, [](auto& c) { return c.monitor.options.detector_options.psi.threshold; },
+          [](auto& c, double v) { c.monitor.options.detector_options.psi.threshold = v; }),
+      IntKey(
+          "monitor.psi.window", "psi: observations per tested window.", 8, 1'000'000,
+          [](auto& c) { return c.monitor.options.detector_options.psi.window; },
+          [](auto& c, int64_t v) { c.monitor.options.detector_options.psi.window = v; }),
+      // aggregator reaction
+      ChoiceKey(
+          "policy.reaction", "What the aggregator does when enough clients report drift.",
+          aggregator::DriftReactions, [](auto& c) { return c.reaction.policy.reaction; },
+          [](auto& c, auto& v) { c.reaction.policy.reaction = v; }),
+      IntKey(
+          "policy.window_rounds", "Rounds over which reporting clients are counted.", 1, 1'000'000,
+          [](auto& c) { return c.reaction.policy.window_rounds; },
+          [](auto& c, int64_t v) { c.reaction.policy.window_rounds = static_cast<int>(v); }),
+      FloatKey(
+          "policy.threshold", "Share of all clients reporting in the window that triggers it.", 0,
+          true, 1, false, [](auto& c) { return c.reaction.policy.threshold; },
+          [](auto& c, double v) { c.reaction.policy.threshold = v; }),
+      IntKey(
+          "policy.cooldown_rounds", "Rounds after a reaction before the next.", 0, 1'000'000,
+          [](auto& c) { return c.reaction.policy.cooldown_rounds; },
+          [](auto& c, int64_t v) { c.reaction.policy.cooldown_rounds = static_cast<int>(v); }),
+      IntKey(
+          "policy.extra_rounds", "Consecutive rounds given an extra round by one reaction.", 1,
+          1'000'000, [](auto& c) { return c.reaction.extra_rounds; },
+          [](auto& c, int64_t v) { c.reaction.extra_rounds = static_cast<int>(v); }),
+      IntKey(
+          "policy.extra_round_clients",
+          "Clients in an extra round (those that asked first; 0 = round.clients_per_round).", 0,
+          10'000'000, [](auto& c) { return c.reaction.extra_round_clients; },
+          [](auto& c, int64_t v) { c.reaction.extra_round_clients = static_cast<int>(v); }),
       // eval
       IntKey(
           "eval.every", "Evaluate the global model every N rounds (the last round always).", 1,
@@ -792,6 +983,26 @@ absl::Status ValidateConfig(const SimulationConfig& config) {
         "exact sum of all shares, which a lossy per-client codec would change; use update.codec "
         "fp32 (or central or local DP, which compose with every codec)"));
   }
+  if (config.drift.type != "none" && config.drift.round > config.round.rounds) {
+    return absl::InvalidArgumentError(absl::StrCat("drift.round (", config.drift.round,
+                                                   ") is after the last round (",
+                                                   config.round.rounds, ")"));
+  }
+  if (config.reaction.policy.reaction != "none" && !config.monitor.enabled) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "policy.reaction '", config.reaction.policy.reaction,
+        "' needs monitor.enabled on (the reaction is driven by the clients' drift reports)"));
+  }
+  if (config.monitor.enabled) {
+    client::DriftMonitorOptions options = config.monitor.options;
+    options.features = 1;  // the real count depends on the dataset
+    absl::StatusOr<std::unique_ptr<client::DriftMonitor>> monitor =
+        client::DriftMonitor::Create("config", options);
+    if (!monitor.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("monitor: ", monitor.status().message()));
+    }
+    FEDGE_RETURN_IF_ERROR(aggregator::DriftTracker::Create(config.reaction.policy, 1).status());
+  }
   absl::StatusOr<std::unique_ptr<aggregator::Strategy>> strategy =
       aggregator::CreateStrategy(config.strategy, config.strategy_options);
   if (!strategy.ok()) {
@@ -812,6 +1023,12 @@ absl::Status ValidateConfig(const SimulationConfig& config) {
           "round.sampling 'fixed' with privacy.mode '", config.privacy.mode,
           "': the privacy accounting assumes Poisson sampling; set round.sampling to poisson or "
           "auto"));
+    }
+    if (config.reaction.policy.reaction == "extra-round") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "policy.reaction 'extra-round' with privacy.mode '", config.privacy.mode,
+          "': extra rounds pick the clients that reported drift, not a Poisson sample, so the "
+          "privacy accounting would not hold; use policy.reaction 'alert' or 'none'"));
     }
     FEDGE_ASSIGN_OR_RETURN(auto options,
                            PrivateAggregationOptionsFor(config, config.partition.num_clients));

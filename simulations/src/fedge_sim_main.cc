@@ -43,8 +43,9 @@ Usage:
                       see examples/custom_mechanism)
   --out DIR           output folder (default: runs/<run.name>): rounds.csv,
                       summary.json, report.html, model_final.pb (the last
-                      version as devices download it) and, when distilling,
-                      student.pb
+                      version as devices download it), student.pb when
+                      distilling, drift.json when drift.type or monitor.enabled
+                      is set
   --help              this text
 
 Keys (type, default):
@@ -235,6 +236,45 @@ int main(int argc, char** argv) {
         "pruned %.1f%% of the weights; final artifact %s (dense fp32 %s)\n",
         100.0 * summary.sparsity, FormatBytes(static_cast<double>(summary.artifact_bytes)),
         FormatBytes(static_cast<double>(summary.fp32_artifact_bytes)));
+  }
+  if (result->drift) {
+    const fedge::simulations::DriftRunSummary& d = *result->drift;
+    const std::string drift_json = out_dir + "/drift.json";
+    if (absl::Status s = fedge::simulations::WriteDriftJson(drift_json, d); !s.ok()) {
+      return Fail(std::string(s.message()));
+    }
+    std::cout << absl::StrFormat("drift: %s at round %d in %d of %d clients; reaction %s\n", d.type,
+                                 d.injection_round, d.drifted_clients, d.clients, d.reaction);
+    if (!d.detectors.empty()) {
+      std::cout << absl::StrFormat("  %-20s %14s %10s %12s %14s %12s\n", "detector",
+                                   "within 1 round", "detected", "delay rounds", "delay samples",
+                                   "false alarms");
+    }
+    for (const auto& s : d.detectors) {
+      std::cout << absl::StrFormat(
+          "  %-20s %6d/%-3d %4.0f%% %6d/%-3d %12.2f %14.1f %5d/%-3d %4.1f%%\n", s.detector,
+          s.detected_within_one_round, s.drifted_clients,
+          s.drifted_clients ? 100.0 * s.detected_within_one_round / s.drifted_clients : 0.0,
+          s.detected, s.drifted_clients, s.mean_delay_rounds, s.mean_delay_samples,
+          s.clean_with_alarm, s.clean_clients,
+          s.clean_clients ? 100.0 * s.clean_with_alarm / s.clean_clients : 0.0);
+    }
+    if (d.injection_round > 1) {
+      std::cout << absl::StrFormat(
+          "  pre-drift accuracy %.2f%%, recovery target %.2f%% on drifted data: %s; %d extra "
+          "rounds, %d alerts\n",
+          100.0 * d.pre_drift_accuracy, 100.0 * d.recovery_target,
+          d.recovery_rounds > 0 ? absl::StrCat("recovered after ", d.recovery_rounds, " rounds")
+                                : std::string("not recovered"),
+          d.extra_rounds, d.alerts);
+    }
+    if (d.fine_tunes > 0) {
+      std::cout << absl::StrFormat(
+          "  %d local fine-tunes after drift reports: device stream accuracy %.2f%% (global "
+          "model) -> %.2f%% (fine-tuned)\n",
+          d.fine_tunes, 100.0 * d.fine_tune_accuracy_before, 100.0 * d.fine_tune_accuracy_after);
+    }
+    std::cout << "  wrote " << drift_json << "\n";
   }
   std::cout << absl::StrFormat(
       "final accuracy %.2f%% (best %.2f%%) after %d rounds in %s (%.1f s)\n"

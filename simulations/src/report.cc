@@ -609,4 +609,52 @@ absl::Status WriteHtmlReport(const std::string& path, const RunSummary& summary,
   return WriteFileAtomically(path, RenderHtml(summary, rounds));
 }
 
+absl::Status WriteDriftJson(const std::string& path, const DriftRunSummary& drift) {
+  nlohmann::json j;
+  j["type"] = drift.type;
+  j["injection_round"] = drift.injection_round;
+  j["drifted_clients"] = drift.drifted_clients;
+  j["clients"] = drift.clients;
+  j["reaction"] = drift.reaction;
+  j["pre_drift_accuracy"] = drift.pre_drift_accuracy;
+  j["recovery_target"] = drift.recovery_target;
+  j["recovery_rounds"] = drift.recovery_rounds;
+  j["extra_rounds"] = drift.extra_rounds;
+  j["alerts"] = drift.alerts;
+  j["fine_tunes"] = drift.fine_tunes;
+  j["fine_tune_accuracy_before"] = drift.fine_tune_accuracy_before;
+  j["fine_tune_accuracy_after"] = drift.fine_tune_accuracy_after;
+  nlohmann::json detectors = nlohmann::json::array();
+  for (const DetectorDriftStats& d : drift.detectors) {
+    detectors.push_back({{"detector", d.detector},
+                         {"drifted_clients", d.drifted_clients},
+                         {"detected_within_one_round", d.detected_within_one_round},
+                         {"detected", d.detected},
+                         {"mean_delay_rounds", d.mean_delay_rounds},
+                         {"mean_delay_samples", d.mean_delay_samples},
+                         {"median_delay_samples", d.median_delay_samples},
+                         {"drifted_with_early_alarm", d.drifted_with_early_alarm},
+                         {"clean_clients", d.clean_clients},
+                         {"clean_with_alarm", d.clean_with_alarm}});
+  }
+  j["detectors"] = detectors;
+  nlohmann::json rounds = nlohmann::json::array();
+  for (const DriftRoundRecord& r : drift.rounds) {
+    rounds.push_back({{"round", r.round},
+                      {"clean_accuracy", r.clean_accuracy},
+                      {"drifted_accuracy", r.drifted_accuracy},
+                      {"reports", r.reports},
+                      {"reporting_share", r.reporting_share},
+                      {"alert", r.alert},
+                      {"extra_round", r.extra_round}});
+  }
+  j["rounds"] = rounds;
+  nlohmann::json versions = nlohmann::json::object();
+  for (const auto& [version, count] : drift.reports_by_version) {
+    versions[std::to_string(version)] = count;
+  }
+  j["reports_by_version"] = versions;
+  return WriteFileAtomically(path, j.dump(2) + "\n");
+}
+
 }  // namespace fedge::simulations

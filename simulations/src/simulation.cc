@@ -9,12 +9,15 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "fedge/aggregator/drift_tracker.h"
 #include "fedge/aggregator/model_registry.h"
 #include "fedge/aggregator/round_manager.h"
 #include "fedge/client/device_client.h"
+#include "fedge/client/drift_monitor.h"
 #include "fedge/client/trainer.h"
 #include "fedge/models/artifact.h"
 #include "fedge/models/distillation.h"
@@ -22,6 +25,7 @@
 #include "fedge/models/model_instance.h"
 #include "fedge/models/quantization.h"
 #include "fedge/proto/status_macros.h"
+#include "fedge/simulations/drift_scenario.h"
 #include "fedge/simulations/inproc_transport.h"
 #include "fedge/simulations/worker_pool.h"
 
@@ -118,6 +122,171 @@ absl::StatusOr<DeviceModelSummary> EvaluateDeviceModel(const v1::ModelArtifact& 
   summary.fp32_latency_us = Median(fp32_us);
   summary.int8_latency_us = Median(int8_us);
   return summary;
+}
+
+// --- drift ----------------------------------------------------------------------
+//
+// With drift or monitoring on, the train store holds the clean split followed
+// by its drifted copy (indices n..2n-1), so a drifted client's data moves by
+// re-pointing its indices. What a client's model sees at inference (its
+// stream) is fresh data from the client's own distribution: examples of the
+// whole train split drawn with the client's class mix (the label-shifted mix
+// once a label-shift drift has started), moved to the drifted copy like the
+// client's own data. With a natural partition (devices that differ in their
+// inputs, not only in their labels) the stream resamples the client's own
+// examples instead. Reference windows come from the client's own examples.
+
+struct ClientDrift {
+  std::vector<int32_t> train;         // clean indices
+  std::vector<double> class_weights;  // the client's class mix
+  std::vector<int32_t> shifted;       // label-shift: replacements of train, by position
+  bool drifted = false;
+  std::vector<int32_t> reference;  // reference window (store indices)
+  std::unique_ptr<client::DriftMonitor> monitor;
+  uint64_t samples_at_injection = 0;
+  struct Alarm {
+    std::string key;
+    int round;
+    uint64_t samples;
+  };
+  std::vector<Alarm> alarms;
+  // Stream accuracy of the global model and of the fine-tuned one, per fine-tune.
+  std::vector<std::pair<double, double>> fine_tunes;
+};
+
+struct DriftSetup {
+  bool active = false;  // drift injected or monitoring on
+  bool label_shift = false;
+  // Streams resample the client's own examples instead of its class mix
+  // (natural partitions, whose devices differ in their inputs too).
+  bool own_stream = false;
+  int64_t clean_size = 0;  // n: size of the clean half
+  uint64_t seed = 0;
+  std::vector<ClientDrift> clients;
+  std::shared_ptr<const client::ExampleStore> drifted_test;
+  std::vector<std::vector<int32_t>> by_class;  // clean train indices of each class
+  int features = 0;
+};
+
+std::vector<int32_t> CurrentIndices(const DriftSetup& setup, const ClientDrift& c, double share) {
+  std::vector<int32_t> out(c.train.size());
+  for (size_t k = 0; k < c.train.size(); ++k) {
+    out[k] = c.train[k];
+    if (c.drifted && share > 0.0 && ExampleDrifted(c.train[k], share, setup.seed)) {
+      out[k] =
+          setup.label_shift ? c.shifted[k] : c.train[k] + static_cast<int32_t>(setup.clean_size);
+    }
+  }
+  return out;
+}
+
+// `count` stream examples of client `c` in a round where `share` of its data
+// is drifted.
+std::vector<int64_t> SampleStream(const DriftSetup& setup, const ClientDrift& c, double share,
+                                  int count, std::mt19937_64& rng) {
+  std::discrete_distribution<int> pick_class(c.class_weights.begin(), c.class_weights.end());
+  std::vector<int64_t> out(count);
+  for (int64_t& index : out) {
+    if (setup.label_shift && c.drifted && share > 0.0 &&
+        std::uniform_real_distribution<double>(0.0, 1.0)(rng) < share) {
+      index = c.shifted[rng() % c.shifted.size()];
+      continue;
+    }
+    const std::vector<int32_t>& pool = setup.own_stream ? c.train : setup.by_class[pick_class(rng)];
+    const int32_t base = pool[rng() % pool.size()];
+    index = base;
+    if (!setup.label_shift && c.drifted && share > 0.0 && ExampleDrifted(base, share, setup.seed)) {
+      index = base + setup.clean_size;
+    }
+  }
+  return out;
+}
+
+// Input summaries: images average-pooled to grid x grid per channel, vectors
+// pooled to at most 64 values.
+torch::Tensor Summarize(const torch::Tensor& x, int grid) {
+  if (x.dim() == 4) return torch::adaptive_avg_pool2d(x, {grid, grid}).flatten(1).contiguous();
+  const torch::Tensor flat = x.flatten(1);
+  if (flat.size(1) <= 64) return flat.contiguous();
+  return torch::adaptive_avg_pool1d(flat.unsqueeze(1), 64).squeeze(1).contiguous();
+}
+
+int SummarySize(const std::vector<int64_t>& shape, int grid) {
+  if (shape.size() == 3) return static_cast<int>(shape[0]) * grid * grid;
+  int64_t size = 1;
+  for (int64_t d : shape) size *= d;
+  return static_cast<int>(std::min<int64_t>(size, 64));
+}
+
+std::span<const float> Span(const torch::Tensor& t) {
+  return {t.data_ptr<float>(), static_cast<size_t>(t.numel())};
+}
+
+Dataset Concatenate(Dataset a, const Dataset& b) {
+  a.pixels.insert(a.pixels.end(), b.pixels.begin(), b.pixels.end());
+  a.values.insert(a.values.end(), b.values.begin(), b.values.end());
+  a.labels.insert(a.labels.end(), b.labels.begin(), b.labels.end());
+  return a;
+}
+
+Dataset Subset(const Dataset& d, const std::vector<int32_t>& indices) {
+  Dataset out = d;
+  const int64_t size = d.example_size();
+  out.pixels.clear();
+  out.values.clear();
+  out.labels.clear();
+  for (int32_t i : indices) {
+    if (!d.pixels.empty()) {
+      out.pixels.insert(out.pixels.end(), d.pixels.begin() + i * size,
+                        d.pixels.begin() + (i + 1) * size);
+    } else {
+      out.values.insert(out.values.end(), d.values.begin() + i * size,
+                        d.values.begin() + (i + 1) * size);
+    }
+    out.labels.push_back(d.labels[i]);
+  }
+  return out;
+}
+
+DetectorDriftStats DetectorStats(const std::string& key, const DriftSetup& setup, int injection) {
+  DetectorDriftStats stats;
+  stats.detector = key;
+  std::vector<double> delays_samples;
+  double delay_rounds = 0.0;
+  for (const ClientDrift& c : setup.clients) {
+    if (c.monitor == nullptr) continue;
+    const ClientDrift::Alarm* first_after = nullptr;
+    bool early = false;
+    for (const ClientDrift::Alarm& a : c.alarms) {
+      if (a.key != key) continue;
+      if (a.round < injection) early = true;
+      if (a.round >= injection && first_after == nullptr) first_after = &a;
+    }
+    if (!c.drifted) {
+      ++stats.clean_clients;
+      if (early || first_after != nullptr) ++stats.clean_with_alarm;
+      continue;
+    }
+    ++stats.drifted_clients;
+    if (early) ++stats.drifted_with_early_alarm;
+    if (first_after == nullptr) continue;
+    ++stats.detected;
+    if (first_after->round <= injection + 1) ++stats.detected_within_one_round;
+    delay_rounds += first_after->round - injection;
+    delays_samples.push_back(static_cast<double>(first_after->samples - c.samples_at_injection));
+  }
+  if (!delays_samples.empty()) {
+    stats.mean_delay_rounds = delay_rounds / static_cast<double>(delays_samples.size());
+    double sum = 0.0;
+    for (double d : delays_samples) sum += d;
+    stats.mean_delay_samples = sum / static_cast<double>(delays_samples.size());
+    std::sort(delays_samples.begin(), delays_samples.end());
+    const size_t m = delays_samples.size();
+    stats.median_delay_samples = m % 2 == 1
+                                     ? delays_samples[m / 2]
+                                     : 0.5 * (delays_samples[m / 2 - 1] + delays_samples[m / 2]);
+  }
+  return stats;
 }
 
 }  // namespace
@@ -220,6 +389,73 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
   const int64_t test_size = data.test.num_examples();
   if (test_size == 0) return absl::InvalidArgumentError("the test split is empty");
 
+  DriftSetup drift;
+  drift.active = config.drift.type != "none" || config.monitor.enabled;
+  drift.label_shift = config.drift.type == "label-shift";
+  drift.own_stream = config.partition.method == "natural";
+  drift.seed = config.run.seed;
+  drift.clean_size = data.train.num_examples();
+  if (drift.active) {
+    if (config.drift.type != "none") {
+      const size_t with_data = static_cast<size_t>(std::count_if(
+          partition.begin(), partition.end(), [](const auto& p) { return !p.empty(); }));
+      const std::vector<bool> chosen =
+          ChooseDriftedClients(with_data, config.drift.fraction, config.run.seed);
+      size_t k = 0;
+      drift.clients.resize(partition.size());
+      for (size_t i = 0; i < partition.size(); ++i) {
+        if (!partition[i].empty()) drift.clients[i].drifted = chosen[k++];
+      }
+    } else {
+      drift.clients.resize(partition.size());
+    }
+    drift.by_class.assign(data.train.num_classes, {});
+    for (int32_t t = 0; t < static_cast<int32_t>(data.train.labels.size()); ++t) {
+      drift.by_class[data.train.labels[t]].push_back(t);
+    }
+    for (size_t i = 0; i < partition.size(); ++i) {
+      ClientDrift& c = drift.clients[i];
+      c.train = partition[i];
+      c.class_weights.assign(data.train.num_classes, 0.0);
+      for (int32_t t : c.train) c.class_weights[data.train.labels[t]] += 1.0;
+      if (c.drifted && drift.label_shift) {
+        c.shifted = LabelShiftIndices(data.train.labels, data.train.num_classes, c.train.size(),
+                                      config.drift.label_shift_alpha, config.run.seed * 7919 + i);
+      }
+    }
+    if (config.drift.type != "none") {
+      std::vector<int32_t> shifted_test;
+      if (drift.label_shift) {
+        // The drifted clients' new class mix, drawn from the test split.
+        std::vector<double> class_weight(data.test.num_classes, 0.0);
+        for (const ClientDrift& c : drift.clients) {
+          for (int32_t idx : c.shifted) class_weight[data.train.labels[idx]] += 1.0;
+        }
+        std::vector<std::vector<int32_t>> by_class(data.test.num_classes);
+        for (int32_t t = 0; t < static_cast<int32_t>(data.test.labels.size()); ++t) {
+          by_class[data.test.labels[t]].push_back(t);
+        }
+        std::discrete_distribution<int> pick(class_weight.begin(), class_weight.end());
+        std::mt19937_64 rng(config.run.seed ^ 0x7465737431ULL);
+        for (int64_t t = 0; t < data.test.num_examples(); ++t) {
+          const auto& pool = by_class[pick(rng)];
+          if (!pool.empty()) shifted_test.push_back(pool[rng() % pool.size()]);
+        }
+        FEDGE_ASSIGN_OR_RETURN(drift.drifted_test,
+                               MakeExampleStore(Subset(data.test, shifted_test)));
+      } else {
+        FEDGE_ASSIGN_OR_RETURN(Dataset drifted_test,
+                               MakeDriftedCopy(data.test, config.drift, config.run.seed + 1));
+        FEDGE_ASSIGN_OR_RETURN(drift.drifted_test, MakeExampleStore(std::move(drifted_test)));
+        FEDGE_ASSIGN_OR_RETURN(Dataset drifted_train,
+                               MakeDriftedCopy(data.train, config.drift, config.run.seed + 2));
+        data.train = Concatenate(std::move(data.train), drifted_train);
+      }
+    }
+    for (size_t i = 0; i < partition.size(); ++i) partition[i] = drift.clients[i].train;
+  }
+  const std::vector<int64_t> example_shape = data.train.example_shape;
+
   FEDGE_ASSIGN_OR_RETURN(auto train_store, MakeExampleStore(std::move(data.train)));
   FEDGE_ASSIGN_OR_RETURN(auto test_store, MakeExampleStore(std::move(data.test)));
   // Features only: the aggregator's proxy set is unlabeled.
@@ -244,6 +480,7 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
   client_options.seeded_noise = config.privacy.random == "seeded";
   std::vector<client::DeviceClient> clients;
   std::vector<std::string> candidates;
+  std::vector<size_t> partition_of;  // clients[k] is partition entry partition_of[k]
   clients.reserve(partition.size());
   for (size_t i = 0; i < partition.size(); ++i) {
     if (partition[i].empty()) continue;  // a client without data never trains
@@ -251,6 +488,7 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
     clients.emplace_back(ClientId(i), client::LocalDataset{train_store, std::move(indices)},
                          client_options);
     candidates.push_back(clients.back().id());
+    partition_of.push_back(i);
   }
   partition.clear();
   int64_t client_examples = 0;
@@ -312,7 +550,40 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
   FEDGE_ASSIGN_OR_RETURN(
       auto rounds, aggregator::RoundManager::Create(std::move(strategy), &registry, round_options,
                                                     std::move(private_aggregation)));
-  InProcTransport transport(rounds.get(), &registry);
+  uint64_t round_id = 0;  // RoundManager round ids: regular and extra rounds
+  std::unique_ptr<aggregator::DriftTracker> tracker;
+  if (config.monitor.enabled) {
+    FEDGE_ASSIGN_OR_RETURN(tracker,
+                           aggregator::DriftTracker::Create(config.reaction.policy,
+                                                            static_cast<int64_t>(clients.size())));
+    drift.features = SummarySize(example_shape, config.monitor.summary_grid);
+    client::DriftMonitorOptions monitor_options = config.monitor.options;
+    monitor_options.features = drift.features;
+    for (size_t k = 0; k < clients.size(); ++k) {
+      ClientDrift& c = drift.clients[partition_of[k]];
+      FEDGE_ASSIGN_OR_RETURN(c.monitor,
+                             client::DriftMonitor::Create(clients[k].id(), monitor_options));
+      c.reference.assign(
+          c.train.begin(),
+          c.train.begin() + std::min<size_t>(c.train.size(), config.monitor.reference_size));
+      if (c.reference.size() < 2) {
+        c.monitor.reset();  // too little data to watch
+        continue;
+      }
+      try {
+        torch::NoGradGuard no_grad;
+        const torch::Tensor idx =
+            torch::tensor(std::vector<int64_t>(c.reference.begin(), c.reference.end()));
+        const torch::Tensor summary =
+            Summarize(train_store->GatherFeatures(idx), config.monitor.summary_grid);
+        FEDGE_RETURN_IF_ERROR(c.monitor->SetReference(Span(summary), {}));
+      } catch (const std::exception& e) {
+        return absl::InternalError(absl::StrCat("drift monitor reference: ", e.what()));
+      }
+    }
+  }
+  uint64_t drift_round = 0;  // drift reports are filed under the regular round
+  InProcTransport transport(rounds.get(), &registry, tracker.get(), &drift_round);
   client::Trainer trainer;
 
   const int intra_op = config.run.intra_op_threads;
@@ -327,34 +598,11 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
   result.summary.privacy_mode = config.privacy.mode;
   if (config.privacy.mode != "none") result.summary.delta = config.privacy.delta;
 
-  for (int r = 1; r <= config.round.rounds; ++r) {
-    const Clock::time_point round_start = Clock::now();
-    std::vector<std::string> cohort;
-    if (UsesPoissonSampling(config)) {
-      FEDGE_ASSIGN_OR_RETURN(cohort, aggregator::RoundManager::SelectPoissonCohort(
-                                         candidates, sampling_rate, config.run.seed, r));
-      if (cohort.empty()) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("round ", r, ": Poisson sampling with rate ", sampling_rate,
-                         " drew no client; raise round.clients_per_round or use more clients"));
-      }
-    } else {
-      FEDGE_ASSIGN_OR_RETURN(cohort, aggregator::RoundManager::SelectCohort(candidates, per_round,
-                                                                            config.run.seed, r));
-    }
-    v1::TrainConfig train = config.train;
-    train.set_seed(config.run.seed * 1'000'003ULL + static_cast<uint64_t>(r));
-    train.set_learning_rate(
-        static_cast<float>(config.train.learning_rate() * std::pow(config.lr_decay, r - 1)));
-    if (absl::Status opened = rounds->OpenRound(r, cohort, train); !opened.ok()) {
-      if (absl::IsResourceExhausted(opened) && !result.rounds.empty()) {
-        // The privacy budget allows no further round: the run ends here.
-        result.summary.stop_reason = std::string(opened.message());
-        break;
-      }
-      return opened;
-    }
-
+  // Runs one round (regular or extra) for `cohort`.
+  auto run_round = [&](const std::vector<std::string>& cohort, const v1::TrainConfig& train,
+                       RoundRecord& record) -> absl::Status {
+    ++round_id;
+    FEDGE_RETURN_IF_ERROR(rounds->OpenRound(round_id, cohort, train));
     std::vector<absl::StatusOr<client::TaskReport>> reports(cohort.size(),
                                                             absl::UnknownError("not run"));
     pool.ParallelFor(static_cast<int64_t>(cohort.size()), [&](int64_t task, int worker) {
@@ -366,14 +614,11 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
         (void)rounds->CloseRound();
         return absl::Status(
             reports[i].status().code(),
-            absl::StrCat("round ", r, ", ", cohort[i], ": ", reports[i].status().message()));
+            absl::StrCat("round ", round_id, ", ", cohort[i], ": ", reports[i].status().message()));
       }
     }
     FEDGE_ASSIGN_OR_RETURN(aggregator::RoundOutcome outcome, rounds->CloseRound());
-
-    RoundRecord record;
-    record.round = r;
-    record.participants = outcome.participants;
+    record.participants += outcome.participants;
     record.train_loss = outcome.train_loss;
     record.sparsity = outcome.sparsity;
     record.artifact_bytes = outcome.artifact_bytes;
@@ -387,38 +632,339 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
       record.bytes_up += report->bytes_up;
       record.bytes_down += report->bytes_down;
     }
+    return absl::OkStatus();
+  };
 
-    const bool evaluate = (r % config.eval.every == 0) || r == config.round.rounds;
-    if (evaluate) {
-      FEDGE_ASSIGN_OR_RETURN(auto version, registry.Get(outcome.new_version));
-      const int64_t shards = std::min<int64_t>(workers, test_size);
-      std::vector<absl::StatusOr<client::EvalMetrics>> parts(shards, absl::UnknownError("not run"));
-      pool.ParallelFor(shards, [&](int64_t shard, int worker) {
+  // Accuracy and loss of `parameters` on a whole store, in parallel.
+  auto evaluate = [&](const client::ExampleStore& store,
+                      const std::vector<float>& parameters) -> absl::StatusOr<client::EvalMetrics> {
+    const int64_t size = store.size();
+    const int64_t shards = std::min<int64_t>(workers, size);
+    std::vector<absl::StatusOr<client::EvalMetrics>> parts(shards, absl::UnknownError("not run"));
+    pool.ParallelFor(shards, [&](int64_t shard, int worker) {
+      models::ModelInstance& model = *replicas[worker];
+      if (absl::Status s = model.parameters().CopyFrom(parameters); !s.ok()) {
+        parts[shard] = s;
+        return;
+      }
+      const int64_t begin = size * shard / shards;
+      const int64_t end = size * (shard + 1) / shards;
+      parts[shard] = client::Evaluate(model, store, begin, end, config.eval.batch_size);
+    });
+    client::EvalMetrics total;
+    for (const auto& part : parts) {
+      if (!part.ok()) return part.status();
+      total.loss += part->loss * static_cast<double>(part->examples);
+      total.accuracy += part->accuracy * static_cast<double>(part->examples);
+    }
+    total.examples = size;
+    total.loss /= static_cast<double>(size);
+    total.accuracy /= static_cast<double>(size);
+    return total;
+  };
+
+  // Every monitored client runs the newest model on its stream and feeds its
+  // DriftMonitor; reports go to the aggregator through the transport.
+  auto monitor_clients = [&](int r, const aggregator::ModelVersion& version) -> absl::Status {
+    const double share = DriftedShare(config.drift, r);
+    std::vector<absl::Status> status(clients.size());
+    pool.ParallelFor(static_cast<int64_t>(clients.size()), [&](int64_t k, int worker) {
+      ClientDrift& c = drift.clients[partition_of[k]];
+      if (c.monitor == nullptr) return;
+      if (r == config.drift.round) c.samples_at_injection = c.monitor->samples();
+      try {
+        torch::NoGradGuard no_grad;
         models::ModelInstance& model = *replicas[worker];
-        if (absl::Status s = model.parameters().CopyFrom(version->parameters); !s.ok()) {
-          parts[shard] = s;
+        if (absl::Status s = model.parameters().CopyFrom(version.parameters); !s.ok()) {
+          status[k] = s;
           return;
         }
-        const int64_t begin = test_size * shard / shards;
-        const int64_t end = test_size * (shard + 1) / shards;
-        parts[shard] = client::Evaluate(model, *test_store, begin, end, config.eval.batch_size);
-      });
-      double loss = 0.0, correct = 0.0;
-      for (const auto& part : parts) {
-        if (!part.ok()) return part.status();
-        loss += part->loss * static_cast<double>(part->examples);
-        correct += part->accuracy * static_cast<double>(part->examples);
+        model.network().eval();
+        auto to_tensor = [](const std::vector<int32_t>& v) {
+          return torch::tensor(std::vector<int64_t>(v.begin(), v.end()));
+        };
+        // Confidence reference: the current model on the reference window.
+        const torch::Tensor ref_probs = torch::softmax(
+            model.network().forward(train_store->GatherFeatures(to_tensor(c.reference))), 1);
+        const torch::Tensor ref_conf = std::get<0>(ref_probs.max(1)).contiguous();
+        if (absl::Status s = c.monitor->SetReference({}, Span(ref_conf)); !s.ok()) {
+          status[k] = s;
+          return;
+        }
+        std::mt19937_64 rng(config.run.seed * 1'000'003ULL + partition_of[k] * 7919ULL + r);
+        const std::vector<int64_t> picked =
+            SampleStream(drift, c, share, config.monitor.samples_per_round, rng);
+        const torch::Tensor idx = torch::tensor(picked);
+        const torch::Tensor x = train_store->GatherFeatures(idx);
+        const torch::Tensor y = train_store->GatherLabels(idx);
+        const torch::Tensor logits = model.network().forward(x);
+        const torch::Tensor confidence = std::get<0>(torch::softmax(logits, 1).max(1)).contiguous();
+        const torch::Tensor summary = Summarize(x, config.monitor.summary_grid);
+        const int64_t labelled = static_cast<int64_t>(
+            std::llround(config.monitor.label_fraction * static_cast<double>(picked.size())));
+        const torch::Tensor loss =
+            torch::nn::functional::cross_entropy(
+                logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
+                .narrow(0, 0, labelled)
+                .contiguous();
+        const torch::Tensor error =
+            logits.argmax(1).ne(y).to(torch::kFloat32).narrow(0, 0, labelled).contiguous();
+        std::optional<v1::DriftReport> report;
+        for (int part = 0; part < 2; ++part) {
+          if (part == 1 && labelled == 0) break;
+          absl::StatusOr<client::MonitorOutcome> outcome =
+              part == 0
+                  ? c.monitor->ObserveInference(Span(summary), Span(confidence), version.version, r)
+                  : c.monitor->ObserveFeedback(Span(loss), Span(error), version.version, r);
+          if (!outcome.ok()) {
+            status[k] = outcome.status();
+            return;
+          }
+          for (const v1::DriftEvent& e : outcome->alarms) {
+            c.alarms.push_back(
+                {absl::StrCat(e.detector(), ":", e.stream()), r, e.monitor_samples()});
+          }
+          if (outcome->report && !report) report = std::move(outcome->report);
+        }
+        if (report) {
+          if (absl::Status s = transport.ReportDrift(*report); !s.ok()) {
+            status[k] = s;
+            return;
+          }
+          // The device fine-tunes on its recent data and takes it as its new
+          // reference (its training data now looks like this).
+          const std::vector<int32_t> now = CurrentIndices(drift, c, share);
+          if (config.monitor.fine_tune_epochs > 0) {
+            // Both models are scored on the same fresh stream sample.
+            const torch::Tensor probe =
+                torch::tensor(SampleStream(drift, c, share, config.monitor.samples_per_round, rng));
+            const torch::Tensor px = train_store->GatherFeatures(probe);
+            const torch::Tensor py = train_store->GatherLabels(probe);
+            auto accuracy = [&] {
+              torch::NoGradGuard guard;
+              model.network().eval();
+              return model.network()
+                  .forward(px)
+                  .argmax(1)
+                  .eq(py)
+                  .to(torch::kFloat64)
+                  .mean()
+                  .item<double>();
+            };
+            const double before = accuracy();
+            v1::TrainConfig tune = config.train;
+            tune.set_local_epochs(static_cast<uint32_t>(config.monitor.fine_tune_epochs));
+            tune.set_seed(config.run.seed ^ (partition_of[k] * 104729ULL + r));
+            tune.set_learning_rate(static_cast<float>(config.train.learning_rate() *
+                                                      std::pow(config.lr_decay, r - 1)));
+            torch::AutoGradMode with_gradients(true);  // the task runs without them
+            absl::StatusOr<client::LocalUpdate> tuned =
+                trainer.Fit(model,
+                            client::LocalDataset{train_store,
+                                                 std::make_shared<const std::vector<int32_t>>(now)},
+                            tune);
+            if (!tuned.ok()) {
+              status[k] = tuned.status();
+              return;
+            }
+            c.fine_tunes.push_back({before, accuracy()});
+          }
+          c.reference.assign(
+              now.begin(),
+              now.begin() + std::min<size_t>(now.size(), config.monitor.reference_size));
+          const torch::Tensor ref_summary = Summarize(
+              train_store->GatherFeatures(to_tensor(c.reference)), config.monitor.summary_grid);
+          if (absl::Status s = c.monitor->SetReference(Span(ref_summary), {}); !s.ok()) {
+            status[k] = s;
+            return;
+          }
+          c.monitor->ResetDetectors();
+        }
+      } catch (const std::exception& e) {
+        status[k] =
+            absl::InternalError(absl::StrCat("drift monitor of ", clients[k].id(), ": ", e.what()));
       }
-      record.test_loss = loss / static_cast<double>(test_size);
-      record.test_accuracy = correct / static_cast<double>(test_size);
+    });
+    for (const absl::Status& s : status) FEDGE_RETURN_IF_ERROR(s);
+    return absl::OkStatus();
+  };
+
+  // A round the privacy budget refuses ends the run (after at least one
+  // round; a budget too small for any round is an error).
+  auto budget_spent = [&](const absl::Status& status) {
+    if (!absl::IsResourceExhausted(status) || result.rounds.empty()) return false;
+    result.summary.stop_reason = std::string(status.message());
+    return true;
+  };
+
+  DriftRunSummary drift_summary;
+  bool pending_extra = false;
+  int extra_left = 0;
+  std::set<std::string> joiners;  // clients served by the current reaction
+  double last_share = 0.0;
+  for (int r = 1; r <= config.round.rounds; ++r) {
+    const Clock::time_point round_start = Clock::now();
+    // Drifted clients' data moves when the drifted share changes.
+    const double share = DriftedShare(config.drift, r);
+    if (drift.active && share != last_share) {
+      for (size_t k = 0; k < clients.size(); ++k) {
+        const ClientDrift& c = drift.clients[partition_of[k]];
+        if (!c.drifted) continue;
+        auto indices =
+            std::make_shared<const std::vector<int32_t>>(CurrentIndices(drift, c, share));
+        clients[k].SetData(client::LocalDataset{train_store, std::move(indices)});
+      }
+      last_share = share;
+    }
+    v1::TrainConfig train = config.train;
+    train.set_seed(config.run.seed * 1'000'003ULL + static_cast<uint64_t>(r));
+    train.set_learning_rate(
+        static_cast<float>(config.train.learning_rate() * std::pow(config.lr_decay, r - 1)));
+
+    RoundRecord record;
+    record.round = r;
+    drift_round = static_cast<uint64_t>(r);
+    DriftRoundRecord drift_record;
+    drift_record.round = r;
+    if (pending_extra) {
+      // The aggregator's reaction: an extra round with the clients that asked
+      // to join, filled up with a random draw.
+      const size_t want = config.reaction.extra_round_clients > 0
+                              ? static_cast<size_t>(config.reaction.extra_round_clients)
+                              : static_cast<size_t>(per_round);
+      for (const std::string& id : tracker->TakeJoinRequests()) {
+        if (client_index.contains(id)) joiners.insert(id);
+      }
+      // Those that asked to join first, in a random order, then a random fill.
+      std::vector<std::string> cohort;
+      FEDGE_ASSIGN_OR_RETURN(
+          std::vector<std::string> order,
+          aggregator::RoundManager::SelectCohort(candidates, static_cast<int>(candidates.size()),
+                                                 config.run.seed ^ 0x6A6F696EULL, r));
+      for (const std::string& id : order) {
+        if (cohort.size() < want && joiners.contains(id)) cohort.push_back(id);
+      }
+      std::set<std::string> in(cohort.begin(), cohort.end());
+      FEDGE_ASSIGN_OR_RETURN(
+          std::vector<std::string> fill,
+          aggregator::RoundManager::SelectCohort(candidates, static_cast<int>(candidates.size()),
+                                                 config.run.seed ^ 0x6578747261ULL, r));
+      for (const std::string& id : fill) {
+        if (cohort.size() >= want) break;
+        if (!in.contains(id)) cohort.push_back(id);
+      }
+      v1::TrainConfig extra = train;
+      extra.set_seed(train.seed() ^ 0x5EED5EEDULL);
+      if (absl::Status ran = run_round(cohort, extra, record); !ran.ok()) {
+        if (budget_spent(ran)) break;
+        return ran;
+      }
+      drift_record.extra_round = true;
+      ++drift_summary.extra_rounds;
+      if (--extra_left == 0) {
+        pending_extra = false;
+        joiners.clear();
+      }
+    }
+    std::vector<std::string> cohort;
+    if (UsesPoissonSampling(config)) {
+      FEDGE_ASSIGN_OR_RETURN(cohort, aggregator::RoundManager::SelectPoissonCohort(
+                                         candidates, sampling_rate, config.run.seed, r));
+      if (cohort.empty()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("round ", r, ": Poisson sampling with rate ", sampling_rate,
+                         " drew no client; raise round.clients_per_round or use more clients"));
+      }
+    } else {
+      FEDGE_ASSIGN_OR_RETURN(cohort, aggregator::RoundManager::SelectCohort(candidates, per_round,
+                                                                            config.run.seed, r));
+    }
+    if (absl::Status ran = run_round(cohort, train, record); !ran.ok()) {
+      if (budget_spent(ran)) break;
+      return ran;
+    }
+    FEDGE_ASSIGN_OR_RETURN(auto latest, registry.Latest());
+
+    const bool evaluate_now =
+        (r % config.eval.every == 0) || r == config.round.rounds || config.drift.type != "none";
+    if (evaluate_now) {
+      FEDGE_ASSIGN_OR_RETURN(client::EvalMetrics clean, evaluate(*test_store, latest->parameters));
+      record.test_loss = clean.loss;
+      record.test_accuracy = clean.accuracy;
+      if (drift.drifted_test != nullptr) {
+        FEDGE_ASSIGN_OR_RETURN(client::EvalMetrics drifted,
+                               evaluate(*drift.drifted_test, latest->parameters));
+        drift_record.drifted_accuracy = drifted.accuracy;
+      }
     } else if (!result.rounds.empty()) {
       record.test_loss = result.rounds.back().test_loss;
       record.test_accuracy = result.rounds.back().test_accuracy;
     }
+    drift_record.clean_accuracy = record.test_accuracy;
+    if (tracker != nullptr) {
+      FEDGE_RETURN_IF_ERROR(monitor_clients(r, *latest));
+      drift_record.reports = static_cast<int>(tracker->ReportsInRound(r));
+      const aggregator::DriftPolicyDecision decision = tracker->Evaluate(r);
+      drift_record.reporting_share = decision.share;
+      drift_record.alert = decision.alert;
+      drift_summary.alerts += decision.alert ? 1 : 0;
+      if (decision.extra_round) {
+        pending_extra = true;
+        extra_left = config.reaction.extra_rounds;
+      } else if (!pending_extra) {
+        (void)tracker->TakeJoinRequests();  // not served: dropped
+      }
+    }
+    if (drift.active) drift_summary.rounds.push_back(drift_record);
     record.wall_seconds = Seconds(round_start);
     record.elapsed_seconds = Seconds(run_start);
     result.rounds.push_back(record);
     if (on_round) on_round(record);
+  }
+
+  if (drift.active) {
+    DriftRunSummary& d = drift_summary;
+    d.type = config.drift.type;
+    d.injection_round = config.drift.type != "none" ? config.drift.round : 0;
+    d.clients = static_cast<int>(clients.size());
+    for (size_t k = 0; k < clients.size(); ++k)
+      d.drifted_clients += drift.clients[partition_of[k]].drifted;
+    d.reaction = config.reaction.policy.reaction;
+    if (d.injection_round > 1) {
+      d.pre_drift_accuracy = d.rounds[d.injection_round - 2].clean_accuracy;
+      d.recovery_target = d.pre_drift_accuracy - config.reaction.recovery_tolerance;
+      for (int r = d.injection_round; r <= config.round.rounds; ++r) {
+        if (d.rounds[r - 1].drifted_accuracy >= d.recovery_target) {
+          d.recovery_rounds = r - d.injection_round + 1;
+          break;
+        }
+      }
+    }
+    for (const ClientDrift& c : drift.clients) {
+      for (const auto& [before, after] : c.fine_tunes) {
+        ++d.fine_tunes;
+        d.fine_tune_accuracy_before += before;
+        d.fine_tune_accuracy_after += after;
+      }
+    }
+    if (d.fine_tunes > 0) {
+      d.fine_tune_accuracy_before /= d.fine_tunes;
+      d.fine_tune_accuracy_after /= d.fine_tunes;
+    }
+    if (tracker != nullptr) {
+      std::vector<std::string> keys;
+      for (const ClientDrift& c : drift.clients) {
+        if (c.monitor != nullptr) {
+          keys = c.monitor->detector_keys();
+          break;
+        }
+      }
+      for (const std::string& key : keys) {
+        d.detectors.push_back(DetectorStats(key, drift, std::max(1, d.injection_round)));
+      }
+      d.reports_by_version = tracker->ReportsByVersion();
+    }
+    result.drift = std::move(drift_summary);
   }
 
   RunSummary& summary = result.summary;

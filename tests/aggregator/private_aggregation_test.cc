@@ -14,6 +14,7 @@
 #include "fedge/privacy/update_privacy.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "round_fixtures.h"
 #include "status_matchers.h"
 
 namespace fedge::aggregator {
@@ -55,10 +56,10 @@ double Variance(const std::vector<float>& values) {
 TEST(PrivateAggregationTest, CentralClipsEachUpdateToTheBound) {
   FEDGE_ASSERT_OK_AND_ASSIGN(auto dp, PrivateAggregation::Create(Central(), 2));
   std::vector<float> big = {30.0f, 40.0f};
-  EXPECT_FALSE(dp->ClipUpdate(big, EmptyUpdate()));
+  EXPECT_FALSE(dp->ClipUpdate(big, EmptyUpdate(), dp->clip_norm()));
   EXPECT_LE(privacy::L2Norm(big), 1.0);
   std::vector<float> small = {0.3f, 0.4f};
-  EXPECT_TRUE(dp->ClipUpdate(small, EmptyUpdate()));
+  EXPECT_TRUE(dp->ClipUpdate(small, EmptyUpdate(), dp->clip_norm()));
   EXPECT_EQ(small, (std::vector<float>{0.3f, 0.4f}));
   // Central clients are not asked to clip or noise.
   const v1::PrivacyConfig task = dp->TaskConfig(10);
@@ -308,16 +309,9 @@ TEST(PrivateAggregationTest, StateSurvivesARestartAndGarbageChangesNothing) {
 
 // --- through the RoundManager ---------------------------------------------------
 
-const models::ModelSpec kSpec{"mlp", {3}, 2};
-const std::vector<models::ParameterLayout> kLayout = {{"w", {4}, 0, 4}};
-
-v1::TrainConfig Train() {
-  v1::TrainConfig train;
-  train.set_local_epochs(1);
-  train.set_batch_size(4);
-  train.set_learning_rate(0.1f);
-  return train;
-}
+using round_testing::kLayout;
+using round_testing::kSpec;
+using round_testing::Train;
 
 v1::EncodedUpdate Update(const std::string& client, const std::vector<float>& delta,
                          uint64_t examples, uint64_t round) {
@@ -353,6 +347,9 @@ TEST(PrivateRoundManagerTest, UniformWeightsClippingAndFixedDenominator) {
   EXPECT_NEAR(v1->parameters[1], 0.6 / 4, 1e-5);
   EXPECT_NEAR(v1->parameters[2], 0.8 / 4, 1e-5);
   EXPECT_NEAR(v1->parameters[3], 0.0, 1e-5);
+  // The clients' train loss is not private, so it is not published with DP.
+  EXPECT_FALSE(v1->artifact->header().metrics().contains("train_loss"));
+  EXPECT_TRUE(v1->artifact->header().metrics().contains("round"));
 }
 
 TEST(PrivateRoundManagerTest, StrategiesThatNeedEachUpdateAreRefused) {

@@ -7,23 +7,16 @@
 #include "fedge/models/update_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "round_fixtures.h"
 
 namespace fedge::aggregator {
 namespace {
 
 using ::testing::HasSubstr;
 
-// A 4-parameter "model": one tensor.
-const models::ModelSpec kSpec{"mlp", {3}, 2};
-const std::vector<models::ParameterLayout> kLayout = {{"w", {4}, 0, 4}};
-
-v1::TrainConfig Train() {
-  v1::TrainConfig train;
-  train.set_local_epochs(1);
-  train.set_batch_size(4);
-  train.set_learning_rate(0.1f);
-  return train;
-}
+using round_testing::kLayout;
+using round_testing::kSpec;
+using round_testing::Train;
 
 class RoundManagerTest : public ::testing::Test {
  protected:

@@ -117,6 +117,56 @@ TEST_F(DeviceClientTest, ClipsTheUpdateWhenAskedTo) {
   EXPECT_NEAR(privacy::L2Norm(delta), 1e-3, 1e-6);
 }
 
+TEST_F(DeviceClientTest, LocalDpClipsNoisesAndReportsTheBoundBit) {
+  v1::PrivacyConfig& dp = *transport_.task->mutable_privacy();
+  dp.set_mode(v1::PrivacyConfig::MODE_LOCAL);
+  dp.set_clip_norm(1e-3);
+  dp.set_mechanism("gaussian");
+  dp.set_noise_multiplier(2.0);
+  DeviceClientOptions options;
+  options.seeded_noise = true;
+  DeviceClient client("phone-1", data_, options);
+  ASSERT_TRUE(client.RunTask(transport_, *device_model_, Trainer()).ok());
+  ASSERT_TRUE(client.RunTask(transport_, *device_model_, Trainer()).ok());
+  ASSERT_EQ(transport_.submitted.size(), 2u);
+  const size_t d = global_->parameters().size();
+  std::vector<float> first(d), second(d);
+  ASSERT_TRUE((*models::CreateUpdateCodec("fp32"))->Decode(transport_.submitted[0], first).ok());
+  ASSERT_TRUE((*models::CreateUpdateCodec("fp32"))->Decode(transport_.submitted[1], second).ok());
+  // Noise N(0, (2e-3)^2) per coordinate dominates the clipped update (norm
+  // 1e-3): the norm is about 2e-3 sqrt(d).
+  const double expected = 2e-3 * std::sqrt(static_cast<double>(d));
+  EXPECT_NEAR(privacy::L2Norm(first), expected, 0.1 * expected);
+  // One local epoch moves the weights by far more than 1e-3.
+  EXPECT_EQ(transport_.submitted[0].metrics().at("clip_within"), 0.0);
+  // Seeded from the task: the same task gives the same noise.
+  EXPECT_EQ(first, second);
+
+  // With the OS's generator (the default) two runs differ.
+  DeviceClient device("phone-1", data_);
+  ASSERT_TRUE(device.RunTask(transport_, *device_model_, Trainer()).ok());
+  ASSERT_TRUE(device.RunTask(transport_, *device_model_, Trainer()).ok());
+  std::vector<float> a(d), b(d);
+  ASSERT_TRUE((*models::CreateUpdateCodec("fp32"))->Decode(transport_.submitted[2], a).ok());
+  ASSERT_TRUE((*models::CreateUpdateCodec("fp32"))->Decode(transport_.submitted[3], b).ok());
+  EXPECT_NE(a, b);
+}
+
+TEST_F(DeviceClientTest, PrivacyTaskWithoutAClipNormIsRefused) {
+  v1::PrivacyConfig& dp = *transport_.task->mutable_privacy();
+  dp.set_mode(v1::PrivacyConfig::MODE_DISTRIBUTED);
+  dp.set_mechanism("gaussian");
+  dp.set_noise_multiplier(0.5);
+  auto report = DeviceClient("phone-1", data_).RunTask(transport_, *device_model_, Trainer());
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(report.status().message(), HasSubstr("clip norm"));
+  dp.set_clip_norm(1.0);
+  dp.set_mechanism("cauchy");
+  report = DeviceClient("phone-1", data_).RunTask(transport_, *device_model_, Trainer());
+  EXPECT_THAT(report.status().message(), HasSubstr("privatizing the update"));
+  EXPECT_TRUE(transport_.submitted.empty());
+}
+
 TEST_F(DeviceClientTest, RefusesATamperedModelAndSubmitsNothing) {
   v1::ModelArtifact tampered = artifact_;
   (*tampered.mutable_tensors(0)->mutable_data())[5] ^= 0x40;

@@ -4,10 +4,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -59,6 +58,43 @@ constexpr char kSmall[] =
     "--set data.synthetic.devices=30 --set model.architecture=mlp --set round.rounds=4 "
     "--set round.clients_per_round=5 --set run.threads=2 --set run.name=cli-test";
 
+TEST_F(FedgeSimCliTest, DriftRunsWriteDriftJsonAndPrintTheDetectorTable) {
+  ProcessResult run = FedgeSim(
+      std::string(kSmall) +
+      " --set drift.type=label-swap --set drift.round=3 --set drift.fraction=0.2"
+      " --set monitor.enabled=on --set monitor.detectors=adwin,ks --set policy.reaction=alert"
+      " --out " +
+      out_.string());
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("drift: label-swap at round 3 in 6 of 30 clients"));
+  EXPECT_THAT(run.output, HasSubstr("ks:features"));
+  nlohmann::json drift = nlohmann::json::parse(ReadFile(out_ / "drift.json"));
+  EXPECT_EQ(drift["type"], "label-swap");
+  EXPECT_EQ(drift["drifted_clients"], 6);
+  EXPECT_EQ(drift["reaction"], "alert");
+  ASSERT_EQ(drift["detectors"].size(), 2u);
+  EXPECT_EQ(drift["detectors"][0]["detector"], "adwin:error");
+  EXPECT_EQ(drift["detectors"][0]["drifted_clients"].get<int>() +
+                drift["detectors"][0]["clean_clients"].get<int>(),
+            30);
+  EXPECT_EQ(drift["rounds"].size(), 4u);
+  EXPECT_TRUE(drift.contains("reports_by_version"));
+}
+
+TEST_F(FedgeSimCliTest, BadDriftKeysAreRefusedAndWriteNothing) {
+  ProcessResult run =
+      FedgeSim(std::string(kSmall) + " --set policy.reaction=extra-round --out " + out_.string());
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_THAT(run.output, HasSubstr("needs monitor.enabled on"));
+  EXPECT_FALSE(std::filesystem::exists(out_ / "drift.json"));
+  run = FedgeSim(std::string(kSmall) +
+                 " --set drift.type=label-swap --set drift.round=2 --set drift.swap_b=12" +
+                 " --out " + out_.string());
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_THAT(run.output, HasSubstr("class 12"));
+  EXPECT_FALSE(std::filesystem::exists(out_ / "drift.json"));
+}
+
 TEST_F(FedgeSimCliTest, WritesCsvSummaryAndReport) {
   ProcessResult run = FedgeSim(std::string(kSmall) + " --out " + out_.string());
   ASSERT_EQ(run.exit_code, 0) << run.output;
@@ -85,8 +121,9 @@ TEST_F(FedgeSimCliTest, YamlConfigFileWithOverrides) {
                                       "partition:\n  method: natural\n  num_clients: 10\n"
                                       "model:\n  architecture: mlp\nround:\n  rounds: 50\n"
                                       "  clients_per_round: 3\n";
-  ProcessResult run = FedgeSim("--config " + (out_ / "exp.yaml").string() +
-                     " --set round.rounds=2 --set run.threads=1 --out " + (out_ / "run").string());
+  ProcessResult run =
+      FedgeSim("--config " + (out_ / "exp.yaml").string() +
+               " --set round.rounds=2 --set run.threads=1 --out " + (out_ / "run").string());
   ASSERT_EQ(run.exit_code, 0) << run.output;
   nlohmann::json summary = nlohmann::json::parse(ReadFile(out_ / "run" / "summary.json"));
   EXPECT_EQ(summary["rounds"], 2);  // the override wins over the file

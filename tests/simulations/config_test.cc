@@ -208,6 +208,33 @@ TEST(ConfigTest, CodecOptionsAndErrorFeedback) {
               HasSubstr("auto, off, on"));
 }
 
+TEST(ConfigTest, DriftKeysAreValidated) {
+  SimulationConfig config = DefaultConfig();
+  ASSERT_TRUE(SetConfigValue(config, "policy.reaction", "extra-round").ok());
+  EXPECT_THAT(ValidateConfig(config).message(), HasSubstr("needs monitor.enabled on"));
+  ASSERT_TRUE(SetConfigValue(config, "monitor.enabled", "on").ok());
+  EXPECT_TRUE(ValidateConfig(config).ok());
+  ASSERT_TRUE(SetConfigValue(config, "monitor.trigger", "cusum").ok());
+  EXPECT_THAT(ValidateConfig(config).message(), HasSubstr("monitor: DriftMonitorOptions.trigger"));
+
+  config = DefaultConfig();
+  ASSERT_TRUE(SetConfigValue(config, "drift.type", "rotation").ok());
+  ASSERT_TRUE(SetConfigValue(config, "drift.round", "81").ok());
+  EXPECT_THAT(ValidateConfig(config).message(), HasSubstr("drift.round (81)"));
+
+  const SimulationConfig before = DefaultConfig();
+  config = before;
+  EXPECT_THAT(SetConfigValue(config, "monitor.detectors", "ks,cusum").message(),
+              HasSubstr("registered detectors (adwin, confidence, ddm, ks, page-hinkley, psi)"));
+  EXPECT_THAT(SetConfigValue(config, "drift.type", "snow").message(), HasSubstr("drift.type"));
+  EXPECT_THAT(SetConfigValue(config, "drift.fraction", "0").message(), HasSubstr("drift.fraction"));
+  EXPECT_THAT(SetConfigValue(config, "policy.threshold", "1.5").message(),
+              HasSubstr("policy.threshold"));
+  EXPECT_EQ(DescribeConfig(config), DescribeConfig(before));
+  ASSERT_TRUE(SetConfigValue(config, "monitor.detectors", " ks , adwin:loss ").ok());
+  EXPECT_EQ(config.monitor.options.detectors, (std::vector<std::string>{"ks", "adwin:loss"}));
+}
+
 TEST(ConfigTest, YamlMapsNestedKeysAndIsAllOrNothing) {
   SimulationConfig config = DefaultConfig();
   ASSERT_TRUE(ApplyYaml(config, R"(

@@ -9,6 +9,7 @@
 #include "fedge/simulations/simulation.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "synthetic_run.h"
 
 namespace fedge::simulations {
 namespace {
@@ -16,23 +17,9 @@ namespace {
 using ::testing::HasSubstr;
 
 SimulationConfig PrivateConfig() {
-  SimulationConfig config = DefaultConfig();
-  config.run.name = "dp-test";
-  config.run.seed = 11;
-  config.run.threads = 2;
-  config.run.progress = "off";
-  config.data.dataset = "synthetic";
-  config.data.synthetic.alpha = 0.0;
-  config.data.synthetic.beta = 0.0;
-  config.data.synthetic.num_devices = 100;
-  config.partition.method = "natural";
-  config.partition.num_clients = 100;
-  config.model.architecture = "mlp";
-  config.round.rounds = 8;
-  config.round.clients_per_round = 25;  // q = 0.25
-  config.train.set_local_epochs(1);
-  config.train.set_batch_size(10);
-  config.train.set_learning_rate(0.05f);
+  SimulationConfig config = sim_testing::SyntheticRunConfig("dp-test", 11, /*devices=*/100,
+                                                            /*clients_per_round=*/25, /*rounds=*/8);
+  config.train.set_local_epochs(1);  // q = 0.25
   config.lr_decay = 1.0;
   config.privacy.mode = "central";
   config.privacy.noise_multiplier = 0.8;
@@ -41,11 +28,7 @@ SimulationConfig PrivateConfig() {
   return config;
 }
 
-TrainTest Data(const SimulationConfig& config) {
-  auto data = LoadData(config);
-  EXPECT_TRUE(data.ok()) << data.status();
-  return std::move(*data);
-}
+TrainTest Data(const SimulationConfig& config) { return sim_testing::LoadTestData(config); }
 
 TEST(PrivacySimulationTest, CentralDpReportsTheAccountantsEpsilonEveryRound) {
   const SimulationConfig config = PrivateConfig();
@@ -177,6 +160,14 @@ TEST(PrivacySimulationTest, ConfigRefusesWhatWouldNotBePrivate) {
       EXPECT_THAT(status.message(), HasSubstr(c.message)) << c.key;
     }
   }
+  // Drift's extra rounds pick their clients by drift reports.
+  SimulationConfig drift = PrivateConfig();
+  ASSERT_TRUE(SetConfigValue(drift, "monitor.enabled", "on").ok());
+  ASSERT_TRUE(SetConfigValue(drift, "policy.reaction", "extra-round").ok());
+  EXPECT_THAT(ValidateConfig(drift).message(), HasSubstr("not a Poisson sample"));
+  ASSERT_TRUE(SetConfigValue(drift, "policy.reaction", "alert").ok());
+  EXPECT_TRUE(ValidateConfig(drift).ok()) << ValidateConfig(drift);
+
   SimulationConfig config = PrivateConfig();
   EXPECT_THAT(SetConfigValue(config, "privacy.mechanism", "cauchy").message(),
               HasSubstr("discrete-gaussian, gaussian, laplace, none"));

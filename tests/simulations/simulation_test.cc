@@ -7,6 +7,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "synthetic_run.h"
 
 namespace fedge::simulations {
 namespace {
@@ -14,31 +15,13 @@ namespace {
 using ::testing::HasSubstr;
 
 SimulationConfig SyntheticConfig() {
-  SimulationConfig config = DefaultConfig();
-  config.run.name = "synthetic-test";
-  config.run.seed = 5;
-  config.run.threads = 2;
-  config.run.progress = "off";
-  config.data.dataset = "synthetic";
-  config.data.synthetic.alpha = 0.0;
-  config.data.synthetic.beta = 0.0;
-  config.data.synthetic.num_devices = 20;
-  config.partition.method = "natural";
-  config.partition.num_clients = 20;
-  config.model.architecture = "mlp";
-  config.round.rounds = 15;
-  config.round.clients_per_round = 8;
+  SimulationConfig config = sim_testing::SyntheticRunConfig("synthetic-test", 5, /*devices=*/20,
+                                                            /*clients_per_round=*/8, /*rounds=*/15);
   config.train.set_local_epochs(2);
-  config.train.set_batch_size(10);
-  config.train.set_learning_rate(0.05f);
   return config;
 }
 
-TrainTest Data(const SimulationConfig& config) {
-  auto data = LoadData(config);
-  EXPECT_TRUE(data.ok()) << data.status();
-  return std::move(*data);
-}
+TrainTest Data(const SimulationConfig& config) { return sim_testing::LoadTestData(config); }
 
 TEST(SimulationTest, FedAvgOnSyntheticLearnsWellAboveChance) {
   const SimulationConfig config = SyntheticConfig();
@@ -244,6 +227,57 @@ TEST(SimulationTest, DivergingTrainingIsReportedNotPublished) {
   EXPECT_FALSE(result.ok());
   EXPECT_THAT(result.status().message(),
               ::testing::AnyOf(HasSubstr("diverged"), HasSubstr("finite")));
+}
+
+// Gaussian noise on half of the Synthetic clients from round 6: ks on the
+// clients' input summaries finds them, the aggregator reacts with extra
+// rounds, and drift.json-level figures are consistent.
+TEST(SimulationTest, DriftIsInjectedDetectedAndReactedTo) {
+  SimulationConfig config = SyntheticConfig();
+  config.round.rounds = 10;
+  config.drift.type = "noise";
+  config.drift.noise_std = 2.0;
+  config.drift.round = 6;
+  config.drift.fraction = 0.5;
+  config.monitor.enabled = true;
+  config.monitor.options.detectors = {"ks", "adwin"};
+  config.monitor.options.trigger = "ks";
+  config.monitor.samples_per_round = 64;
+  config.reaction.policy.reaction = "extra-round";
+  config.reaction.policy.threshold = 0.2;
+  config.reaction.extra_rounds = 2;
+  auto result = RunSimulation(config, Data(config));
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_TRUE(result->drift.has_value());
+  const DriftRunSummary& drift = *result->drift;
+  EXPECT_EQ(drift.clients, 20);
+  EXPECT_EQ(drift.drifted_clients, 10);
+  EXPECT_EQ(drift.injection_round, 6);
+  ASSERT_EQ(drift.detectors.size(), 2u);
+  const DetectorDriftStats& ks = drift.detectors[0];
+  EXPECT_EQ(ks.detector, "ks:features");
+  EXPECT_EQ(ks.drifted_clients + ks.clean_clients, 20);
+  EXPECT_GE(ks.detected_within_one_round, 8) << "of " << ks.drifted_clients;
+  EXPECT_LE(ks.clean_with_alarm, 2);
+  // Reports arrive from round 6 on; the policy adds an extra round to the
+  // next two rounds.
+  ASSERT_EQ(drift.rounds.size(), 10u);
+  for (int r = 0; r < 5; ++r) EXPECT_FALSE(drift.rounds[r].extra_round);
+  EXPECT_GE(drift.rounds[5].reports, 4);
+  EXPECT_TRUE(drift.rounds[5].alert);
+  EXPECT_TRUE(drift.rounds[6].extra_round);
+  EXPECT_TRUE(drift.rounds[7].extra_round);
+  EXPECT_EQ(drift.extra_rounds, 2);
+  int64_t reports = 0;
+  for (const auto& [version, count] : drift.reports_by_version) reports += count;
+  int64_t per_round = 0;
+  for (const DriftRoundRecord& r : drift.rounds) per_round += r.reports;
+  EXPECT_EQ(reports, per_round);
+  // Each report made its client fine-tune locally once.
+  EXPECT_EQ(drift.fine_tunes, reports);
+  // Rounds with an extra round aggregate two cohorts.
+  EXPECT_EQ(result->rounds[6].participants, 16);
+  EXPECT_EQ(result->rounds[5].participants, 8);
 }
 
 }  // namespace

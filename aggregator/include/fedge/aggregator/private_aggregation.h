@@ -113,11 +113,13 @@ class PrivateAggregation {
   // The privacy section of the tasks of a round with `cohort_size` clients.
   v1::PrivacyConfig TaskConfig(std::size_t cohort_size) const;
 
-  // Central mode: clips the decoded `delta` in place to the round's bound.
-  // Other modes: checks nothing in the values (the client clipped before
-  // noising) and reads the client's "clip_within" metric. Returns whether
-  // the update was within the bound. Thread-safe.
-  bool ClipUpdate(std::span<float> delta, const v1::EncodedUpdate& update) const;
+  // Central mode: clips the decoded `delta` in place to `bound`, the
+  // round's clip_norm() as read when the update was admitted (the caller
+  // reads it under its lock; the clipper moves between rounds). Other modes:
+  // checks nothing in the values (the client clipped before noising) and
+  // reads the client's "clip_within" metric. Returns whether the update was
+  // within the bound. Thread-safe.
+  bool ClipUpdate(std::span<float> delta, const v1::EncodedUpdate& update, double bound) const;
   // Records the bit ClipUpdate returned (adaptive clipping).
   void Record(bool within_bound);
 

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "fedge/client/local_data.h"
@@ -74,6 +75,9 @@ class DeviceClient {
 
   const std::string& id() const { return id_; }
   const LocalDataset& data() const { return data_; }
+  // Replaces the device's local data (e.g. its data drifted), keeping the
+  // rest of its state (the error-feedback residual).
+  void SetData(LocalDataset data) { data_ = std::move(data); }
 
   // Runs the task the transport has for this client, training on `model`
   // (whose architecture must match the artifact). When the artifact is

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "fedge/v1/drift.pb.h"
 #include "fedge/v1/federation.pb.h"
 #include "fedge/v1/model.pb.h"
 
@@ -28,11 +29,17 @@ class ClientTransport {
 
   // The model artifact of `version`. Artifacts are immutable; the pointer may
   // be shared with other clients.
-  virtual absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> FetchModel(
-      uint64_t version) = 0;
+  virtual absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> FetchModel(uint64_t version) = 0;
 
   // Hands an update to the aggregator; the status is the aggregator's verdict.
   virtual absl::Status SubmitUpdate(const v1::EncodedUpdate& update) = 0;
+
+  // Sends a drift report (see fedge/client/drift_monitor.h); the status is
+  // the aggregator's verdict. Transports to aggregators that take no drift
+  // reports keep this default: UNIMPLEMENTED.
+  virtual absl::Status ReportDrift(const v1::DriftReport& report) {
+    return absl::UnimplementedError("this aggregator takes no drift reports");
+  }
 };
 
 }  // namespace fedge::client

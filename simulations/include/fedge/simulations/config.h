@@ -22,12 +22,15 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "fedge/aggregator/private_aggregation.h"
+#include "fedge/aggregator/drift_tracker.h"
 #include "fedge/aggregator/strategy.h"
+#include "fedge/client/drift_monitor.h"
 #include "fedge/models/artifact.h"
 #include "fedge/models/model_spec.h"
 #include "fedge/models/pruning.h"
 #include "fedge/models/update_codec.h"
 #include "fedge/simulations/dataset.h"
+#include "fedge/simulations/drift_scenario.h"
 #include "fedge/simulations/partition.h"
 #include "fedge/v1/federation.pb.h"
 
@@ -124,6 +127,41 @@ struct RunOptions {
   std::string name = "fedavg-cnn-fashion-mnist";
 };
 
+// Every client's DriftMonitor (see fedge/client/drift_monitor.h). After each
+// round each client runs the newest model on `samples_per_round` fresh
+// examples of its own distribution (its class mix, drawn from the whole
+// train split; its own examples, resampled, under partition.method natural;
+// drifted like its data) and feeds the monitor: input summaries (images
+// average-pooled to summary_grid x summary_grid; vectors pooled to at most 64
+// values) and top-class probabilities, then losses and 0/1 errors of the
+// first label_fraction of them (labelled feedback).
+struct MonitorConfig {
+  bool enabled = false;
+  // options.cooldown is in rounds; options.features is set by the runner.
+  client::DriftMonitorOptions options;
+  int samples_per_round = 64;
+  double label_fraction = 1.0;
+  // Reference window: this many of the client's training examples.
+  int reference_size = 256;
+  int summary_grid = 7;
+  // Local epochs a client fine-tunes the global model on its recent data
+  // after it reports drift (0 = no fine-tune).
+  int fine_tune_epochs = 1;
+};
+
+struct DriftReactionConfig {
+  aggregator::DriftPolicyOptions policy;
+  // Clients in an extra round: those that asked to join, filled up (or cut
+  // down) to this many; 0 = round.clients_per_round.
+  int extra_round_clients = 0;
+  // An "extra-round" reaction adds one extra round to each of this many
+  // rounds, serving the same joiners (and any that ask meanwhile).
+  int extra_rounds = 1;
+  // Accuracy on the drifted test data counts as recovered at the pre-drift
+  // accuracy on clean test data minus this.
+  double recovery_tolerance = 0.05;
+};
+
 struct SimulationConfig {
   DataOptions data;
   PartitionOptions partition;
@@ -148,6 +186,9 @@ struct SimulationConfig {
   RoundOptions round;
   EvalOptions eval;
   RunOptions run;
+  DriftScenarioOptions drift;
+  MonitorConfig monitor;
+  DriftReactionConfig reaction;
 };
 
 // The default experiment: Fashion-MNIST, 100 clients, Dirichlet(0.5) label

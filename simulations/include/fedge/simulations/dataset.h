@@ -56,8 +56,8 @@ inline constexpr char kDefaultFashionMnistDir[] = "/usr/share/datasets/fashion-m
 // wrong: NOT_FOUND for a missing file (with the apt command that installs
 // Fashion-MNIST when the path is the Debian default), DATA_LOSS for a
 // truncated/corrupt file, bad magic, count mismatch or a label out of range.
-absl::StatusOr<Dataset> ReadIdxPair(const std::string& images_path,
-                                    const std::string& labels_path, int64_t num_classes = 10);
+absl::StatusOr<Dataset> ReadIdxPair(const std::string& images_path, const std::string& labels_path,
+                                    int64_t num_classes = 10);
 
 // Reads train + test splits from `dir`, which holds the four standard files
 // ({train,t10k}-{images-idx3,labels-idx1}-ubyte, each optionally with .gz).
@@ -73,8 +73,8 @@ struct SyntheticOptions {
   // Number of devices; each gets a power-law distributed number of examples.
   // REQUIRES: >= 1.
   int num_devices = 30;
-  int dimension = 60;     // features per example. REQUIRES: >= 1.
-  int num_classes = 10;   // REQUIRES: >= 2.
+  int dimension = 60;    // features per example. REQUIRES: >= 1.
+  int num_classes = 10;  // REQUIRES: >= 2.
   // Fraction of each device's examples held out into the shared test split.
   // REQUIRES: 0 < value < 1.
   double test_fraction = 0.2;

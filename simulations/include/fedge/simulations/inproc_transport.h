@@ -7,6 +7,7 @@
 #ifndef FEDGE_SIMULATIONS_INPROC_TRANSPORT_H_
 #define FEDGE_SIMULATIONS_INPROC_TRANSPORT_H_
 
+#include "fedge/aggregator/drift_tracker.h"
 #include "fedge/aggregator/model_registry.h"
 #include "fedge/aggregator/round_manager.h"
 #include "fedge/client/transport.h"
@@ -15,9 +16,12 @@ namespace fedge::simulations {
 
 class InProcTransport final : public client::ClientTransport {
  public:
-  // Both must outlive the transport.
-  InProcTransport(aggregator::RoundManager* rounds, const aggregator::ModelRegistry* registry)
-      : rounds_(rounds), registry_(registry) {}
+  // All must outlive the transport; `drift` may be null (drift reports are
+  // then refused as UNIMPLEMENTED). `round` is read when a drift report
+  // arrives, to file it under the current round.
+  InProcTransport(aggregator::RoundManager* rounds, const aggregator::ModelRegistry* registry,
+                  aggregator::DriftTracker* drift = nullptr, const uint64_t* round = nullptr)
+      : rounds_(rounds), registry_(registry), drift_(drift), round_(round) {}
 
   absl::StatusOr<v1::Task> PollTask(const std::string& client_id) override {
     return rounds_->TaskFor(client_id);
@@ -33,9 +37,18 @@ class InProcTransport final : public client::ClientTransport {
     return rounds_->Submit(update);
   }
 
+  absl::Status ReportDrift(const v1::DriftReport& report) override {
+    if (drift_ == nullptr) return ClientTransport::ReportDrift(report);
+    absl::StatusOr<std::shared_ptr<const aggregator::ModelVersion>> latest = registry_->Latest();
+    if (!latest.ok()) return latest.status();
+    return drift_->Record(report, round_ != nullptr ? *round_ : 0, (*latest)->version);
+  }
+
  private:
   aggregator::RoundManager* rounds_;
   const aggregator::ModelRegistry* registry_;
+  aggregator::DriftTracker* drift_;
+  const uint64_t* round_;
 };
 
 }  // namespace fedge::simulations

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -20,8 +21,8 @@ namespace fedge::simulations {
 
 // What one round did. Accuracy in [0, 1]; losses are mean cross-entropy.
 struct RoundRecord {
-  int round = 0;                  // 1-based
-  double test_accuracy = 0.0;     // global model on the test split, after the round
+  int round = 0;               // 1-based
+  double test_accuracy = 0.0;  // global model on the test split, after the round
   double test_loss = 0.0;
   double train_loss = 0.0;        // example-weighted mean of the clients' local losses
   int participants = 0;           // clients whose update was aggregated
@@ -59,13 +60,13 @@ struct DeviceModelSummary {
 };
 
 struct RunSummary {
-  std::string experiment;         // a short title, e.g. "fedavg cnn fashion-mnist"
+  std::string experiment;  // a short title, e.g. "fedavg cnn fashion-mnist"
   int rounds = 0;
   double final_accuracy = 0.0;
   double final_loss = 0.0;
   double best_accuracy = 0.0;
   double wall_seconds = 0.0;
-  uint64_t bytes_up = 0;          // totals over all rounds
+  uint64_t bytes_up = 0;  // totals over all rounds
   uint64_t bytes_down = 0;
   int64_t num_parameters = 0;
   double peak_rss_mb = 0.0;
@@ -89,6 +90,56 @@ struct RunSummary {
   // The resolved configuration, as key = value strings in key order.
   std::vector<std::pair<std::string, std::string>> config;
 };
+
+// How one detector did in a drift run (from every client's monitor).
+struct DetectorDriftStats {
+  std::string detector;  // "name:stream"
+  int drifted_clients = 0;
+  int detected_within_one_round = 0;  // first alarm in the injection round or the next
+  int detected = 0;                   // first alarm at any round from the injection on
+  double mean_delay_rounds = 0.0;     // over detected clients; 0 = the injection round
+  double mean_delay_samples = 0.0;    // stream examples observed from the injection to the alarm
+  double median_delay_samples = 0.0;
+  int drifted_with_early_alarm = 0;  // drifted clients that alarmed before the injection
+  int clean_clients = 0;
+  int clean_with_alarm = 0;  // clients without drift that raised any alarm
+};
+
+// One round of a drift run.
+struct DriftRoundRecord {
+  int round = 0;
+  double clean_accuracy = 0.0;    // global model on the test split
+  double drifted_accuracy = 0.0;  // global model on the drifted test split
+  int reports = 0;                // drift reports the aggregator accepted
+  double reporting_share = 0.0;   // policy window share after the round
+  bool alert = false;
+  bool extra_round = false;  // an extra round ran before this round
+};
+
+struct DriftRunSummary {
+  std::string type;  // drift.type
+  int injection_round = 0;
+  int drifted_clients = 0;
+  int clients = 0;
+  std::string reaction;             // policy.reaction
+  double pre_drift_accuracy = 0.0;  // clean test accuracy after round injection_round - 1
+  double recovery_target = 0.0;
+  int recovery_rounds = -1;  // regular rounds from the injection until recovered; -1 never
+  int extra_rounds = 0;
+  int alerts = 0;
+  // Local fine-tunes after a drift report, and the mean accuracy on a fresh
+  // sample of the device's stream of the global model before and of the
+  // fine-tuned model after.
+  int fine_tunes = 0;
+  double fine_tune_accuracy_before = 0.0;
+  double fine_tune_accuracy_after = 0.0;
+  std::vector<DetectorDriftStats> detectors;
+  std::vector<DriftRoundRecord> rounds;
+  std::map<uint64_t, int64_t> reports_by_version;
+};
+
+// drift.json: the summary, per-detector stats and per-round records.
+absl::Status WriteDriftJson(const std::string& path, const DriftRunSummary& drift);
 
 // Columns: round,test_accuracy,test_loss,train_loss,participants,bytes_up,
 // bytes_down,wall_seconds,elapsed_seconds,epsilon,clip_norm,sparsity,

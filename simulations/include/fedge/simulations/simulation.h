@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -38,6 +39,8 @@ struct SimulationResult {
   // aggregator's proxy set (sorted store indices).
   int64_t client_examples = 0;
   std::vector<int32_t> proxy_indices;
+  // Set when drift is injected or clients monitor for it.
+  std::optional<DriftRunSummary> drift;
 };
 
 // Called on the driving thread after every round.
