@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "status_matchers.h"
+#include "test_layouts.h"
 
 namespace fedge::models {
 namespace {
@@ -20,21 +21,12 @@ using ::testing::HasSubstr;
 
 // A small conv net's layout: conv [8,1,3,3], conv [16,8,3,3], fc [10,64].
 std::vector<ParameterLayout> SmallLayout() {
-  std::vector<ParameterLayout> layout;
-  int64_t offset = 0;
-  const auto add = [&](std::string name, std::vector<int64_t> shape) {
-    int64_t numel = 1;
-    for (int64_t d : shape) numel *= d;
-    layout.push_back({std::move(name), std::move(shape), offset, numel});
-    offset += numel;
-  };
-  add("conv1.weight", {8, 1, 3, 3});
-  add("conv1.bias", {8});
-  add("conv2.weight", {16, 8, 3, 3});
-  add("conv2.bias", {16});
-  add("fc.weight", {10, 64});
-  add("fc.bias", {10});
-  return layout;
+  return testing_layouts::LayoutOf({{"conv1.weight", {8, 1, 3, 3}},
+                                    {"conv1.bias", {8}},
+                                    {"conv2.weight", {16, 8, 3, 3}},
+                                    {"conv2.bias", {16}},
+                                    {"fc.weight", {10, 64}},
+                                    {"fc.bias", {10}}});
 }
 
 std::vector<float> RandomValues(const std::vector<ParameterLayout>& layout, uint32_t seed) {

@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "status_matchers.h"
+#include "test_layouts.h"
 
 namespace fedge::models {
 namespace {
@@ -24,23 +25,14 @@ constexpr float kUntouched = -777.0f;
 
 // cnn-large's parameter layout (582,026 values).
 std::vector<ParameterLayout> CnnLargeLayout() {
-  std::vector<ParameterLayout> layout;
-  int64_t offset = 0;
-  const auto add = [&](std::string name, std::vector<int64_t> shape) {
-    int64_t numel = 1;
-    for (int64_t d : shape) numel *= d;
-    layout.push_back({std::move(name), std::move(shape), offset, numel});
-    offset += numel;
-  };
-  add("conv1.weight", {32, 1, 5, 5});
-  add("conv1.bias", {32});
-  add("conv2.weight", {64, 32, 5, 5});
-  add("conv2.bias", {64});
-  add("fc1.weight", {512, 1024});
-  add("fc1.bias", {512});
-  add("fc2.weight", {10, 512});
-  add("fc2.bias", {10});
-  return layout;
+  return testing_layouts::LayoutOf({{"conv1.weight", {32, 1, 5, 5}},
+                                    {"conv1.bias", {32}},
+                                    {"conv2.weight", {64, 32, 5, 5}},
+                                    {"conv2.bias", {64}},
+                                    {"fc1.weight", {512, 1024}},
+                                    {"fc1.bias", {512}},
+                                    {"fc2.weight", {10, 512}},
+                                    {"fc2.bias", {10}}});
 }
 
 // Weights whose magnitude differs from channel to channel, as trained ones do.

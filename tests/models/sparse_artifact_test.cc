@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "status_matchers.h"
+#include "test_layouts.h"
 
 namespace fedge::models {
 namespace {
@@ -25,23 +26,14 @@ const ModelSpec kSpec{"cnn", {1, 28, 28}, 10};
 
 // cnn's layout (431,080 values).
 std::vector<ParameterLayout> CnnLayout() {
-  std::vector<ParameterLayout> layout;
-  int64_t offset = 0;
-  const auto add = [&](std::string name, std::vector<int64_t> shape) {
-    int64_t numel = 1;
-    for (int64_t d : shape) numel *= d;
-    layout.push_back({std::move(name), std::move(shape), offset, numel});
-    offset += numel;
-  };
-  add("conv1.weight", {20, 1, 5, 5});
-  add("conv1.bias", {20});
-  add("conv2.weight", {50, 20, 5, 5});
-  add("conv2.bias", {50});
-  add("fc1.weight", {500, 800});
-  add("fc1.bias", {500});
-  add("fc2.weight", {10, 500});
-  add("fc2.bias", {10});
-  return layout;
+  return testing_layouts::LayoutOf({{"conv1.weight", {20, 1, 5, 5}},
+                                    {"conv1.bias", {20}},
+                                    {"conv2.weight", {50, 20, 5, 5}},
+                                    {"conv2.bias", {50}},
+                                    {"fc1.weight", {500, 800}},
+                                    {"fc1.bias", {500}},
+                                    {"fc2.weight", {10, 500}},
+                                    {"fc2.bias", {10}}});
 }
 
 class SparseArtifactTest : public ::testing::Test {
