@@ -78,6 +78,31 @@ absl::StatusOr<std::shared_ptr<const ModelVersion>> ModelRegistry::Publish(
   return published;
 }
 
+absl::Status ModelRegistry::Adopt(ModelVersion version) {
+  if (static_cast<int64_t>(version.parameters.size()) != num_parameters()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model version ", version.version, " has ", version.parameters.size(),
+                     " parameters, the model has ", num_parameters()));
+  }
+  if (version.artifact == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model version ", version.version, " has no artifact"));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (version.version < next_version_ && !versions_.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot adopt model version ", version.version,
+                                                   ": version ", next_version_ - 1,
+                                                   " is already held"));
+  }
+  next_version_ = version.version + 1;
+  const uint64_t id = version.version;
+  versions_[id] = std::make_shared<const ModelVersion>(std::move(version));
+  while (options_.keep_latest > 0 && versions_.size() > options_.keep_latest) {
+    versions_.erase(versions_.begin());
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<const ModelVersion>> ModelRegistry::Get(uint64_t version) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = versions_.find(version);

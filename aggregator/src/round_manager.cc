@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "fedge/proto/status_macros.h"
+#include "update_accumulators.h"
 
 namespace fedge::aggregator {
 namespace {
@@ -20,6 +21,16 @@ absl::Status CheckTrainConfig(const v1::TrainConfig& train) {
     return absl::InvalidArgumentError("TrainConfig.learning_rate must be > 0");
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::set<std::string, std::less<>>> CheckCohort(
+    const std::vector<std::string>& cohort) {
+  if (cohort.empty()) return absl::InvalidArgumentError("cannot open a round with an empty cohort");
+  std::set<std::string, std::less<>> members(cohort.begin(), cohort.end());
+  if (members.size() != cohort.size()) {
+    return absl::InvalidArgumentError("the cohort lists a client more than once");
+  }
+  return members;
 }
 
 }  // namespace
@@ -115,15 +126,90 @@ absl::StatusOr<std::vector<std::string>> RoundManager::SelectPoissonCohort(
 
 absl::Status RoundManager::OpenRound(uint64_t round, const std::vector<std::string>& cohort,
                                      const v1::TrainConfig& train) {
-  FEDGE_RETURN_IF_ERROR(CheckTrainConfig(train));
-  if (cohort.empty()) return absl::InvalidArgumentError("cannot open a round with an empty cohort");
-  std::set<std::string, std::less<>> members(cohort.begin(), cohort.end());
-  if (members.size() != cohort.size()) {
-    return absl::InvalidArgumentError("the cohort lists a client more than once");
-  }
+  FEDGE_ASSIGN_OR_RETURN(auto members, CheckCohort(cohort));
   FEDGE_ASSIGN_OR_RETURN(std::shared_ptr<const ModelVersion> base, registry_->Latest());
-
   std::lock_guard<std::mutex> lock(mu_);
+  return OpenLocked(round, std::move(base), std::move(members), train);
+}
+
+absl::Status RoundManager::ResumeRound(uint64_t round, uint64_t model_version,
+                                       const std::vector<std::string>& cohort,
+                                       const v1::TrainConfig& train,
+                                       const v1::RoundCheckpoint* checkpoint) {
+  FEDGE_ASSIGN_OR_RETURN(auto members, CheckCohort(cohort));
+  FEDGE_ASSIGN_OR_RETURN(std::shared_ptr<const ModelVersion> base, registry_->Get(model_version));
+  std::unique_ptr<UpdateAccumulator> restored;
+  if (checkpoint != nullptr) {
+    if (checkpoint->round() != round || checkpoint->model_version() != model_version) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the checkpoint is of round ", checkpoint->round(), " on version ",
+          checkpoint->model_version(), ", not round ", round, " on version ", model_version));
+    }
+    if (privacy_ != nullptr) {
+      return absl::InvalidArgumentError(
+          "rounds with differential privacy resume by replaying their updates, not from a "
+          "checkpoint");
+    }
+    absl::StatusOr<std::unique_ptr<UpdateAccumulator>> accumulator =
+        strategy_->Restore(checkpoint->accumulator());
+    if (!accumulator.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("round ", round, " checkpoint: ", accumulator.status().message()));
+    }
+    if ((*accumulator)->dimension() != base->parameters.size() ||
+        (*accumulator)->count() != checkpoint->accepted() ||
+        checkpoint->submitted_size() != static_cast<int>(checkpoint->accepted())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "round ", round, " checkpoint is inconsistent: ", (*accumulator)->count(),
+          " folded updates of dimension ", (*accumulator)->dimension(), ", ",
+          checkpoint->submitted_size(), " submitters, ", checkpoint->accepted(), " recorded"));
+    }
+    for (const std::string& client : checkpoint->submitted()) {
+      if (!members.contains(client)) {
+        return absl::InvalidArgumentError(absl::StrCat("round ", round, " checkpoint: client '",
+                                                       client, "' is not in the cohort"));
+      }
+    }
+    restored = *std::move(accumulator);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  FEDGE_RETURN_IF_ERROR(OpenLocked(round, std::move(base), std::move(members), train));
+  if (checkpoint != nullptr) {
+    accumulator_ = std::move(restored);
+    submitted_.insert(checkpoint->submitted().begin(), checkpoint->submitted().end());
+    loss_weighted_sum_ = checkpoint->loss_weighted_sum();
+    loss_weight_ = checkpoint->loss_weight();
+    total_examples_ = checkpoint->total_examples();
+    bytes_up_ = checkpoint->bytes_up();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::RoundCheckpoint> RoundManager::Checkpoint() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!open_) return absl::FailedPreconditionError("no round is open");
+  if (privacy_ != nullptr) {
+    return absl::UnimplementedError(
+        "rounds with differential privacy are not checkpointed; they resume by replaying every "
+        "accepted update");
+  }
+  v1::RoundCheckpoint checkpoint;
+  checkpoint.set_round(round_);
+  checkpoint.set_model_version(base_->version);
+  checkpoint.set_accepted(accumulator_->count());
+  checkpoint.set_accumulator(accumulator_->Serialize());
+  for (const std::string& client : submitted_) checkpoint.add_submitted(client);
+  checkpoint.set_loss_weighted_sum(loss_weighted_sum_);
+  checkpoint.set_loss_weight(loss_weight_);
+  checkpoint.set_total_examples(total_examples_);
+  checkpoint.set_bytes_up(bytes_up_);
+  return checkpoint;
+}
+
+absl::Status RoundManager::OpenLocked(uint64_t round, std::shared_ptr<const ModelVersion> base,
+                                      std::set<std::string, std::less<>> members,
+                                      const v1::TrainConfig& train) {
+  FEDGE_RETURN_IF_ERROR(CheckTrainConfig(train));
   if (open_) {
     return absl::FailedPreconditionError(
         absl::StrCat("round ", round_, " is still open; close it before opening round ", round));
@@ -133,6 +219,7 @@ absl::Status RoundManager::OpenRound(uint64_t round, const std::vector<std::stri
         absl::StrCat("round ids must increase: round ", round, " after round ", round_));
   }
   if (privacy_ != nullptr) {
+    const std::vector<std::string> cohort(members.begin(), members.end());
     if (absl::Status s = privacy_->CheckBudget(cohort); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("round ", round, " refused: ", s.message()));
     }
@@ -228,6 +315,10 @@ absl::Status RoundManager::Submit(const v1::EncodedUpdate& update) {
 
   std::lock_guard<std::mutex> lock(mu_);
   FEDGE_RETURN_IF_ERROR(check_identity());  // the round may have moved on meanwhile
+  if (options_.on_accept) {
+    FEDGE_RETURN_IF_ERROR(ValidateUpdate(delta, weight, dimension).status());
+    FEDGE_RETURN_IF_ERROR(options_.on_accept(update, accumulator_->count() + 1));
+  }
   FEDGE_RETURN_IF_ERROR(accumulator_->Accumulate(delta, weight));
   if (privacy_ != nullptr) privacy_->Record(within_bound);
   submitted_.insert(update.client_id());
@@ -288,6 +379,22 @@ absl::StatusOr<RoundOutcome> RoundManager::CloseRound() {
 bool RoundManager::round_open() const {
   std::lock_guard<std::mutex> lock(mu_);
   return open_;
+}
+
+uint64_t RoundManager::round() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return round_;
+}
+
+size_t RoundManager::accepted() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return submitted_.size();
+}
+
+std::vector<std::string> RoundManager::cohort() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!open_) return {};
+  return {cohort_.begin(), cohort_.end()};
 }
 
 }  // namespace fedge::aggregator

@@ -71,6 +71,13 @@ class ModelRegistry {
       std::span<const float> parameters, uint64_t parent_version,
       const std::map<std::string, double>& metrics = {});
 
+  // Adds a version published earlier, e.g. read back from disk after a
+  // restart, as it is (its artifact is not re-encoded); later Publish calls
+  // continue from its id + 1. INVALID_ARGUMENT if its parameters do not fit
+  // the layout, it has no artifact, or it is not newer than every version
+  // held.
+  absl::Status Adopt(ModelVersion version);
+
   // NOT_FOUND when the version was never published or has been dropped.
   absl::StatusOr<std::shared_ptr<const ModelVersion>> Get(uint64_t version) const;
   // FAILED_PRECONDITION when nothing was published yet.

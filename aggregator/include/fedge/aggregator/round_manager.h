@@ -20,6 +20,7 @@
 #define FEDGE_AGGREGATOR_ROUND_MANAGER_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -53,6 +54,13 @@ struct RoundManagerOptions {
   // fedge/models/pruning.h). Devices keep the pruned entries at zero when
   // the registry stores artifacts sparsely. Default: none.
   std::optional<models::PruningOptions> pruning;
+  // Called for each update that passed every check, under the manager's
+  // lock, just before it is folded, with its position among the round's
+  // accepted updates (1, 2, ...). An error refuses the update: it is not
+  // folded, and Submit returns the error. Deployments journal the update
+  // here, so the journal's order is the folding order and a replay after a
+  // crash folds the same floats in the same order. Default: none.
+  std::function<absl::Status(const v1::EncodedUpdate& update, uint64_t sequence)> on_accept;
 };
 
 struct RoundOutcome {
@@ -107,6 +115,24 @@ class RoundManager {
   absl::Status OpenRound(uint64_t round, const std::vector<std::string>& cohort,
                          const v1::TrainConfig& train);
 
+  // Re-opens round `round` after a restart, exactly as it was: on model
+  // version `model_version` (which the registry must hold), for `cohort`,
+  // and, when `checkpoint` is given, with the accepted updates it recorded
+  // already folded (see Checkpoint). Updates accepted after the checkpoint
+  // are then re-submitted in their original order. The same errors as
+  // OpenRound, plus NOT_FOUND for an unknown version and INVALID_ARGUMENT
+  // for a checkpoint of another round or version, or one that does not
+  // parse; nothing changes on error.
+  absl::Status ResumeRound(uint64_t round, uint64_t model_version,
+                           const std::vector<std::string>& cohort, const v1::TrainConfig& train,
+                           const v1::RoundCheckpoint* checkpoint);
+
+  // A consistent snapshot of the open round's partial aggregate and its
+  // bookkeeping. FAILED_PRECONDITION when no round is open; UNIMPLEMENTED
+  // with differential privacy (its per-round clipping statistics are not in
+  // the snapshot: such rounds resume by replaying every accepted update).
+  absl::StatusOr<v1::RoundCheckpoint> Checkpoint() const;
+
   // NOT_FOUND if no round is open or the client is not in its cohort;
   // ALREADY_EXISTS if it already submitted.
   absl::StatusOr<v1::Task> TaskFor(const std::string& client_id) const;
@@ -124,6 +150,11 @@ class RoundManager {
   absl::StatusOr<RoundOutcome> CloseRound();
 
   bool round_open() const;
+  // The open (or last) round's id, and how many updates it accepted.
+  uint64_t round() const;
+  size_t accepted() const;
+  // The open round's cohort (empty when none is open).
+  std::vector<std::string> cohort() const;
   const ModelRegistry& registry() const { return *registry_; }
   // Null when differential privacy is off.
   const PrivateAggregation* privacy() const { return privacy_.get(); }
@@ -132,6 +163,10 @@ class RoundManager {
   RoundManager(std::unique_ptr<Strategy> strategy, ModelRegistry* registry,
                RoundManagerOptions options, std::unique_ptr<models::UpdateCodec> codec,
                std::unique_ptr<PrivateAggregation> privacy);
+
+  // Checks and state changes shared by OpenRound and ResumeRound; mu_ held.
+  absl::Status OpenLocked(uint64_t round, std::shared_ptr<const ModelVersion> base,
+                          std::set<std::string, std::less<>> members, const v1::TrainConfig& train);
 
   std::unique_ptr<Strategy> strategy_;
   ModelRegistry* registry_;
