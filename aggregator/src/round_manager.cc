@@ -381,6 +381,11 @@ bool RoundManager::round_open() const {
   return open_;
 }
 
+std::string RoundManager::StrategyState() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return strategy_->SerializeState();
+}
+
 uint64_t RoundManager::round() const {
   std::lock_guard<std::mutex> lock(mu_);
   return round_;

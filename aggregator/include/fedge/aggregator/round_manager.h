@@ -156,6 +156,9 @@ class RoundManager {
   // The open round's cohort (empty when none is open).
   std::vector<std::string> cohort() const;
   const ModelRegistry& registry() const { return *registry_; }
+  // The strategy's server-optimizer state (Strategy::SerializeState), taken
+  // under the lock, e.g. to store it with the version it produced.
+  std::string StrategyState() const;
   // Null when differential privacy is off.
   const PrivateAggregation* privacy() const { return privacy_.get(); }
 

@@ -1,0 +1,151 @@
+// AggregatorServer: a federation's aggregator as a gRPC service (see
+// proto/fedge/v1/service.proto), on the same RoundManager and ModelRegistry
+// that simulations use, with its state in a StateStore directory.
+//
+// What it does, in order:
+//  * on start, restores the state directory: the latest model version (its
+//    signed files are verified with the aggregator's own key), the
+//    strategy's optimizer state, and an open round with its checkpoint and
+//    journal, so a killed aggregator continues the round it was in;
+//  * serves devices over TLS (mutual TLS or enrollment tokens identify them;
+//    unknown and revoked devices are refused);
+//  * runs rounds: when at least `min_clients` devices are polling, draws a
+//    cohort (the goal count, or a fraction of the devices available, times
+//    1 + over_selection for stragglers), hands them tasks, folds their
+//    updates as they stream in, and closes the round as soon as `goal`
+//    updates arrived, or at the deadline (a Boost.Asio timer) with what
+//    arrived if that is at least `min_updates`; otherwise the round fails
+//    and publishes nothing;
+//  * publishes each new version as an fp32 master and an int8 per-channel
+//    artifact, both signed with Ed25519.
+//
+// Logs are JSON lines on stderr: {"ts_ms":..,"level":..,"event":..,...}.
+//
+// Thread safety: Start, Wait and Shutdown may be called from any thread;
+// the accessors are safe while the server runs.
+#ifndef FEDGE_AGGREGATOR_SERVER_H_
+#define FEDGE_AGGREGATOR_SERVER_H_
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "fedge/aggregator/round_manager.h"
+#include "fedge/aggregator/strategy.h"
+#include "fedge/models/artifact.h"
+#include "fedge/v1/federation.pb.h"
+#include "fedge/v1/model.pb.h"
+
+namespace fedge::aggregator {
+
+struct ServerTlsOptions {
+  // Plaintext. Only for tests and loopback experiments: logs a warning.
+  bool insecure = false;
+  // The server's certificate chain and private key (PEM). Required unless
+  // insecure.
+  std::filesystem::path cert_file;
+  std::filesystem::path key_file;
+  // The CA that signs device certificates (PEM). Empty: devices
+  // authenticate with enrollment tokens only.
+  std::filesystem::path client_ca_file;
+  // Refuse TLS handshakes without a client certificate (mutual TLS only).
+  bool require_client_certificate = false;
+};
+
+struct RoundPolicy {
+  // Updates that close a round early. 0: use `fraction` instead.
+  int goal = 0;
+  // Goal as a fraction of the devices available when the round opens,
+  // in (0, 1]; used when goal == 0.
+  double fraction = 0.0;
+  // Devices that must be polling before a round opens. REQUIRES: >= 1.
+  int min_clients = 1;
+  // Devices selected beyond the goal, as a fraction of it, to absorb
+  // stragglers (Bonawitz et al. 2019, "Towards federated learning at scale",
+  // select 130% of the goal). REQUIRES: >= 0.
+  double over_selection = 0.0;
+  // Fewest accepted updates with which a round closes at its deadline.
+  int min_updates = 1;
+  std::chrono::milliseconds deadline{60'000};
+  // Rounds to close in this state directory before Wait returns; 0: run
+  // until Shutdown.
+  uint64_t rounds = 0;
+  v1::TrainConfig train;
+  // Cohort sampling seed.
+  uint64_t seed = 1;
+};
+
+struct AggregatorServerOptions {
+  // host:port; port 0 picks a free port (see port()).
+  std::string listen_address = "127.0.0.1:7443";
+  ServerTlsOptions tls;
+  std::filesystem::path state_dir;
+  // The aggregator's Ed25519 model-signing key (PKCS#8 PEM). Required.
+  std::filesystem::path signing_key_file;
+  std::string strategy = "fedavg";
+  StrategyOptions strategy_options;
+  // Update codec devices must use.
+  std::string codec = "fp32";
+  // What devices download by default.
+  models::ArtifactEncoding::Precision precision =
+      models::ArtifactEncoding::Precision::kInt8PerChannel;
+  RoundPolicy policy;
+  // Checkpoint the open round's partial aggregate every this many accepted
+  // updates (0: never; the journal alone then restores the round).
+  int checkpoint_every = 64;
+  // Largest serialized update accepted, and the chunk sizes on the wire.
+  uint64_t max_update_bytes = 256ull << 20;
+  uint32_t chunk_bytes = 1u << 20;
+  // Updates being received at once; further uploads wait (gRPC flow control
+  // holds them back), which bounds memory at about this many updates.
+  int max_concurrent_uploads = 32;
+  // Threads that decode and fold updates.
+  int workers = 2;
+  // Longest a PollTask may be held.
+  std::chrono::milliseconds max_poll_wait{30'000};
+  // The model of version 0, for an empty state directory: an fp32 artifact
+  // (models::BuildFp32Artifact). Ignored when the directory has a version.
+  std::optional<v1::ModelArtifact> initial_model;
+  // Called on the round thread after each round closes (or fails, with
+  // participants == 0 and new_version == 0).
+  std::function<void(const RoundOutcome&)> on_round_closed;
+};
+
+class AggregatorServer {
+ public:
+  // Restores the state directory and starts serving. Errors name what is
+  // wrong (a missing key or certificate file, a state directory in use, a
+  // stored artifact that does not verify, a bad option).
+  static absl::StatusOr<std::unique_ptr<AggregatorServer>> Start(AggregatorServerOptions options);
+  ~AggregatorServer();  // Shutdown()
+
+  // The port it listens on.
+  int port() const;
+  // Blocks until `policy.rounds` rounds have closed or Shutdown is called;
+  // returns the first error that stopped the server (e.g. the state
+  // directory became unwritable), OK otherwise.
+  absl::Status Wait();
+  // Stops serving: waiting polls get UNAVAILABLE, the open round stays open
+  // in the state directory for the next start.
+  void Shutdown();
+
+  // The newest published version and the number of closed rounds.
+  uint64_t latest_version() const;
+  uint64_t closed_rounds() const;
+  const ModelRegistry& registry() const;
+
+  class Impl;
+
+ private:
+  explicit AggregatorServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fedge::aggregator
+
+#endif  // FEDGE_AGGREGATOR_SERVER_H_

@@ -1,0 +1,1213 @@
+#include "fedge/aggregator/server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "fedge/aggregator/state_store.h"
+#include "fedge/models/signing.h"
+#include "fedge/proto/atomic_file.h"
+#include "fedge/proto/log.h"
+#include "fedge/proto/status_macros.h"
+#include "fedge/v1/service.grpc.pb.h"
+
+namespace fedge::aggregator {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace asio = boost::asio;
+
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+std::string Sha256(const std::string& bytes) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
+}
+
+// The serialized artifacts of one version, as served.
+struct ServedVersion {
+  std::shared_ptr<const std::string> artifact;  // int8 (or the configured precision)
+  std::shared_ptr<const std::string> master;    // fp32
+  std::string artifact_sha256;
+};
+
+class FederationService;
+
+}  // namespace
+
+class AggregatorServer::Impl {
+ public:
+  explicit Impl(AggregatorServerOptions options) : options_(std::move(options)) {}
+  ~Impl() { Shutdown(); }
+
+  absl::Status Init();
+  void Shutdown();
+  absl::Status Wait();
+
+  // --- called by the service -------------------------------------------
+  // The enrolled, unrevoked device behind a call, or the error to return.
+  absl::StatusOr<std::string> Authenticate(grpc::CallbackServerContext* context,
+                                           const std::string& claimed_id) const;
+  void MarkAvailable(const std::string& client_id);
+  void FillJoin(v1::JoinResponse* response) const;
+  // A task for the device now, or nullopt.
+  std::optional<v1::PollTaskResponse> TaskNow(const std::string& client_id) const;
+  // Registers waiting poll `id` (from NewWaiterId); `done` is called exactly
+  // once (from some thread, maybe before AddWaiter returns) with a task
+  // response, an empty one at the timeout, or an error at shutdown/cancel.
+  uint64_t NewWaiterId();
+  void AddWaiter(uint64_t id, const std::string& client_id, std::chrono::milliseconds wait,
+                 std::function<void(grpc::Status, v1::PollTaskResponse)> done);
+  void CancelWaiter(uint64_t id);
+  absl::StatusOr<std::shared_ptr<const std::string>> ServedBytes(uint64_t version,
+                                                                 v1::TensorEncoding encoding) const;
+  // Validates, journals and folds one update (on a worker thread).
+  absl::Status AcceptUpdate(const v1::EncodedUpdate& update);
+  // Admission of uploads: `start` runs now or when a slot frees.
+  void AcquireUploadSlot(std::function<void()> start);
+  void ReleaseUploadSlot();
+  void RunOnWorker(std::function<void()> task) { asio::post(*workers_, std::move(task)); }
+  absl::Status CheckSubmitHeader(const std::string& client_id, const v1::UpdateHeader& header) const;
+  const AggregatorServerOptions& options() const { return options_; }
+  void RecordMetrics(const v1::MetricsReport& report);
+  v1::HeartbeatResponse HeartbeatFor(const std::string& client_id);
+
+  int port = 0;
+  std::unique_ptr<ModelRegistry> registry;
+
+ private:
+  friend class AggregatorServer;
+  absl::Status RestoreOrInitModel();
+  absl::Status RestoreOpenRound();
+  absl::Status StartGrpc();
+  void Tick();
+  void MaybeOpenRound();
+  void CloseRound(const char* why);
+  void Checkpoint();
+  void ArmDeadline(std::chrono::milliseconds after);
+  void Serve(uint64_t version, const v1::ModelArtifact& artifact, const v1::ModelArtifact& master);
+  void WakeWaiters();
+  void Fatal(const absl::Status& status);
+
+  AggregatorServerOptions options_;
+  std::unique_ptr<StateStore> store_;
+  std::optional<models::SigningKey> key_;
+  models::ModelSpec spec_;
+  std::vector<models::ParameterLayout> layout_;
+  std::unique_ptr<RoundManager> rounds_;
+  std::unique_ptr<FederationService> service_;
+  std::unique_ptr<grpc::Server> server_;
+
+  asio::io_context io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::optional<asio::steady_timer> tick_timer_;
+  std::optional<asio::steady_timer> deadline_timer_;
+  std::thread io_thread_;
+  std::unique_ptr<asio::thread_pool> workers_;
+
+  mutable std::mutex mu_;
+  std::condition_variable done_cv_;
+  bool stopping_ = false;
+  bool finished_ = false;
+  absl::Status fatal_;
+  bool replaying_ = false;
+  bool round_open_ = false;
+  bool closing_ = false;
+  uint64_t round_ = 0;
+  uint64_t next_round_ = 1;
+  uint64_t closed_rounds_ = 0;
+  size_t goal_ = 0;
+  int64_t deadline_wall_ms_ = 0;
+  std::set<std::string, std::less<>> cohort_;
+  std::set<std::string, std::less<>> submitted_;
+  std::map<std::string, Clock::time_point, std::less<>> last_seen_;
+  struct Waiter {
+    std::string client_id;
+    std::function<void(grpc::Status, v1::PollTaskResponse)> done;
+    std::shared_ptr<asio::steady_timer> timer;
+  };
+  std::map<uint64_t, Waiter> waiters_;
+  uint64_t next_waiter_ = 1;
+  std::map<uint64_t, ServedVersion> served_;
+  std::map<std::string, std::map<std::string, double>> round_metrics_;
+
+  std::mutex upload_mu_;
+  int uploads_active_ = 0;
+  std::deque<std::function<void()>> upload_queue_;
+};
+
+namespace {
+
+// --- the gRPC service --------------------------------------------------------
+
+class PollReactor : public grpc::ServerUnaryReactor {
+ public:
+  PollReactor(AggregatorServer::Impl* impl, v1::PollTaskResponse* response)
+      : impl_(impl), response_(response) {}
+  // After this call the reactor may already be finished (and deleted).
+  void Begin(const std::string& client_id, std::chrono::milliseconds wait) {
+    impl_->AddWaiter(waiter_, client_id, wait,
+                     [this](grpc::Status status, v1::PollTaskResponse response) {
+                       *response_ = std::move(response);
+                       Finish(status);
+                     });
+  }
+  void OnCancel() override { impl_->CancelWaiter(waiter_); }
+  void OnDone() override { delete this; }
+
+ private:
+  AggregatorServer::Impl* impl_;
+  v1::PollTaskResponse* response_;
+  const uint64_t waiter_ = impl_->NewWaiterId();
+};
+
+class DownloadReactor : public grpc::ServerWriteReactor<v1::ModelChunk> {
+ public:
+  DownloadReactor(std::shared_ptr<const std::string> bytes, uint64_t version, uint64_t offset,
+                  uint32_t chunk)
+      : bytes_(std::move(bytes)), version_(version), offset_(offset), chunk_bytes_(chunk) {
+    Next();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the download was interrupted"));
+      return;
+    }
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Next() {
+    if (offset_ >= bytes_->size()) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    const size_t n = std::min<size_t>(chunk_bytes_, bytes_->size() - offset_);
+    chunk_.set_version(version_);
+    chunk_.set_offset(offset_);
+    chunk_.set_total_bytes(bytes_->size());
+    chunk_.set_data(bytes_->data() + offset_, n);
+    offset_ += n;
+    StartWrite(&chunk_);
+  }
+  std::shared_ptr<const std::string> bytes_;
+  uint64_t version_;
+  uint64_t offset_;
+  uint32_t chunk_bytes_;
+  v1::ModelChunk chunk_;
+};
+
+class SubmitReactor : public grpc::ServerReadReactor<v1::UpdateChunk> {
+ public:
+  SubmitReactor(AggregatorServer::Impl* impl, std::string client_id,
+                v1::SubmitUpdateResponse* response)
+      : impl_(impl), client_id_(std::move(client_id)), response_(response) {
+    impl_->AcquireUploadSlot([this] {
+      has_slot_ = true;
+      StartRead(&chunk_);
+    });
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client finished (or vanished)
+      Complete();
+      return;
+    }
+    if (first_) {
+      first_ = false;
+      if (!chunk_.has_header()) {
+        return Fail(absl::InvalidArgumentError(
+            "the first chunk of an update must carry its header (client, round, version, size)"));
+      }
+      header_ = chunk_.header();
+      if (absl::Status s = impl_->CheckSubmitHeader(client_id_, header_); !s.ok()) return Fail(s);
+      buffer_.reserve(header_.total_bytes());
+    } else if (chunk_.has_header()) {
+      return Fail(absl::InvalidArgumentError("only the first chunk of an update carries a header"));
+    }
+    if (buffer_.size() + chunk_.data().size() > header_.total_bytes()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          "the update is longer than the ", header_.total_bytes(), " bytes its header announced")));
+    }
+    buffer_.append(chunk_.data());
+    StartRead(&chunk_);
+  }
+  void OnDone() override {
+    if (has_slot_) impl_->ReleaseUploadSlot();
+    delete this;
+  }
+
+ private:
+  void Fail(const absl::Status& status) {
+    LogEvent("warning", "update_refused",
+             {{"client", client_id_}, {"round", std::to_string(header_.round())}},
+             status.ToString());
+    failed_ = true;
+    Finish(ToGrpc(status));
+  }
+  void Complete() {
+    if (failed_) return;
+    if (first_) return Fail(absl::InvalidArgumentError("the update stream carried no chunks"));
+    if (buffer_.size() != header_.total_bytes()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("the update ended after ", buffer_.size(),
+                                                          " of the ", header_.total_bytes(),
+                                                          " bytes its header announced")));
+    }
+    impl_->RunOnWorker([this] {
+      v1::EncodedUpdate update;
+      if (!update.ParseFromString(buffer_)) {
+        return Fail(absl::InvalidArgumentError("the update bytes are not an EncodedUpdate"));
+      }
+      std::string().swap(buffer_);
+      if (update.client_id() != header_.client_id() || update.round() != header_.round() ||
+          update.model_version() != header_.model_version()) {
+        return Fail(absl::InvalidArgumentError(
+            "the update's client, round or model version differs from its header's"));
+      }
+      absl::Status status = impl_->AcceptUpdate(update);
+      if (!status.ok()) return Fail(status);
+      response_->set_round(update.round());
+      Finish(grpc::Status::OK);
+    });
+  }
+
+  AggregatorServer::Impl* impl_;
+  std::string client_id_;
+  v1::SubmitUpdateResponse* response_;
+  v1::UpdateChunk chunk_;
+  v1::UpdateHeader header_;
+  std::string buffer_;
+  bool first_ = true;
+  bool failed_ = false;
+  bool has_slot_ = false;
+};
+
+class FederationService final : public v1::Federation::CallbackService {
+ public:
+  explicit FederationService(AggregatorServer::Impl* impl) : impl_(impl) {}
+
+  grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* context,
+                                 const v1::JoinRequest* request,
+                                 v1::JoinResponse* response) override {
+    auto* reactor = context->DefaultReactor();
+    absl::StatusOr<std::string> id = impl_->Authenticate(context, request->client_id());
+    if (!id.ok()) {
+      reactor->Finish(ToGrpc(id.status()));
+      return reactor;
+    }
+    impl_->MarkAvailable(*id);
+    impl_->FillJoin(response);
+    LogEvent("info", "client_joined", {{"client", *id}, {"software", request->software()}});
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* PollTask(grpc::CallbackServerContext* context,
+                                     const v1::PollTaskRequest* request,
+                                     v1::PollTaskResponse* response) override {
+    absl::StatusOr<std::string> id = impl_->Authenticate(context, request->client_id());
+    if (!id.ok()) {
+      auto* reactor = context->DefaultReactor();
+      reactor->Finish(ToGrpc(id.status()));
+      return reactor;
+    }
+    impl_->MarkAvailable(*id);
+    if (std::optional<v1::PollTaskResponse> now = impl_->TaskNow(*id);
+        now.has_value() || request->wait_ms() == 0) {
+      auto* reactor = context->DefaultReactor();
+      if (now.has_value()) *response = std::move(*now);
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+    auto* reactor = new PollReactor(impl_, response);
+    reactor->Begin(*id, std::min(std::chrono::milliseconds(request->wait_ms()),
+                                 impl_->options().max_poll_wait));
+    return reactor;
+  }
+
+  grpc::ServerWriteReactor<v1::ModelChunk>* DownloadModel(
+      grpc::CallbackServerContext* context, const v1::DownloadModelRequest* request) override {
+    absl::StatusOr<std::string> id = impl_->Authenticate(context, "");
+    absl::StatusOr<std::shared_ptr<const std::string>> bytes =
+        id.ok() ? impl_->ServedBytes(request->version(), request->encoding()) : id.status();
+    if (bytes.ok() && request->offset() > (*bytes)->size()) {
+      bytes = absl::OutOfRangeError(absl::StrCat("offset ", request->offset(),
+                                                 " is past the end of the ", (*bytes)->size(),
+                                                 "-byte artifact"));
+    }
+    if (!bytes.ok()) {
+      class Refused : public grpc::ServerWriteReactor<v1::ModelChunk> {
+       public:
+        explicit Refused(grpc::Status status) { Finish(std::move(status)); }
+        void OnDone() override { delete this; }
+      };
+      return new Refused(ToGrpc(bytes.status()));
+    }
+    const uint32_t max_chunk = impl_->options().chunk_bytes;
+    const uint32_t chunk = request->chunk_bytes() == 0 ? max_chunk
+                                                       : std::min(request->chunk_bytes(), max_chunk);
+    return new DownloadReactor(*std::move(bytes), request->version(), request->offset(),
+                               std::max<uint32_t>(chunk, 1024));
+  }
+
+  grpc::ServerReadReactor<v1::UpdateChunk>* SubmitUpdate(
+      grpc::CallbackServerContext* context, v1::SubmitUpdateResponse* response) override {
+    absl::StatusOr<std::string> id = impl_->Authenticate(context, "");
+    if (!id.ok()) {
+      class Refused : public grpc::ServerReadReactor<v1::UpdateChunk> {
+       public:
+        explicit Refused(grpc::Status status) { Finish(std::move(status)); }
+        void OnDone() override { delete this; }
+      };
+      return new Refused(ToGrpc(id.status()));
+    }
+    return new SubmitReactor(impl_, *id, response);
+  }
+
+  grpc::ServerUnaryReactor* ReportMetrics(grpc::CallbackServerContext* context,
+                                          const v1::MetricsReport* request,
+                                          v1::Ack* response) override {
+    auto* reactor = context->DefaultReactor();
+    absl::StatusOr<std::string> id = impl_->Authenticate(context, request->client_id());
+    if (id.ok()) impl_->RecordMetrics(*request);
+    reactor->Finish(ToGrpc(id.status()));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* ReportDrift(grpc::CallbackServerContext* context,
+                                        const v1::DriftReport* request,
+                                        v1::Ack* response) override {
+    auto* reactor = context->DefaultReactor();
+    absl::StatusOr<std::string> id = impl_->Authenticate(context, request->client_id());
+    if (id.ok()) {
+      if (request->events_size() == 0) {
+        id = absl::InvalidArgumentError("a drift report must carry at least one event");
+      } else {
+        LogEvent("info", "drift_reported",
+                 {{"client", *id},
+                  {"model_version", std::to_string(request->model_version())},
+                  {"detector", request->events(0).detector()},
+                  {"stream", request->events(0).stream()}});
+      }
+    }
+    reactor->Finish(ToGrpc(id.status()));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
+                                      const v1::HeartbeatRequest* request,
+                                      v1::HeartbeatResponse* response) override {
+    auto* reactor = context->DefaultReactor();
+    absl::StatusOr<std::string> id = impl_->Authenticate(context, request->client_id());
+    if (id.ok()) *response = impl_->HeartbeatFor(*id);
+    reactor->Finish(ToGrpc(id.status()));
+    return reactor;
+  }
+
+ private:
+  AggregatorServer::Impl* impl_;
+};
+
+}  // namespace
+
+// --- Impl: start-up and restore ------------------------------------------------
+
+absl::Status AggregatorServer::Impl::Init() {
+  const RoundPolicy& policy = options_.policy;
+  if (policy.goal < 0 || (policy.goal == 0 && !(policy.fraction > 0.0 && policy.fraction <= 1.0))) {
+    return absl::InvalidArgumentError(
+        "round policy: set goal >= 1 updates per round, or a fraction in (0, 1]");
+  }
+  if (policy.min_clients < 1) {
+    return absl::InvalidArgumentError("round policy: min_clients must be >= 1");
+  }
+  if (policy.min_updates < 1) {
+    return absl::InvalidArgumentError("round policy: min_updates must be >= 1");
+  }
+  if (!(policy.over_selection >= 0.0)) {
+    return absl::InvalidArgumentError("round policy: over_selection must be >= 0");
+  }
+  if (policy.deadline.count() <= 0) {
+    return absl::InvalidArgumentError("round policy: the deadline must be > 0");
+  }
+  if (options_.workers < 1 || options_.max_concurrent_uploads < 1 || options_.chunk_bytes < 1024) {
+    return absl::InvalidArgumentError(
+        "workers and max_concurrent_uploads must be >= 1 and chunk_bytes >= 1024");
+  }
+  if (options_.signing_key_file.empty()) {
+    return absl::InvalidArgumentError("the aggregator needs a model-signing key (signing_key)");
+  }
+  absl::StatusOr<models::SigningKey> key = models::SigningKey::LoadPem(options_.signing_key_file);
+  if (!key.ok()) {
+    return absl::Status(key.status().code(),
+                        absl::StrCat("signing key: ", key.status().message()));
+  }
+  key_.emplace(*std::move(key));
+  FEDGE_ASSIGN_OR_RETURN(store_, StateStore::Open(options_.state_dir));
+  FEDGE_RETURN_IF_ERROR(RestoreOrInitModel());
+
+  FEDGE_ASSIGN_OR_RETURN(std::unique_ptr<Strategy> strategy,
+                         CreateStrategy(options_.strategy, options_.strategy_options));
+  FEDGE_ASSIGN_OR_RETURN(std::string strategy_state, store_->GetSetting("strategy_state"));
+  if (!strategy_state.empty()) {
+    if (absl::Status s = strategy->RestoreState(strategy_state); !s.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("the stored state of strategy '", options_.strategy,
+                       "' does not restore (was the strategy changed?): ", s.message()));
+    }
+  }
+  RoundManagerOptions round_options;
+  round_options.codec = options_.codec;
+  round_options.min_updates = policy.min_updates;
+  round_options.on_accept = [this](const v1::EncodedUpdate& update, uint64_t sequence) {
+    if (replaying_) return absl::OkStatus();
+    return store_->JournalUpdate(update.round(), sequence, update);
+  };
+  FEDGE_ASSIGN_OR_RETURN(rounds_, RoundManager::Create(std::move(strategy), registry.get(),
+                                                       std::move(round_options)));
+  FEDGE_ASSIGN_OR_RETURN(std::vector<RoundRecord> history, store_->Rounds());
+  for (const RoundRecord& record : history) {
+    if (record.state == RoundState::kClosed) ++closed_rounds_;
+  }
+  FEDGE_ASSIGN_OR_RETURN(uint64_t last_round, store_->LastRoundId());
+  next_round_ = last_round + 1;
+  workers_ = std::make_unique<asio::thread_pool>(options_.workers);
+  FEDGE_RETURN_IF_ERROR(RestoreOpenRound());
+  FEDGE_RETURN_IF_ERROR(StartGrpc());
+
+  work_.emplace(io_.get_executor());
+  tick_timer_.emplace(io_);
+  deadline_timer_.emplace(io_);
+  io_thread_ = std::thread([this] { io_.run(); });
+  asio::post(io_, [this] {
+    if (round_open_) ArmDeadline(options_.policy.deadline);
+    Tick();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status AggregatorServer::Impl::RestoreOrInitModel() {
+  ModelRegistryOptions registry_options;
+  registry_options.keep_latest = 4;
+  registry_options.encoding.precision = options_.precision;
+  registry_options.annotate = [this](std::span<const float>, v1::ModelArtifact& artifact) {
+    return models::SignArtifact(artifact, *key_);
+  };
+  absl::StatusOr<VersionRecord> latest = store_->LatestVersion();
+  if (latest.ok()) {
+    FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact master, store_->ReadMaster(latest->version));
+    FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact artifact, store_->ReadArtifact(latest->version));
+    for (const v1::ModelArtifact* stored : {&master, &artifact}) {
+      if (absl::Status s = models::VerifySignedArtifact(*stored, key_->public_key()); !s.ok()) {
+        return absl::DataLossError(absl::StrCat("stored model version ", latest->version,
+                                                " does not verify with the signing key: ",
+                                                s.message()));
+      }
+    }
+    FEDGE_ASSIGN_OR_RETURN(spec_, models::FromProto(master.header().model()));
+    FEDGE_ASSIGN_OR_RETURN(layout_, models::LayoutOfArtifact(master));
+    ModelVersion version;
+    version.version = latest->version;
+    version.parent_version = latest->parent;
+    version.parameters.resize(static_cast<size_t>(models::LayoutSize(layout_)));
+    FEDGE_RETURN_IF_ERROR(models::DecodeArtifact(master, layout_, version.parameters));
+    version.artifact_bytes = artifact.ByteSizeLong();
+    version.fp32_artifact_bytes = master.ByteSizeLong();
+    version.artifact = std::make_shared<const v1::ModelArtifact>(artifact);
+    registry = std::make_unique<ModelRegistry>(spec_, layout_, registry_options);
+    FEDGE_RETURN_IF_ERROR(registry->Adopt(std::move(version)));
+    Serve(latest->version, artifact, master);
+    LogEvent("info", "state_restored",
+             {{"state_dir", options_.state_dir.string()},
+              {"latest_version", std::to_string(latest->version)}});
+    return absl::OkStatus();
+  }
+  if (latest.status().code() != absl::StatusCode::kNotFound) return latest.status();
+  if (!options_.initial_model.has_value()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "state directory ", options_.state_dir.string(),
+        " holds no model version and no initial model was given"));
+  }
+  const v1::ModelArtifact& initial = *options_.initial_model;
+  FEDGE_RETURN_IF_ERROR(models::VerifyArtifact(initial));
+  FEDGE_ASSIGN_OR_RETURN(spec_, models::FromProto(initial.header().model()));
+  FEDGE_ASSIGN_OR_RETURN(layout_, models::LayoutOfArtifact(initial));
+  std::vector<float> parameters(static_cast<size_t>(models::LayoutSize(layout_)));
+  FEDGE_RETURN_IF_ERROR(models::DecodeArtifact(initial, layout_, parameters));
+  registry = std::make_unique<ModelRegistry>(spec_, layout_, registry_options);
+  FEDGE_ASSIGN_OR_RETURN(auto published, registry->Publish(parameters, 0, {}));
+  models::ArtifactOptions master_options;
+  master_options.version = published->version;
+  master_options.created_at_unix_ms = published->artifact->header().created_at_unix_ms();
+  FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact master, models::BuildFp32Artifact(
+                                                       spec_, layout_, parameters, master_options));
+  FEDGE_RETURN_IF_ERROR(models::SignArtifact(master, *key_));
+  VersionRecord record;
+  record.version = published->version;
+  record.created_at_ms = master_options.created_at_unix_ms;
+  record.note = "initial model";
+  record.master_bytes = master.ByteSizeLong();
+  record.artifact_bytes = published->artifact_bytes;
+  FEDGE_RETURN_IF_ERROR(store_->AddVersion(record, master, *published->artifact));
+  Serve(published->version, *published->artifact, master);
+  LogEvent("info", "state_initialized",
+           {{"state_dir", options_.state_dir.string()},
+            {"architecture", spec_.architecture},
+            {"parameters", std::to_string(parameters.size())},
+            {"artifact_bytes", std::to_string(record.artifact_bytes)},
+            {"fp32_bytes", std::to_string(record.master_bytes)}});
+  return absl::OkStatus();
+}
+
+absl::Status AggregatorServer::Impl::RestoreOpenRound() {
+  FEDGE_ASSIGN_OR_RETURN(std::optional<OpenRoundState> open, store_->LoadOpenRound());
+  if (!open.has_value()) return absl::OkStatus();
+  const RoundRecord& record = open->record;
+  FEDGE_RETURN_IF_ERROR(rounds_->ResumeRound(record.round, record.model_version, record.cohort,
+                                             record.train,
+                                             open->checkpoint ? &*open->checkpoint : nullptr));
+  replaying_ = true;
+  for (const v1::EncodedUpdate& update : open->journal) {
+    if (absl::Status s = rounds_->Submit(update); !s.ok()) {
+      replaying_ = false;
+      return absl::DataLossError(absl::StrCat("replaying round ", record.round,
+                                              "'s journal: the update of '", update.client_id(),
+                                              "' is refused: ", s.message()));
+    }
+  }
+  replaying_ = false;
+  std::lock_guard<std::mutex> lock(mu_);
+  round_open_ = true;
+  round_ = record.round;
+  cohort_.insert(record.cohort.begin(), record.cohort.end());
+  FEDGE_ASSIGN_OR_RETURN(std::vector<std::string> accepted, store_->AcceptedClients(record.round));
+  submitted_.insert(accepted.begin(), accepted.end());
+  goal_ = options_.policy.goal > 0
+              ? std::min<size_t>(static_cast<size_t>(options_.policy.goal), record.cohort.size())
+              : static_cast<size_t>(std::ceil(static_cast<double>(record.cohort.size()) /
+                                              (1.0 + options_.policy.over_selection)));
+  goal_ = std::max<size_t>(goal_, 1);
+  LogEvent("info", "round_resumed",
+           {{"round", std::to_string(record.round)},
+            {"accepted", std::to_string(rounds_->accepted())},
+            {"from_checkpoint", open->checkpoint ? std::to_string(open->checkpoint->accepted())
+                                                 : std::string("0")},
+            {"replayed", std::to_string(open->journal.size())}});
+  return absl::OkStatus();
+}
+
+absl::Status AggregatorServer::Impl::StartGrpc() {
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  const ServerTlsOptions& tls = options_.tls;
+  if (tls.insecure) {
+    LogEvent("warning", "insecure",
+             {{"listen", options_.listen_address}},
+             "serving WITHOUT TLS: device updates, tokens and models cross the network in the "
+             "clear; use only on loopback for tests");
+    credentials = grpc::InsecureServerCredentials();
+  } else {
+    if (tls.cert_file.empty() || tls.key_file.empty()) {
+      return absl::InvalidArgumentError(
+          "TLS needs a server certificate and key (tls.cert, tls.key), or --insecure");
+    }
+    grpc::SslServerCredentialsOptions ssl;
+    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+    FEDGE_ASSIGN_OR_RETURN(pair.cert_chain, proto::ReadFile(tls.cert_file));
+    FEDGE_ASSIGN_OR_RETURN(pair.private_key, proto::ReadFile(tls.key_file));
+    ssl.pem_key_cert_pairs.push_back(std::move(pair));
+    if (!tls.client_ca_file.empty()) {
+      FEDGE_ASSIGN_OR_RETURN(ssl.pem_root_certs, proto::ReadFile(tls.client_ca_file));
+      ssl.client_certificate_request =
+          tls.require_client_certificate
+              ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+              : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
+    } else if (tls.require_client_certificate) {
+      return absl::InvalidArgumentError(
+          "require_client_certificate needs the CA of device certificates (tls.client_ca)");
+    }
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+  service_ = std::make_unique<FederationService>(this);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.listen_address, credentials, &port);
+  builder.RegisterService(service_.get());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options_.chunk_bytes) + (64 << 10));
+  builder.SetMaxSendMessageSize(static_cast<int>(options_.chunk_bytes) + (64 << 10));
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.listen_address,
+                     " (address in use, or a certificate or key that does not load)"));
+  }
+  LogEvent("info", "listening",
+           {{"address", options_.listen_address},
+            {"port", std::to_string(port)},
+            {"tls", tls.insecure ? "off" : (tls.client_ca_file.empty() ? "server" : "mutual")}});
+  return absl::OkStatus();
+}
+
+// --- Impl: rounds ----------------------------------------------------------------
+
+void AggregatorServer::Impl::Tick() {
+  MaybeOpenRound();
+  tick_timer_->expires_after(std::chrono::milliseconds(50));
+  tick_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) Tick();
+  });
+}
+
+void AggregatorServer::Impl::MaybeOpenRound() {
+  std::vector<std::string> available;
+  uint64_t round;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || finished_ || round_open_) return;
+    if (options_.policy.rounds > 0 && closed_rounds_ >= options_.policy.rounds) return;
+    // Available: polled within the longest poll wait plus a second of grace.
+    const auto horizon = Clock::now() - options_.max_poll_wait - std::chrono::seconds(1);
+    for (const auto& [id, seen] : last_seen_) {
+      if (seen >= horizon) available.push_back(id);
+    }
+    round = next_round_;
+  }
+  const RoundPolicy& policy = options_.policy;
+  if (available.size() < static_cast<size_t>(policy.min_clients)) return;
+  size_t goal = policy.goal > 0 ? static_cast<size_t>(policy.goal)
+                                : static_cast<size_t>(std::ceil(policy.fraction *
+                                                                static_cast<double>(available.size())));
+  goal = std::clamp<size_t>(goal, 1, available.size());
+  const size_t selected = std::min(
+      available.size(),
+      static_cast<size_t>(std::ceil(static_cast<double>(goal) * (1.0 + policy.over_selection))));
+  absl::StatusOr<std::vector<std::string>> cohort =
+      RoundManager::SelectCohort(available, static_cast<int>(selected), policy.seed, round);
+  if (!cohort.ok()) return Fatal(cohort.status());
+  v1::TrainConfig train = policy.train;
+  train.set_seed(policy.train.seed() ^ (0x9E3779B97F4A7C15ULL * round));
+  RoundRecord record;
+  record.round = round;
+  record.cohort = *cohort;
+  record.train = train;
+  record.opened_at_ms = WallMs();
+  record.deadline_at_ms = record.opened_at_ms + policy.deadline.count();
+  absl::StatusOr<std::shared_ptr<const ModelVersion>> base = registry->Latest();
+  if (!base.ok()) return Fatal(base.status());
+  record.model_version = (*base)->version;
+  // Durable first: a round the store does not know of must not hand out tasks.
+  if (absl::Status s = store_->BeginRound(record); !s.ok()) return Fatal(s);
+  if (absl::Status s = rounds_->OpenRound(round, *cohort, train); !s.ok()) return Fatal(s);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    round_open_ = true;
+    round_ = round;
+    next_round_ = round + 1;
+    goal_ = goal;
+    deadline_wall_ms_ = record.deadline_at_ms;
+    cohort_ = {cohort->begin(), cohort->end()};
+    submitted_.clear();
+    round_metrics_.clear();
+  }
+  LogEvent("info", "round_opened",
+           {{"round", std::to_string(round)},
+            {"model_version", std::to_string(record.model_version)},
+            {"available", std::to_string(available.size())},
+            {"selected", std::to_string(selected)},
+            {"goal", std::to_string(goal)},
+            {"deadline_ms", std::to_string(policy.deadline.count())}});
+  ArmDeadline(policy.deadline);
+  WakeWaiters();
+}
+
+void AggregatorServer::Impl::ArmDeadline(std::chrono::milliseconds after) {
+  const uint64_t round = round_;
+  deadline_timer_->expires_after(after);
+  deadline_timer_->async_wait([this, round](const boost::system::error_code& ec) {
+    if (ec) return;
+    bool current;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      current = round_open_ && round_ == round;
+    }
+    if (current) CloseRound("deadline");
+  });
+}
+
+void AggregatorServer::Impl::CloseRound(const char* why) {
+  uint64_t round;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!round_open_) return;
+    round = round_;
+    round_open_ = false;
+  }
+  deadline_timer_->cancel();
+  absl::StatusOr<RoundOutcome> outcome = rounds_->CloseRound();
+  if (!outcome.ok()) {
+    if (outcome.status().code() != absl::StatusCode::kFailedPrecondition) {
+      return Fatal(outcome.status());
+    }
+    LogEvent("warning", "round_failed", {{"round", std::to_string(round)}, {"why", why}},
+             std::string(outcome.status().message()));
+    if (absl::Status s = store_->FailRound(round, std::string(outcome.status().message()));
+        !s.ok()) {
+      return Fatal(s);
+    }
+    if (options_.on_round_closed) {
+      RoundOutcome failed;
+      failed.round = round;
+      options_.on_round_closed(failed);
+    }
+    WakeWaiters();
+    return;
+  }
+  absl::StatusOr<std::shared_ptr<const ModelVersion>> version = registry->Get(outcome->new_version);
+  if (!version.ok()) return Fatal(version.status());
+  models::ArtifactOptions master_options;
+  master_options.version = (*version)->version;
+  master_options.parent_version = (*version)->parent_version;
+  master_options.created_at_unix_ms = (*version)->artifact->header().created_at_unix_ms();
+  for (const auto& [key, value] : (*version)->artifact->header().metrics()) {
+    master_options.metrics[key] = value;
+  }
+  absl::StatusOr<v1::ModelArtifact> master =
+      models::BuildFp32Artifact(spec_, layout_, (*version)->parameters, master_options);
+  if (!master.ok()) return Fatal(master.status());
+  if (absl::Status s = models::SignArtifact(*master, *key_); !s.ok()) return Fatal(s);
+  VersionRecord record;
+  record.version = (*version)->version;
+  record.parent = (*version)->parent_version;
+  record.created_at_ms = master_options.created_at_unix_ms;
+  record.round = round;
+  record.master_bytes = master->ByteSizeLong();
+  record.artifact_bytes = (*version)->artifact_bytes;
+  record.metrics = master_options.metrics;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [key, values] : round_metrics_) {
+      double sum = 0.0;
+      for (const auto& [client, value] : values) sum += value;
+      if (!values.empty()) record.metrics["clients_" + key] = sum / values.size();
+    }
+  }
+  record.metrics["participants"] = outcome->participants;
+  if (absl::Status s = store_->CloseRound(round, outcome->participants, record, *master,
+                                          *(*version)->artifact, rounds_->StrategyState());
+      !s.ok()) {
+    return Fatal(s);
+  }
+  Serve(record.version, *(*version)->artifact, *master);
+  uint64_t closed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed = ++closed_rounds_;
+    submitted_.clear();
+    cohort_.clear();
+  }
+  LogEvent("info", "round_closed",
+           {{"round", std::to_string(round)},
+            {"why", why},
+            {"participants", std::to_string(outcome->participants)},
+            {"cohort", std::to_string(outcome->cohort_size)},
+            {"new_version", std::to_string(record.version)},
+            {"train_loss", std::to_string(outcome->train_loss)},
+            {"artifact_bytes", std::to_string(record.artifact_bytes)},
+            {"fp32_bytes", std::to_string(record.master_bytes)}});
+  if (options_.on_round_closed) options_.on_round_closed(*outcome);
+  if (options_.policy.rounds > 0 && closed >= options_.policy.rounds) {
+    std::lock_guard<std::mutex> lock(mu_);
+    finished_ = true;
+    done_cv_.notify_all();
+  }
+  WakeWaiters();
+}
+
+void AggregatorServer::Impl::Checkpoint() {
+  absl::StatusOr<v1::RoundCheckpoint> checkpoint = rounds_->Checkpoint();
+  if (!checkpoint.ok()) return;  // the round closed meanwhile
+  if (absl::Status s = store_->WriteCheckpoint(*checkpoint); !s.ok()) return Fatal(s);
+}
+
+void AggregatorServer::Impl::Serve(uint64_t version, const v1::ModelArtifact& artifact,
+                                   const v1::ModelArtifact& master) {
+  ServedVersion served;
+  auto bytes = std::make_shared<std::string>(artifact.SerializeAsString());
+  served.artifact_sha256 = Sha256(*bytes);
+  served.artifact = std::move(bytes);
+  served.master = std::make_shared<const std::string>(master.SerializeAsString());
+  std::lock_guard<std::mutex> lock(mu_);
+  served_[version] = std::move(served);
+  while (served_.size() > 4) served_.erase(served_.begin());
+}
+
+void AggregatorServer::Impl::Fatal(const absl::Status& status) {
+  LogEvent("error", "fatal", {}, status.ToString());
+  std::lock_guard<std::mutex> lock(mu_);
+  if (fatal_.ok()) fatal_ = status;
+  finished_ = true;
+  done_cv_.notify_all();
+}
+
+// --- Impl: serving -----------------------------------------------------------------
+
+absl::StatusOr<std::string> AggregatorServer::Impl::Authenticate(
+    grpc::CallbackServerContext* context, const std::string& claimed_id) const {
+  std::string id;
+  bool by_certificate = false;
+  std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
+  if (auth != nullptr) {
+    std::vector<grpc::string_ref> names = auth->FindPropertyValues("x509_common_name");
+    if (!names.empty()) {
+      id.assign(names[0].data(), names[0].size());
+      by_certificate = true;
+    }
+  }
+  std::string token;
+  const auto& metadata = context->client_metadata();
+  if (auto it = metadata.find("x-fedge-token"); it != metadata.end()) {
+    token.assign(it->second.data(), it->second.size());
+  }
+  if (!by_certificate) {
+    auto it = metadata.find("x-fedge-client-id");
+    if (it == metadata.end() || token.empty()) {
+      return absl::UnauthenticatedError(
+          "the device presented neither a client certificate nor an id and enrollment token");
+    }
+    id.assign(it->second.data(), it->second.size());
+  }
+  if (!claimed_id.empty() && claimed_id != id) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("device '", id, "' claims to be '", claimed_id, "'"));
+  }
+  absl::StatusOr<ClientRecord> record = store_->GetClient(id);
+  if (!record.ok()) {
+    if (record.status().code() == absl::StatusCode::kNotFound) {
+      return absl::UnauthenticatedError(absl::StrCat("device '", id, "' is not enrolled"));
+    }
+    return record.status();
+  }
+  if (record->revoked) {
+    return absl::PermissionDeniedError(absl::StrCat("device '", id, "' has been revoked"));
+  }
+  if (!by_certificate) {
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), digest);
+    if (record->token_sha256.size() != sizeof(digest) ||
+        CRYPTO_memcmp(digest, record->token_sha256.data(), sizeof(digest)) != 0) {
+      return absl::UnauthenticatedError(
+          absl::StrCat("wrong enrollment token for device '", id, "'"));
+    }
+  }
+  return id;
+}
+
+void AggregatorServer::Impl::MarkAvailable(const std::string& client_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  last_seen_[client_id] = Clock::now();
+}
+
+void AggregatorServer::Impl::FillJoin(v1::JoinResponse* response) const {
+  response->set_protocol_version(1);
+  *response->mutable_model() = models::ToProto(spec_);
+  absl::StatusOr<std::shared_ptr<const ModelVersion>> latest = registry->Latest();
+  if (latest.ok()) response->set_latest_version((*latest)->version);
+  response->set_signing_key_id(key_->key_id());
+  response->set_max_chunk_bytes(options_.chunk_bytes);
+  response->set_heartbeat_interval_ms(10'000);
+}
+
+std::optional<v1::PollTaskResponse> AggregatorServer::Impl::TaskNow(
+    const std::string& client_id) const {
+  absl::StatusOr<v1::Task> task = rounds_->TaskFor(client_id);
+  if (!task.ok()) return std::nullopt;
+  v1::PollTaskResponse response;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!round_open_ || task->round() != round_) return std::nullopt;
+  auto served = served_.find(task->model_version());
+  if (served == served_.end()) return std::nullopt;
+  response.set_artifact_bytes(served->second.artifact->size());
+  response.set_artifact_sha256(served->second.artifact_sha256);
+  const int64_t left = deadline_wall_ms_ - WallMs();
+  response.set_deadline_ms(static_cast<uint32_t>(std::max<int64_t>(left, 0)));
+  *response.mutable_task() = *std::move(task);
+  return response;
+}
+
+uint64_t AggregatorServer::Impl::NewWaiterId() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return next_waiter_++;
+}
+
+void AggregatorServer::Impl::AddWaiter(uint64_t id, const std::string& client_id,
+                                       std::chrono::milliseconds wait,
+                                       std::function<void(grpc::Status, v1::PollTaskResponse)> done) {
+  auto timer = std::make_shared<asio::steady_timer>(io_, wait);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stopping_) waiters_[id] = Waiter{client_id, std::move(done), timer};
+  }
+  if (done) {  // not registered: shutting down
+    done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the aggregator is shutting down"), {});
+    return;
+  }
+  timer->async_wait([this, id](const boost::system::error_code& ec) {
+    if (ec) return;
+    std::function<void(grpc::Status, v1::PollTaskResponse)> done;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = waiters_.find(id);
+      if (it == waiters_.end()) return;
+      done = std::move(it->second.done);
+      waiters_.erase(it);
+    }
+    done(grpc::Status::OK, {});  // no task this time
+  });
+  // A round may have opened between the caller's check and the registration.
+  asio::post(io_, [this] { WakeWaiters(); });
+}
+
+void AggregatorServer::Impl::CancelWaiter(uint64_t id) {
+  std::function<void(grpc::Status, v1::PollTaskResponse)> done;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = waiters_.find(id);
+    if (it == waiters_.end()) return;
+    done = std::move(it->second.done);
+    it->second.timer->cancel();
+    waiters_.erase(it);
+  }
+  done(grpc::Status(grpc::StatusCode::CANCELLED, "the poll was cancelled"), {});
+}
+
+void AggregatorServer::Impl::WakeWaiters() {
+  std::vector<std::pair<std::function<void(grpc::Status, v1::PollTaskResponse)>,
+                        v1::PollTaskResponse>>
+      ready;
+  std::vector<std::pair<uint64_t, std::string>> candidates;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!round_open_) return;
+    for (const auto& [id, waiter] : waiters_) {
+      if (cohort_.contains(waiter.client_id)) candidates.emplace_back(id, waiter.client_id);
+    }
+  }
+  for (const auto& [id, client] : candidates) {
+    std::optional<v1::PollTaskResponse> task = TaskNow(client);
+    if (!task.has_value()) continue;
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = waiters_.find(id);
+    if (it == waiters_.end()) continue;
+    it->second.timer->cancel();
+    ready.emplace_back(std::move(it->second.done), std::move(*task));
+    waiters_.erase(it);
+  }
+  for (auto& [done, response] : ready) done(grpc::Status::OK, std::move(response));
+}
+
+absl::StatusOr<std::shared_ptr<const std::string>> AggregatorServer::Impl::ServedBytes(
+    uint64_t version, v1::TensorEncoding encoding) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = served_.find(version);
+  if (it == served_.end()) {
+    return absl::NotFoundError(absl::StrCat("model version ", version, " is not served"));
+  }
+  if (encoding == v1::TENSOR_ENCODING_FP32) return it->second.master;
+  return it->second.artifact;
+}
+
+absl::Status AggregatorServer::Impl::CheckSubmitHeader(const std::string& client_id,
+                                                       const v1::UpdateHeader& header) const {
+  if (header.client_id() != client_id) {
+    return absl::PermissionDeniedError(absl::StrCat("device '", client_id,
+                                                    "' submits an update as '",
+                                                    header.client_id(), "'"));
+  }
+  if (header.total_bytes() == 0 || header.total_bytes() > options_.max_update_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("an update of ", header.total_bytes(),
+                                                   " bytes; this aggregator accepts 1 to ",
+                                                   options_.max_update_bytes));
+  }
+  // Refuse a stale or foreign update before receiving its bytes.
+  absl::StatusOr<v1::Task> task = rounds_->TaskFor(client_id);
+  if (!task.ok()) {
+    if (task.status().code() == absl::StatusCode::kNotFound) {
+      const uint64_t open = rounds_->round();
+      if (rounds_->round_open() && header.round() == open) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("client '", client_id, "' is not in the cohort of round ", open));
+      }
+      return absl::FailedPreconditionError(absl::StrCat(
+          "update is for round ", header.round(), ", which is not open (",
+          rounds_->round_open() ? absl::StrCat("round ", open, " is") : std::string("none is"),
+          ")"));
+    }
+    return task.status();
+  }
+  if (header.round() != task->round() || header.model_version() != task->model_version()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "update is for round ", header.round(), " on version ", header.model_version(),
+        "; the open round is ", task->round(), " on version ", task->model_version()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AggregatorServer::Impl::AcceptUpdate(const v1::EncodedUpdate& update) {
+  FEDGE_RETURN_IF_ERROR(rounds_->Submit(update));
+  size_t accepted;
+  size_t goal;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!round_open_ || round_ != update.round()) return absl::OkStatus();  // closing now
+    submitted_.insert(update.client_id());
+    accepted = submitted_.size();
+    goal = goal_;
+  }
+  LogEvent("info", "update_accepted",
+           {{"client", update.client_id()},
+            {"round", std::to_string(update.round())},
+            {"accepted", std::to_string(accepted)},
+            {"bytes", std::to_string(update.ByteSizeLong())}});
+  if (options_.checkpoint_every > 0 && accepted % options_.checkpoint_every == 0 &&
+      accepted < goal) {
+    asio::post(io_, [this] { Checkpoint(); });
+  }
+  if (accepted >= goal) asio::post(io_, [this] { CloseRound("goal reached"); });
+  return absl::OkStatus();
+}
+
+void AggregatorServer::Impl::AcquireUploadSlot(std::function<void()> start) {
+  {
+    std::lock_guard<std::mutex> lock(upload_mu_);
+    if (uploads_active_ >= options_.max_concurrent_uploads) {
+      upload_queue_.push_back(std::move(start));
+      return;
+    }
+    ++uploads_active_;
+  }
+  start();
+}
+
+void AggregatorServer::Impl::ReleaseUploadSlot() {
+  std::function<void()> next;
+  {
+    std::lock_guard<std::mutex> lock(upload_mu_);
+    if (upload_queue_.empty()) {
+      --uploads_active_;
+      return;
+    }
+    next = std::move(upload_queue_.front());
+    upload_queue_.pop_front();
+  }
+  next();  // the slot passes to the next upload
+}
+
+void AggregatorServer::Impl::RecordMetrics(const v1::MetricsReport& report) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!round_open_ || report.round() != round_) return;
+  for (const auto& [key, value] : report.metrics()) {
+    if (std::isfinite(value)) round_metrics_[key][report.client_id()] = value;
+  }
+}
+
+v1::HeartbeatResponse AggregatorServer::Impl::HeartbeatFor(const std::string& client_id) {
+  MarkAvailable(client_id);
+  v1::HeartbeatResponse response;
+  absl::StatusOr<std::shared_ptr<const ModelVersion>> latest = registry->Latest();
+  if (latest.ok()) response.set_latest_version((*latest)->version);
+  response.set_round_open(rounds_->round_open());
+  return response;
+}
+
+// --- Impl: shutdown ---------------------------------------------------------------
+
+void AggregatorServer::Impl::Shutdown() {
+  std::map<uint64_t, Waiter> waiters;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    finished_ = true;
+    waiters.swap(waiters_);
+    done_cv_.notify_all();
+  }
+  for (auto& [id, waiter] : waiters) {
+    waiter.timer->cancel();
+    waiter.done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the aggregator is shutting down"), {});
+  }
+  // Uploads waiting for a slot start now, so that they see the shutdown and
+  // finish.
+  std::deque<std::function<void()>> queued;
+  {
+    std::lock_guard<std::mutex> lock(upload_mu_);
+    queued.swap(upload_queue_);
+    uploads_active_ += static_cast<int>(queued.size());
+  }
+  for (auto& start : queued) start();
+  if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now() +
+                                            std::chrono::seconds(2));
+  if (workers_ != nullptr) workers_->join();
+  work_.reset();
+  io_.stop();
+  if (io_thread_.joinable()) io_thread_.join();
+  if (server_ != nullptr) server_->Wait();
+}
+
+absl::Status AggregatorServer::Impl::Wait() {
+  std::unique_lock<std::mutex> lock(mu_);
+  done_cv_.wait(lock, [this] { return finished_; });
+  return fatal_;
+}
+
+// --- AggregatorServer -----------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<AggregatorServer>> AggregatorServer::Start(
+    AggregatorServerOptions options) {
+  auto impl = std::make_unique<Impl>(std::move(options));
+  FEDGE_RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<AggregatorServer>(new AggregatorServer(std::move(impl)));
+}
+
+AggregatorServer::AggregatorServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+AggregatorServer::~AggregatorServer() { Shutdown(); }
+
+int AggregatorServer::port() const { return impl_->port; }
+absl::Status AggregatorServer::Wait() { return impl_->Wait(); }
+void AggregatorServer::Shutdown() { impl_->Shutdown(); }
+
+uint64_t AggregatorServer::latest_version() const {
+  absl::StatusOr<std::shared_ptr<const ModelVersion>> latest = impl_->registry->Latest();
+  return latest.ok() ? (*latest)->version : 0;
+}
+
+uint64_t AggregatorServer::closed_rounds() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  return impl_->closed_rounds_;
+}
+
+const ModelRegistry& AggregatorServer::registry() const { return *impl_->registry; }
+
+}  // namespace fedge::aggregator

@@ -1,0 +1,113 @@
+// GrpcTransport: the ClientTransport of a real device, talking to an
+// aggregator's fedge.v1.Federation service over TLS.
+//
+//   auto transport = GrpcTransport::Create(options);   // connects lazily
+//   transport->Join();                                  // proves who it is
+//   device.RunTask(*transport, model, trainer);          // poll, download,
+//                                                        // verify, train, submit
+//
+// Identity: a client certificate (mutual TLS; its CN is the device id) or
+// the device id and its enrollment token, sent as call metadata.
+//
+// Models: downloaded in chunks; a broken download resumes from the last
+// byte received. Before a model is handed to the trainer its SHA-256 (as the
+// task announced it), its tensors' hash and its Ed25519 signature by the
+// pinned aggregator key are checked; a model that fails is refused
+// (DATA_LOSS / UNAUTHENTICATED) and the device keeps the model it had.
+//
+// Thread safety: all methods may be called concurrently.
+#ifndef FEDGE_CLIENT_GRPC_TRANSPORT_H_
+#define FEDGE_CLIENT_GRPC_TRANSPORT_H_
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "fedge/client/transport.h"
+#include "fedge/models/signing.h"
+#include "fedge/v1/service.pb.h"
+
+namespace grpc {
+class Channel;
+}
+
+namespace fedge::client {
+
+struct GrpcTransportOptions {
+  // The aggregator, host:port.
+  std::string target;
+  std::string client_id;
+  // Plaintext (aggregators started with --insecure). Logs a warning.
+  bool insecure = false;
+  // The CA that signed the aggregator's certificate (PEM). Required unless
+  // insecure.
+  std::filesystem::path ca_file;
+  // The device's certificate and key for mutual TLS (PEM); empty: use
+  // `token`.
+  std::filesystem::path cert_file;
+  std::filesystem::path key_file;
+  // Enrollment token (devices without a certificate).
+  std::string token;
+  // The aggregator's model-signing public key (PEM). Required: a device
+  // never trains on a model it cannot verify.
+  std::filesystem::path pinned_key_file;
+  // How long the aggregator may hold a task poll.
+  std::chrono::milliseconds poll_wait{10'000};
+  // Deadline of every other call (downloads and uploads: per call).
+  std::chrono::milliseconds call_timeout{120'000};
+  // Chunk size of uploads (and asked of downloads).
+  uint32_t chunk_bytes = 1u << 20;
+  // Download attempts before FetchModel gives up (each resumes).
+  int download_attempts = 3;
+  // What to download: the int8 artifact (default) or the fp32 master.
+  v1::TensorEncoding download_encoding = v1::TENSOR_ENCODING_INT8_PER_CHANNEL;
+};
+
+class GrpcTransport : public ClientTransport {
+ public:
+  // Checks the options and loads the files they name (INVALID_ARGUMENT /
+  // NOT_FOUND say which); does not connect yet.
+  static absl::StatusOr<std::unique_ptr<GrpcTransport>> Create(GrpcTransportOptions options);
+  ~GrpcTransport() override;
+
+  // Announces the device; returns the federation's model spec and the
+  // signing key id, which must be the pinned key's (UNAUTHENTICATED if not).
+  absl::StatusOr<v1::JoinResponse> Join();
+
+  // ClientTransport. PollTask waits up to poll_wait; NOT_FOUND when no task
+  // came. Errors from the aggregator keep their gRPC code (UNAVAILABLE when
+  // it cannot be reached).
+  absl::StatusOr<v1::Task> PollTask(const std::string& client_id) override;
+  absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> FetchModel(uint64_t version) override;
+  absl::Status SubmitUpdate(const v1::EncodedUpdate& update) override;
+  absl::Status ReportDrift(const v1::DriftReport& report) override;
+
+  absl::Status ReportMetrics(const v1::MetricsReport& report);
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat();
+
+  // The last model that verified, or null.
+  std::shared_ptr<const v1::ModelArtifact> current_model() const;
+  const GrpcTransportOptions& options() const { return options_; }
+
+ private:
+  class Calls;
+  GrpcTransport(GrpcTransportOptions options, models::VerifyingKey pinned,
+                std::shared_ptr<grpc::Channel> channel);
+
+  const GrpcTransportOptions options_;
+  const models::VerifyingKey pinned_;
+  std::unique_ptr<Calls> calls_;
+  mutable std::mutex mu_;
+  // What the last task said about the artifact of its version.
+  std::map<uint64_t, v1::PollTaskResponse> announced_;
+  std::shared_ptr<const v1::ModelArtifact> current_;
+};
+
+}  // namespace fedge::client
+
+#endif  // FEDGE_CLIENT_GRPC_TRANSPORT_H_
