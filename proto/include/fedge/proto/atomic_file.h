@@ -27,7 +27,9 @@ namespace fedge::proto {
 // above). The file gets permission bits `mode` (applied with fchmod, so the
 // umask does not weaken or widen them) before any byte is written; a key
 // written with 0600 is never readable by others, not even briefly.
-// On any error the temporary file is removed and `path` is unchanged. Errors
+// On any error the temporary file is removed and `path` is unchanged, except
+// when only the final directory fsync fails: the new content is then in place
+// but may not survive a crash, and the message says so. Errors
 // name the path and the failing system call: NOT_FOUND when the directory
 // does not exist, PERMISSION_DENIED when it cannot be written, INTERNAL for
 // other I/O failures (disk full, ...).
