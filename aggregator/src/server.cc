@@ -92,7 +92,8 @@ class AggregatorServer::Impl {
   void AcquireUploadSlot(std::function<void()> start);
   void ReleaseUploadSlot();
   void RunOnWorker(std::function<void()> task) { asio::post(*workers_, std::move(task)); }
-  absl::Status CheckSubmitHeader(const std::string& client_id, const v1::UpdateHeader& header) const;
+  absl::Status CheckSubmitHeader(const std::string& client_id,
+                                 const v1::UpdateHeader& header) const;
   const AggregatorServerOptions& options() const { return options_; }
   void RecordMetrics(const v1::MetricsReport& report);
   v1::HeartbeatResponse HeartbeatFor(const std::string& client_id);
@@ -130,6 +131,7 @@ class AggregatorServer::Impl {
   std::thread io_thread_;
   std::unique_ptr<asio::thread_pool> workers_;
 
+  std::mutex shutdown_mu_;
   mutable std::mutex mu_;
   std::condition_variable done_cv_;
   bool stopping_ = false;
@@ -369,8 +371,8 @@ class FederationService final : public v1::Federation::CallbackService {
       return new Refused(ToGrpc(bytes.status()));
     }
     const uint32_t max_chunk = impl_->options().chunk_bytes;
-    const uint32_t chunk = request->chunk_bytes() == 0 ? max_chunk
-                                                       : std::min(request->chunk_bytes(), max_chunk);
+    const uint32_t chunk =
+        request->chunk_bytes() == 0 ? max_chunk : std::min(request->chunk_bytes(), max_chunk);
     return new DownloadReactor(*std::move(bytes), request->version(), request->offset(),
                                std::max<uint32_t>(chunk, 1024));
   }
@@ -464,8 +466,7 @@ absl::Status AggregatorServer::Impl::Init() {
   }
   absl::StatusOr<models::SigningKey> key = models::SigningKey::LoadPem(options_.signing_key_file);
   if (!key.ok()) {
-    return absl::Status(key.status().code(),
-                        absl::StrCat("signing key: ", key.status().message()));
+    return absl::Status(key.status().code(), absl::StrCat("signing key: ", key.status().message()));
   }
   key_.emplace(*std::move(key));
   FEDGE_ASSIGN_OR_RETURN(store_, StateStore::Open(options_.state_dir));
@@ -488,8 +489,8 @@ absl::Status AggregatorServer::Impl::Init() {
     if (replaying_) return absl::OkStatus();
     return store_->JournalUpdate(update.round(), sequence, update);
   };
-  FEDGE_ASSIGN_OR_RETURN(rounds_, RoundManager::Create(std::move(strategy), registry.get(),
-                                                       std::move(round_options)));
+  FEDGE_ASSIGN_OR_RETURN(
+      rounds_, RoundManager::Create(std::move(strategy), registry.get(), std::move(round_options)));
   FEDGE_ASSIGN_OR_RETURN(std::vector<RoundRecord> history, store_->Rounds());
   for (const RoundRecord& record : history) {
     if (record.state == RoundState::kClosed) ++closed_rounds_;
@@ -524,9 +525,9 @@ absl::Status AggregatorServer::Impl::RestoreOrInitModel() {
     FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact artifact, store_->ReadArtifact(latest->version));
     for (const v1::ModelArtifact* stored : {&master, &artifact}) {
       if (absl::Status s = models::VerifySignedArtifact(*stored, key_->public_key()); !s.ok()) {
-        return absl::DataLossError(absl::StrCat("stored model version ", latest->version,
-                                                " does not verify with the signing key: ",
-                                                s.message()));
+        return absl::DataLossError(
+            absl::StrCat("stored model version ", latest->version,
+                         " does not verify with the signing key: ", s.message()));
       }
     }
     FEDGE_ASSIGN_OR_RETURN(spec_, models::FromProto(master.header().model()));
@@ -549,9 +550,9 @@ absl::Status AggregatorServer::Impl::RestoreOrInitModel() {
   }
   if (latest.status().code() != absl::StatusCode::kNotFound) return latest.status();
   if (!options_.initial_model.has_value()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "state directory ", options_.state_dir.string(),
-        " holds no model version and no initial model was given"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("state directory ", options_.state_dir.string(),
+                     " holds no model version and no initial model was given"));
   }
   const v1::ModelArtifact& initial = *options_.initial_model;
   FEDGE_RETURN_IF_ERROR(models::VerifyArtifact(initial));
@@ -564,8 +565,8 @@ absl::Status AggregatorServer::Impl::RestoreOrInitModel() {
   models::ArtifactOptions master_options;
   master_options.version = published->version;
   master_options.created_at_unix_ms = published->artifact->header().created_at_unix_ms();
-  FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact master, models::BuildFp32Artifact(
-                                                       spec_, layout_, parameters, master_options));
+  FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact master,
+                         models::BuildFp32Artifact(spec_, layout_, parameters, master_options));
   FEDGE_RETURN_IF_ERROR(models::SignArtifact(master, *key_));
   VersionRecord record;
   record.version = published->version;
@@ -615,8 +616,8 @@ absl::Status AggregatorServer::Impl::RestoreOpenRound() {
   LogEvent("info", "round_resumed",
            {{"round", std::to_string(record.round)},
             {"accepted", std::to_string(rounds_->accepted())},
-            {"from_checkpoint", open->checkpoint ? std::to_string(open->checkpoint->accepted())
-                                                 : std::string("0")},
+            {"from_checkpoint",
+             open->checkpoint ? std::to_string(open->checkpoint->accepted()) : std::string("0")},
             {"replayed", std::to_string(open->journal.size())}});
   return absl::OkStatus();
 }
@@ -625,8 +626,7 @@ absl::Status AggregatorServer::Impl::StartGrpc() {
   std::shared_ptr<grpc::ServerCredentials> credentials;
   const ServerTlsOptions& tls = options_.tls;
   if (tls.insecure) {
-    LogEvent("warning", "insecure",
-             {{"listen", options_.listen_address}},
+    LogEvent("warning", "insecure", {{"listen", options_.listen_address}},
              "serving WITHOUT TLS: device updates, tokens and models cross the network in the "
              "clear; use only on loopback for tests");
     credentials = grpc::InsecureServerCredentials();
@@ -697,9 +697,10 @@ void AggregatorServer::Impl::MaybeOpenRound() {
   }
   const RoundPolicy& policy = options_.policy;
   if (available.size() < static_cast<size_t>(policy.min_clients)) return;
-  size_t goal = policy.goal > 0 ? static_cast<size_t>(policy.goal)
-                                : static_cast<size_t>(std::ceil(policy.fraction *
-                                                                static_cast<double>(available.size())));
+  size_t goal =
+      policy.goal > 0
+          ? static_cast<size_t>(policy.goal)
+          : static_cast<size_t>(std::ceil(policy.fraction * static_cast<double>(available.size())));
   goal = std::clamp<size_t>(goal, 1, available.size());
   const size_t selected = std::min(
       available.size(),
@@ -962,9 +963,9 @@ uint64_t AggregatorServer::Impl::NewWaiterId() {
   return next_waiter_++;
 }
 
-void AggregatorServer::Impl::AddWaiter(uint64_t id, const std::string& client_id,
-                                       std::chrono::milliseconds wait,
-                                       std::function<void(grpc::Status, v1::PollTaskResponse)> done) {
+void AggregatorServer::Impl::AddWaiter(
+    uint64_t id, const std::string& client_id, std::chrono::milliseconds wait,
+    std::function<void(grpc::Status, v1::PollTaskResponse)> done) {
   auto timer = std::make_shared<asio::steady_timer>(io_, wait);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -1004,8 +1005,8 @@ void AggregatorServer::Impl::CancelWaiter(uint64_t id) {
 }
 
 void AggregatorServer::Impl::WakeWaiters() {
-  std::vector<std::pair<std::function<void(grpc::Status, v1::PollTaskResponse)>,
-                        v1::PollTaskResponse>>
+  std::vector<
+      std::pair<std::function<void(grpc::Status, v1::PollTaskResponse)>, v1::PollTaskResponse>>
       ready;
   std::vector<std::pair<uint64_t, std::string>> candidates;
   {
@@ -1042,9 +1043,8 @@ absl::StatusOr<std::shared_ptr<const std::string>> AggregatorServer::Impl::Serve
 absl::Status AggregatorServer::Impl::CheckSubmitHeader(const std::string& client_id,
                                                        const v1::UpdateHeader& header) const {
   if (header.client_id() != client_id) {
-    return absl::PermissionDeniedError(absl::StrCat("device '", client_id,
-                                                    "' submits an update as '",
-                                                    header.client_id(), "'"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("device '", client_id, "' submits an update as '", header.client_id(), "'"));
   }
   if (header.total_bytes() == 0 || header.total_bytes() > options_.max_update_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("an update of ", header.total_bytes(),
@@ -1068,9 +1068,9 @@ absl::Status AggregatorServer::Impl::CheckSubmitHeader(const std::string& client
     return task.status();
   }
   if (header.round() != task->round() || header.model_version() != task->model_version()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "update is for round ", header.round(), " on version ", header.model_version(),
-        "; the open round is ", task->round(), " on version ", task->model_version()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("update is for round ", header.round(), " on version ", header.model_version(),
+                     "; the open round is ", task->round(), " on version ", task->model_version()));
   }
   return absl::OkStatus();
 }
@@ -1145,6 +1145,8 @@ v1::HeartbeatResponse AggregatorServer::Impl::HeartbeatFor(const std::string& cl
 // --- Impl: shutdown ---------------------------------------------------------------
 
 void AggregatorServer::Impl::Shutdown() {
+  // A second caller waits until the first one has finished.
+  std::lock_guard<std::mutex> shutdown_lock(shutdown_mu_);
   std::map<uint64_t, Waiter> waiters;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -1167,8 +1169,8 @@ void AggregatorServer::Impl::Shutdown() {
     uploads_active_ += static_cast<int>(queued.size());
   }
   for (auto& start : queued) start();
-  if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now() +
-                                            std::chrono::seconds(2));
+  if (server_ != nullptr)
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (workers_ != nullptr) workers_->join();
   work_.reset();
   io_.stop();

@@ -63,7 +63,8 @@ absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Create(GrpcTranspo
   if (options.chunk_bytes < 1024 || options.download_attempts < 1) {
     return absl::InvalidArgumentError("chunk_bytes must be >= 1024 and download_attempts >= 1");
   }
-  absl::StatusOr<models::VerifyingKey> pinned = models::VerifyingKey::LoadPem(options.pinned_key_file);
+  absl::StatusOr<models::VerifyingKey> pinned =
+      models::VerifyingKey::LoadPem(options.pinned_key_file);
   if (!pinned.ok()) {
     return absl::Status(pinned.status().code(),
                         absl::StrCat("pinned key: ", pinned.status().message()));
@@ -116,9 +117,9 @@ absl::StatusOr<v1::JoinResponse> GrpcTransport::Join() {
   auto context = calls_->Context(options_.call_timeout);
   FEDGE_RETURN_IF_ERROR(FromGrpc(calls_->stub().Join(context.get(), request, &response), "join"));
   if (response.signing_key_id() != pinned_.key_id()) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "the aggregator signs models with key '", response.signing_key_id(),
-        "', this device pins key '", pinned_.key_id(), "'"));
+    return absl::UnauthenticatedError(
+        absl::StrCat("the aggregator signs models with key '", response.signing_key_id(),
+                     "', this device pins key '", pinned_.key_id(), "'"));
   }
   return response;
 }
@@ -182,9 +183,9 @@ absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> GrpcTransport::FetchMod
       last = absl::OkStatus();
       break;
     }
-    last = FromGrpc(status.ok() ? grpc::Status(grpc::StatusCode::DATA_LOSS, "short download")
-                                : status,
-                    absl::StrCat("downloading model version ", version));
+    last =
+        FromGrpc(status.ok() ? grpc::Status(grpc::StatusCode::DATA_LOSS, "short download") : status,
+                 absl::StrCat("downloading model version ", version));
     const grpc::StatusCode code = status.error_code();
     if (!status.ok() && code != grpc::StatusCode::UNAVAILABLE &&
         code != grpc::StatusCode::DEADLINE_EXCEEDED && code != grpc::StatusCode::CANCELLED) {
@@ -211,8 +212,8 @@ absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> GrpcTransport::FetchMod
   }
   if (absl::Status s = models::VerifySignedArtifact(*artifact, pinned_); !s.ok()) {
     LogEvent("error", "model_refused", {{"version", std::to_string(version)}}, s.ToString());
-    return absl::Status(s.code(), absl::StrCat("model version ", version, " refused: ",
-                                               s.message()));
+    return absl::Status(s.code(),
+                        absl::StrCat("model version ", version, " refused: ", s.message()));
   }
   std::lock_guard<std::mutex> lock(mu_);
   current_ = std::move(artifact);
@@ -231,13 +232,14 @@ absl::Status GrpcTransport::SubmitUpdate(const v1::EncodedUpdate& update) {
   header->set_model_version(update.model_version());
   header->set_total_bytes(bytes.size());
   for (size_t offset = 0; offset < bytes.size(); offset += options_.chunk_bytes) {
-    chunk.set_data(bytes.data() + offset, std::min<size_t>(options_.chunk_bytes,
-                                                           bytes.size() - offset));
+    chunk.set_data(bytes.data() + offset,
+                   std::min<size_t>(options_.chunk_bytes, bytes.size() - offset));
     if (!writer->Write(chunk)) break;  // the aggregator ended the call; Finish says why
     chunk.clear_header();
   }
   writer->WritesDone();
-  return FromGrpc(writer->Finish(), absl::StrCat("submitting the update of round ", update.round()));
+  return FromGrpc(writer->Finish(),
+                  absl::StrCat("submitting the update of round ", update.round()));
 }
 
 absl::Status GrpcTransport::ReportDrift(const v1::DriftReport& report) {

@@ -262,6 +262,29 @@ std::string ComputeTensorsSha256(const v1::ModelArtifact& artifact) {
   return std::string(reinterpret_cast<const char*>(digest), length);
 }
 
+absl::StatusOr<std::vector<ParameterLayout>> LayoutOfArtifact(const v1::ModelArtifact& artifact) {
+  std::vector<ParameterLayout> layout;
+  int64_t offset = 0;
+  for (const v1::TensorProto& tensor : artifact.tensors()) {
+    if (tensor.name().empty()) return absl::InvalidArgumentError("an artifact tensor has no name");
+    ParameterLayout entry;
+    entry.name = tensor.name();
+    entry.offset = offset;
+    entry.numel = 1;
+    for (int64_t dim : tensor.shape()) {
+      if (dim < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor '", tensor.name(), "' has a negative dimension"));
+      }
+      entry.shape.push_back(dim);
+      entry.numel *= dim;
+    }
+    offset += entry.numel;
+    layout.push_back(std::move(entry));
+  }
+  return layout;
+}
+
 absl::Status VerifyArtifact(const v1::ModelArtifact& artifact) {
   const v1::ArtifactHeader& header = artifact.header();
   if (header.format_version() != kFormatVersion) {

@@ -49,6 +49,11 @@ absl::StatusOr<v1::ModelArtifact> BuildFp32Artifact(const ModelSpec& spec,
                                                     std::span<const float> values,
                                                     const ArtifactOptions& options);
 
+// The parameter layout the artifact's tensors describe (names, shapes, and
+// offsets in order), e.g. to rebuild a registry from a stored version.
+// INVALID_ARGUMENT for a tensor with a negative dimension or no name.
+absl::StatusOr<std::vector<ParameterLayout>> LayoutOfArtifact(const v1::ModelArtifact& artifact);
+
 // SHA-256 of the artifact's tensors, as defined above (32 bytes).
 std::string ComputeTensorsSha256(const v1::ModelArtifact& artifact);
 

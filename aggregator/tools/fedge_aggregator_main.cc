@@ -1,0 +1,497 @@
+// fedge-aggregator: a federation's aggregator (gRPC over TLS), and the
+// operator commands on its state directory.
+//
+//   fedge-aggregator [serve] --config FILE [--set key=value ...] [--insecure]
+//   fedge-aggregator enroll  --state DIR ID [--token TOKEN | --generate-token]
+//   fedge-aggregator revoke  --state DIR ID
+//   fedge-aggregator rollback --state DIR --signing-key KEY VERSION
+//   fedge-aggregator versions --state DIR
+//   fedge-aggregator clients  --state DIR
+#include <openssl/rand.h>
+#include <yaml-cpp/yaml.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "fedge/aggregator/server.h"
+#include "fedge/aggregator/state_store.h"
+#include "fedge/models/artifact.h"
+#include "fedge/models/model_instance.h"
+#include "fedge/models/signing.h"
+#include "fedge/proto/atomic_file.h"
+#include "fedge/proto/status_macros.h"
+
+namespace {
+
+using fedge::aggregator::AggregatorServerOptions;
+
+struct ServeConfig {
+  AggregatorServerOptions server;
+  std::string architecture = "cnn";
+  std::vector<int64_t> input_shape = {1, 28, 28};
+  int64_t num_classes = 10;
+  uint64_t model_seed = 1;
+  std::string port_file;
+};
+
+struct Key {
+  const char* name;
+  const char* help;
+  std::function<absl::Status(ServeConfig&, const std::string&)> set;
+};
+
+absl::Status BadValue(const std::string& key, const std::string& value, const char* want) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("config key '", key, "': '", value, "' is not ", want));
+}
+
+std::function<absl::Status(ServeConfig&, const std::string&)> IntKey(
+    const char* key, std::function<void(ServeConfig&, int64_t)> set, int64_t min) {
+  return [key, set, min](ServeConfig& c, const std::string& v) -> absl::Status {
+    int64_t parsed;
+    if (!absl::SimpleAtoi(v, &parsed) || parsed < min) {
+      return BadValue(key, v, absl::StrCat("an integer >= ", min).c_str());
+    }
+    set(c, parsed);
+    return absl::OkStatus();
+  };
+}
+
+std::function<absl::Status(ServeConfig&, const std::string&)> FloatKey(
+    const char* key, std::function<void(ServeConfig&, double)> set, double min, double max) {
+  return [key, set, min, max](ServeConfig& c, const std::string& v) -> absl::Status {
+    double parsed;
+    if (!absl::SimpleAtod(v, &parsed) || !(parsed >= min && parsed <= max)) {
+      return BadValue(key, v, absl::StrCat("a number in [", min, ", ", max, "]").c_str());
+    }
+    set(c, parsed);
+    return absl::OkStatus();
+  };
+}
+
+std::function<absl::Status(ServeConfig&, const std::string&)> BoolKey(
+    const char* key, std::function<void(ServeConfig&, bool)> set) {
+  return [key, set](ServeConfig& c, const std::string& v) -> absl::Status {
+    if (v == "true" || v == "on" || v == "1") {
+      set(c, true);
+    } else if (v == "false" || v == "off" || v == "0") {
+      set(c, false);
+    } else {
+      return BadValue(key, v, "true or false");
+    }
+    return absl::OkStatus();
+  };
+}
+
+std::function<absl::Status(ServeConfig&, const std::string&)> StringKey(
+    std::function<void(ServeConfig&, const std::string&)> set) {
+  return [set](ServeConfig& c, const std::string& v) {
+    set(c, v);
+    return absl::OkStatus();
+  };
+}
+
+const std::vector<Key>& Keys() {
+  static const std::vector<Key> keys = {
+      {"listen", "host:port to serve on (port 0: any free port)",
+       StringKey([](ServeConfig& c, const std::string& v) { c.server.listen_address = v; })},
+      {"port_file", "write the bound port to this file once serving",
+       StringKey([](ServeConfig& c, const std::string& v) { c.port_file = v; })},
+      {"state_dir", "the aggregator's state directory (SQLite + model versions)",
+       StringKey([](ServeConfig& c, const std::string& v) { c.server.state_dir = v; })},
+      {"signing_key", "Ed25519 private key (PEM) that signs model versions",
+       StringKey([](ServeConfig& c, const std::string& v) { c.server.signing_key_file = v; })},
+      {"tls.cert", "server certificate chain (PEM)",
+       StringKey([](ServeConfig& c, const std::string& v) { c.server.tls.cert_file = v; })},
+      {"tls.key", "server private key (PEM)",
+       StringKey([](ServeConfig& c, const std::string& v) { c.server.tls.key_file = v; })},
+      {"tls.client_ca", "CA of device certificates (PEM); empty: tokens only",
+       StringKey([](ServeConfig& c, const std::string& v) { c.server.tls.client_ca_file = v; })},
+      {"tls.require_client_cert", "accept mutual-TLS devices only",
+       BoolKey("tls.require_client_cert",
+               [](ServeConfig& c, bool v) { c.server.tls.require_client_certificate = v; })},
+      {"insecure", "serve plaintext (tests on loopback only)",
+       BoolKey("insecure", [](ServeConfig& c, bool v) { c.server.tls.insecure = v; })},
+      {"model.architecture", "model zoo architecture of a new federation",
+       StringKey([](ServeConfig& c, const std::string& v) { c.architecture = v; })},
+      {"model.seed", "initialization seed of a new federation's model",
+       IntKey(
+           "model.seed", [](ServeConfig& c, int64_t v) { c.model_seed = v; }, 0)},
+      {"strategy", "aggregation strategy (fedavg, fedadam, ...)",
+       StringKey([](ServeConfig& c, const std::string& v) { c.server.strategy = v; })},
+      {"strategy.server_learning_rate", "server learning rate",
+       FloatKey(
+           "strategy.server_learning_rate",
+           [](ServeConfig& c, double v) { c.server.strategy_options.server_learning_rate = v; },
+           1e-9, 1e9)},
+      {"codec", "update codec devices must use",
+       StringKey([](ServeConfig& c, const std::string& v) { c.server.codec = v; })},
+      {"artifact", "what devices download: int8 | int8-per-tensor | fp32",
+       [](ServeConfig& c, const std::string& v) -> absl::Status {
+         FEDGE_ASSIGN_OR_RETURN(c.server.precision, fedge::models::ParseArtifactPrecision(v));
+         return absl::OkStatus();
+       }},
+      {"rounds.count", "rounds to close before exiting (0: serve forever)",
+       IntKey(
+           "rounds.count", [](ServeConfig& c, int64_t v) { c.server.policy.rounds = v; }, 0)},
+      {"rounds.goal", "updates that close a round early",
+       IntKey(
+           "rounds.goal", [](ServeConfig& c, int64_t v) { c.server.policy.goal = v; }, 0)},
+      {"rounds.fraction", "goal as a fraction of available devices (when goal is 0)",
+       FloatKey(
+           "rounds.fraction", [](ServeConfig& c, double v) { c.server.policy.fraction = v; }, 0.0,
+           1.0)},
+      {"rounds.min_clients", "devices polling before a round opens",
+       IntKey(
+           "rounds.min_clients", [](ServeConfig& c, int64_t v) { c.server.policy.min_clients = v; },
+           1)},
+      {"rounds.over_selection", "extra devices selected, as a fraction of the goal",
+       FloatKey(
+           "rounds.over_selection",
+           [](ServeConfig& c, double v) { c.server.policy.over_selection = v; }, 0.0, 10.0)},
+      {"rounds.min_updates", "fewest updates with which a round closes at its deadline",
+       IntKey(
+           "rounds.min_updates", [](ServeConfig& c, int64_t v) { c.server.policy.min_updates = v; },
+           1)},
+      {"rounds.deadline_s", "seconds a round stays open",
+       FloatKey(
+           "rounds.deadline_s",
+           [](ServeConfig& c, double v) {
+             c.server.policy.deadline = std::chrono::milliseconds(static_cast<int64_t>(v * 1000));
+           },
+           0.001, 1e7)},
+      {"rounds.seed", "cohort sampling seed",
+       IntKey(
+           "rounds.seed", [](ServeConfig& c, int64_t v) { c.server.policy.seed = v; }, 0)},
+      {"train.local_epochs", "local epochs per task",
+       IntKey(
+           "train.local_epochs",
+           [](ServeConfig& c, int64_t v) { c.server.policy.train.set_local_epochs(v); }, 1)},
+      {"train.batch_size", "local batch size",
+       IntKey(
+           "train.batch_size",
+           [](ServeConfig& c, int64_t v) { c.server.policy.train.set_batch_size(v); }, 1)},
+      {"train.learning_rate", "local learning rate",
+       FloatKey(
+           "train.learning_rate",
+           [](ServeConfig& c, double v) { c.server.policy.train.set_learning_rate(v); }, 1e-9,
+           1e3)},
+      {"train.momentum", "local SGD momentum",
+       FloatKey(
+           "train.momentum",
+           [](ServeConfig& c, double v) { c.server.policy.train.set_momentum(v); }, 0.0, 1.0)},
+      {"train.max_steps", "cap on local steps per task (0: none)",
+       IntKey(
+           "train.max_steps",
+           [](ServeConfig& c, int64_t v) { c.server.policy.train.set_max_steps(v); }, 0)},
+      {"train.seed", "training seed",
+       IntKey(
+           "train.seed", [](ServeConfig& c, int64_t v) { c.server.policy.train.set_seed(v); }, 0)},
+      {"checkpoint_every", "checkpoint the open round every N accepted updates (0: journal only)",
+       IntKey(
+           "checkpoint_every", [](ServeConfig& c, int64_t v) { c.server.checkpoint_every = v; },
+           0)},
+      {"max_concurrent_uploads", "updates received at once (bounds memory)",
+       IntKey(
+           "max_concurrent_uploads",
+           [](ServeConfig& c, int64_t v) { c.server.max_concurrent_uploads = v; }, 1)},
+      {"max_update_mb", "largest update accepted, in MiB",
+       IntKey(
+           "max_update_mb",
+           [](ServeConfig& c, int64_t v) { c.server.max_update_bytes = uint64_t(v) << 20; }, 1)},
+      {"workers", "threads that decode and fold updates",
+       IntKey(
+           "workers", [](ServeConfig& c, int64_t v) { c.server.workers = v; }, 1)},
+  };
+  return keys;
+}
+
+absl::Status SetKey(ServeConfig& config, const std::string& key, const std::string& value) {
+  for (const Key& k : Keys()) {
+    if (key == k.name) return k.set(config, value);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown config key '", key, "' (fedge-aggregator --help lists them)"));
+}
+
+absl::Status ApplyYaml(ServeConfig& config, const YAML::Node& node, const std::string& prefix) {
+  if (node.IsMap()) {
+    for (const auto& entry : node) {
+      const std::string key = entry.first.as<std::string>();
+      FEDGE_RETURN_IF_ERROR(
+          ApplyYaml(config, entry.second, prefix.empty() ? key : prefix + "." + key));
+    }
+    return absl::OkStatus();
+  }
+  if (!node.IsScalar()) {
+    return absl::InvalidArgumentError(absl::StrCat("config key '", prefix, "' must be a value"));
+  }
+  return SetKey(config, prefix, node.as<std::string>());
+}
+
+void PrintHelp() {
+  std::cout << R"(fedge-aggregator: the aggregator of a fedge federation (gRPC over TLS).
+
+Usage:
+  fedge-aggregator [serve] --config FILE [--set key=value ...] [--insecure]
+  fedge-aggregator enroll   --state DIR ID [--token TOKEN | --generate-token]
+  fedge-aggregator revoke   --state DIR ID
+  fedge-aggregator rollback --state DIR --signing-key KEY VERSION
+  fedge-aggregator versions --state DIR
+  fedge-aggregator clients  --state DIR
+
+serve: restores DIR (continuing an interrupted round) or starts a federation
+with a new model, and runs rounds. Logs are JSON lines on stderr.
+enroll: lets device ID join: by its certificate (CN=ID) or, with a token, by
+ID and token. rollback: publishes version VERSION's model again as the newest
+version (stop the aggregator first).
+
+Keys for serve (YAML nesting maps to dots):
+)";
+  for (const Key& key : Keys()) std::cout << absl::StrFormat("  %-30s %s\n", key.name, key.help);
+}
+
+int Fail(const absl::Status& status) {
+  std::cerr << "fedge-aggregator: error: " << status.message() << "\n";
+  return 2;
+}
+
+absl::StatusOr<fedge::v1::ModelArtifact> InitialModel(const ServeConfig& config) {
+  fedge::models::ModelSpec spec;
+  spec.architecture = config.architecture;
+  spec.input_shape = config.input_shape;
+  spec.num_classes = config.num_classes;
+  FEDGE_ASSIGN_OR_RETURN(auto model, fedge::models::ModelInstance::Create(spec, config.model_seed));
+  fedge::models::ArtifactOptions options;
+  return fedge::models::BuildFp32Artifact(spec, model->parameters().layout(),
+                                          model->parameters().values(), options);
+}
+
+volatile std::sig_atomic_t g_stop = 0;
+
+int Serve(ServeConfig config) {
+  if (config.server.state_dir.empty()) {
+    return Fail(absl::InvalidArgumentError("state_dir is not set (--state DIR)"));
+  }
+  absl::StatusOr<std::unique_ptr<fedge::aggregator::StateStore>> probe =
+      fedge::aggregator::StateStore::Open(config.server.state_dir);
+  if (!probe.ok()) return Fail(probe.status());
+  const bool empty = !(*probe)->LatestVersion().ok();
+  probe->reset();
+  if (empty) {
+    absl::StatusOr<fedge::v1::ModelArtifact> initial = InitialModel(config);
+    if (!initial.ok()) return Fail(initial.status());
+    config.server.initial_model = *std::move(initial);
+  }
+  absl::StatusOr<std::unique_ptr<fedge::aggregator::AggregatorServer>> server =
+      fedge::aggregator::AggregatorServer::Start(config.server);
+  if (!server.ok()) return Fail(server.status());
+  if (!config.port_file.empty()) {
+    absl::Status s =
+        fedge::proto::WriteFileAtomic(config.port_file, std::to_string((*server)->port()) + "\n");
+    if (!s.ok()) return Fail(s);
+  }
+  // SIGINT/SIGTERM: stop serving; an open round stays open in the state
+  // directory and continues at the next start.
+  std::signal(SIGINT, [](int) { g_stop = 1; });
+  std::signal(SIGTERM, [](int) { g_stop = 1; });
+  std::atomic<bool> done{false};
+  std::thread watcher([&] {
+    while (!done.load()) {
+      if (g_stop) {
+        (*server)->Shutdown();
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+  absl::Status status = (*server)->Wait();
+  done = true;
+  watcher.join();
+  (*server)->Shutdown();
+  if (!status.ok()) return Fail(status);
+  return 0;
+}
+
+int Rollback(const std::string& state_dir, const std::string& key_file, uint64_t target) {
+  absl::StatusOr<fedge::models::SigningKey> key = fedge::models::SigningKey::LoadPem(key_file);
+  if (!key.ok()) return Fail(key.status());
+  auto store = fedge::aggregator::StateStore::Open(state_dir);
+  if (!store.ok()) return Fail(store.status());
+  auto latest = (*store)->LatestVersion();
+  if (!latest.ok()) return Fail(latest.status());
+  auto master = (*store)->ReadMaster(target);
+  if (!master.ok()) return Fail(master.status());
+  auto artifact = (*store)->ReadArtifact(target);
+  if (!artifact.ok()) return Fail(artifact.status());
+  const uint64_t version = latest->version + 1;
+  fedge::aggregator::VersionRecord record;
+  record.version = version;
+  record.parent = target;
+  record.created_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  record.note = absl::StrCat("rollback to ", target);
+  for (fedge::v1::ModelArtifact* a : {&*master, &*artifact}) {
+    absl::Status s = fedge::models::VerifySignedArtifact(*a, key->public_key());
+    if (!s.ok()) return Fail(s);
+    a->mutable_header()->set_version(version);
+    a->mutable_header()->set_parent_version(target);
+    a->mutable_header()->set_created_at_unix_ms(record.created_at_ms);
+    (*a->mutable_header()->mutable_metrics())["rollback_of"] = static_cast<double>(target);
+    s = fedge::models::SignArtifact(*a, *key);
+    if (!s.ok()) return Fail(s);
+  }
+  record.master_bytes = master->ByteSizeLong();
+  record.artifact_bytes = artifact->ByteSizeLong();
+  record.metrics["rollback_of"] = static_cast<double>(target);
+  absl::Status s = (*store)->AddVersion(record, *master, *artifact);
+  if (!s.ok()) return Fail(s);
+  std::cout << "published version " << version << " = the model of version " << target << "\n";
+  return 0;
+}
+
+std::string RandomToken() {
+  unsigned char bytes[24];
+  RAND_bytes(bytes, sizeof(bytes));
+  std::string hex;
+  for (unsigned char b : bytes) hex += absl::StrFormat("%02x", b);
+  return hex;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::string command = "serve";
+  if (!args.empty() && args[0].rfind("--", 0) != 0) {
+    command = args[0];
+    args.erase(args.begin());
+  }
+  if (command == "help" || (!args.empty() && (args[0] == "--help" || args[0] == "-h"))) {
+    PrintHelp();
+    return 0;
+  }
+  ServeConfig config;
+  config.server.policy.goal = 2;
+  config.server.policy.train.set_local_epochs(1);
+  config.server.policy.train.set_batch_size(32);
+  config.server.policy.train.set_learning_rate(0.05f);
+  std::vector<std::string> positional;
+  std::string state_dir, signing_key, token;
+  bool generate_token = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= args.size()) {
+        std::cerr << "fedge-aggregator: error: " << arg << " needs a value\n";
+        std::exit(2);
+      }
+      return args[++i];
+    };
+    if (arg == "--config") {
+      const std::string file = value();
+      try {
+        absl::Status s = ApplyYaml(config, YAML::LoadFile(file), "");
+        if (!s.ok()) return Fail(absl::InvalidArgumentError(absl::StrCat(file, ": ", s.message())));
+      } catch (const YAML::Exception& e) {
+        return Fail(absl::InvalidArgumentError(absl::StrCat(file, ": ", e.what())));
+      }
+    } else if (arg == "--set") {
+      const std::string kv = value();
+      const size_t eq = kv.find('=');
+      if (eq == std::string::npos) {
+        return Fail(absl::InvalidArgumentError(absl::StrCat("--set ", kv, ": expected key=value")));
+      }
+      if (absl::Status s = SetKey(config, kv.substr(0, eq), kv.substr(eq + 1)); !s.ok()) {
+        return Fail(s);
+      }
+    } else if (arg == "--insecure") {
+      config.server.tls.insecure = true;
+    } else if (arg == "--state") {
+      state_dir = value();
+      config.server.state_dir = state_dir;
+    } else if (arg == "--signing-key") {
+      signing_key = value();
+    } else if (arg == "--token") {
+      token = value();
+    } else if (arg == "--generate-token") {
+      generate_token = true;
+    } else if (arg.rfind("--", 0) == 0) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("unknown flag ", arg)));
+    } else {
+      positional.push_back(arg);
+    }
+  }
+  if (command == "serve") {
+    if (!positional.empty()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("unexpected argument ", positional[0])));
+    }
+    return Serve(std::move(config));
+  }
+  if (state_dir.empty()) return Fail(absl::InvalidArgumentError("--state DIR is required"));
+  if (command == "enroll" || command == "revoke") {
+    if (positional.size() != 1) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(command, " takes one device id")));
+    }
+    auto store = fedge::aggregator::StateStore::Open(state_dir);
+    if (!store.ok()) return Fail(store.status());
+    if (command == "revoke") {
+      if (absl::Status s = (*store)->RevokeClient(positional[0]); !s.ok()) return Fail(s);
+      std::cout << "revoked " << positional[0] << "\n";
+      return 0;
+    }
+    if (generate_token) token = RandomToken();
+    if (absl::Status s = (*store)->EnrollClient(positional[0], token); !s.ok()) return Fail(s);
+    if (token.empty()) {
+      std::cout << "enrolled " << positional[0] << " (certificate CN=" << positional[0] << ")\n";
+    } else {
+      std::cout << "enrolled " << positional[0] << " with token " << token << "\n";
+    }
+    return 0;
+  }
+  if (command == "rollback") {
+    uint64_t target;
+    if (positional.size() != 1 || !absl::SimpleAtoi(positional[0], &target)) {
+      return Fail(absl::InvalidArgumentError("rollback takes one version number"));
+    }
+    if (signing_key.empty()) return Fail(absl::InvalidArgumentError("--signing-key is required"));
+    return Rollback(state_dir, signing_key, target);
+  }
+  if (command == "versions" || command == "clients") {
+    auto store = fedge::aggregator::StateStore::Open(state_dir);
+    if (!store.ok()) return Fail(store.status());
+    if (command == "clients") {
+      auto clients = (*store)->Clients();
+      if (!clients.ok()) return Fail(clients.status());
+      for (const auto& c : *clients) {
+        std::cout << absl::StrFormat("%-24s %-12s %s\n", c.id,
+                                     c.token_sha256.empty() ? "certificate" : "token",
+                                     c.revoked ? "revoked" : "enrolled");
+      }
+      return 0;
+    }
+    auto versions = (*store)->Versions();
+    if (!versions.ok()) return Fail(versions.status());
+    std::cout << absl::StrFormat("%-8s %-8s %-6s %-12s %-12s %s\n", "version", "parent", "round",
+                                 "int8_bytes", "fp32_bytes", "note");
+    for (const auto& v : *versions) {
+      std::cout << absl::StrFormat("%-8d %-8d %-6d %-12d %-12d %s\n", v.version, v.parent, v.round,
+                                   v.artifact_bytes, v.master_bytes, v.note);
+    }
+    return 0;
+  }
+  return Fail(absl::InvalidArgumentError(absl::StrCat("unknown command '", command, "'")));
+}

@@ -1,0 +1,442 @@
+// The gRPC aggregator and the device transport over TLS on loopback:
+// rounds, identity, bad input, restart, and model verification.
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <cmath>
+#include <thread>
+
+#include "deploy_fixture.h"
+#include "fedge/models/signing.h"
+#include "fedge/proto/atomic_file.h"
+#include "fedge/proto/status_macros.h"
+#include "fedge/v1/service.grpc.pb.h"
+
+namespace fedge {
+namespace {
+
+using ::fedge::testing_util::CertDevice;
+using ::fedge::testing_util::CertDir;
+using ::fedge::testing_util::MakeUpdate;
+using ::fedge::testing_util::ScratchDir;
+using ::fedge::testing_util::ServerOptions;
+using ::fedge::testing_util::StatusIs;
+using ::fedge::testing_util::TokenDevice;
+using ::testing::HasSubstr;
+
+void Enroll(const std::filesystem::path& state, const std::string& id,
+            const std::string& token = "") {
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto store, aggregator::StateStore::Open(state));
+  FEDGE_ASSERT_OK(store->EnrollClient(id, token));
+}
+
+// Polls until the device has a task (at most ~20 s).
+absl::StatusOr<v1::Task> WaitForTask(client::GrpcTransport& transport) {
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<v1::Task> task = transport.PollTask(transport.options().client_id);
+    if (task.ok() || task.status().code() != absl::StatusCode::kNotFound) return task;
+  }
+  return absl::DeadlineExceededError("no task came");
+}
+
+std::vector<float> Parameters(const aggregator::AggregatorServer& server) {
+  auto latest = server.registry().Latest();
+  EXPECT_TRUE(latest.ok());
+  return (*latest)->parameters;
+}
+
+std::vector<float> InitialParameters() {
+  v1::ModelArtifact initial = testing_util::SmallModel();
+  auto layout = models::LayoutOfArtifact(initial);
+  EXPECT_TRUE(layout.ok());
+  std::vector<float> values(static_cast<size_t>(models::LayoutSize(*layout)));
+  EXPECT_TRUE(models::DecodeArtifact(initial, *layout, values).ok());
+  return values;
+}
+
+class DeployTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    state_ = ScratchDir() / info->name();
+    std::filesystem::remove_all(state_);
+  }
+  std::filesystem::path state_;
+};
+
+TEST_F(DeployTest, CertificateAndTokenDevicesCompleteRounds) {
+  Enroll(state_, "dev-1");
+  Enroll(state_, "dev-2", "secret-token-2");
+  aggregator::AggregatorServerOptions options = ServerOptions(state_);
+  options.policy.rounds = 2;
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
+  const size_t d = testing_util::kSmallModelSize;
+
+  auto device = [&](client::GrpcTransportOptions transport_options, float value,
+                    uint64_t examples) -> absl::Status {
+    FEDGE_ASSIGN_OR_RETURN(auto transport, client::GrpcTransport::Create(transport_options));
+    FEDGE_ASSIGN_OR_RETURN(v1::JoinResponse join, transport->Join());
+    if (join.model().architecture() != "mlp") return absl::InternalError("wrong model spec");
+    for (int round = 0; round < 2; ++round) {
+      FEDGE_ASSIGN_OR_RETURN(v1::Task task, WaitForTask(*transport));
+      FEDGE_ASSIGN_OR_RETURN(auto artifact, transport->FetchModel(task.model_version()));
+      if (artifact->header().encoding() != v1::TENSOR_ENCODING_INT8_PER_CHANNEL) {
+        return absl::InternalError("devices should get the int8 artifact by default");
+      }
+      FEDGE_RETURN_IF_ERROR(transport->SubmitUpdate(MakeUpdate(task, d, value, examples)));
+    }
+    return absl::OkStatus();
+  };
+  absl::Status first, second;
+  std::thread a([&] { first = device(CertDevice("dev-1", server->port()), 0.01f, 10); });
+  std::thread b(
+      [&] { second = device(TokenDevice("dev-2", "secret-token-2", server->port()), 0.03f, 30); });
+  a.join();
+  b.join();
+  FEDGE_ASSERT_OK(first);
+  FEDGE_ASSERT_OK(second);
+  FEDGE_ASSERT_OK(server->Wait());
+  EXPECT_EQ(server->closed_rounds(), 2u);
+  EXPECT_EQ(server->latest_version(), 2u);
+
+  // FedAvg with example weights: each round adds (10*0.01 + 30*0.03) / 40.
+  const std::vector<float> initial = InitialParameters();
+  const std::vector<float> final = Parameters(*server);
+  ASSERT_EQ(final.size(), initial.size());
+  for (size_t i = 0; i < final.size(); i += 997) {
+    EXPECT_NEAR(final[i], initial[i] + 2 * 0.025f, 1e-5) << i;
+  }
+  server.reset();
+
+  // Every version is on disk, signed, and the int8 artifact is >= 3.9x smaller.
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto store, aggregator::StateStore::Open(state_));
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto versions, store->Versions());
+  ASSERT_EQ(versions.size(), 3u);
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto pinned, models::VerifyingKey::LoadPem(CertDir() / "signing.pub"));
+  for (const aggregator::VersionRecord& version : versions) {
+    EXPECT_GE(static_cast<double>(version.master_bytes), 3.9 * version.artifact_bytes);
+    FEDGE_ASSERT_OK_AND_ASSIGN(v1::ModelArtifact artifact, store->ReadArtifact(version.version));
+    FEDGE_EXPECT_OK(models::VerifySignedArtifact(artifact, pinned));
+    FEDGE_ASSERT_OK_AND_ASSIGN(v1::ModelArtifact master, store->ReadMaster(version.version));
+    FEDGE_EXPECT_OK(models::VerifySignedArtifact(master, pinned));
+  }
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto rounds, store->Rounds());
+  ASSERT_EQ(rounds.size(), 2u);
+  EXPECT_EQ(rounds[1].state, aggregator::RoundState::kClosed);
+  EXPECT_EQ(rounds[1].participants, 2);
+}
+
+// A raw stub, for calls the transport would never make.
+std::unique_ptr<v1::Federation::Stub> RawStub(int port, bool with_certificate) {
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = *proto::ReadFile(CertDir() / "ca.pem");
+  if (with_certificate) {
+    ssl.pem_cert_chain = *proto::ReadFile(CertDir() / "client-dev-1.pem");
+    ssl.pem_private_key = *proto::ReadFile(CertDir() / "client-dev-1.key");
+  }
+  return v1::Federation::NewStub(
+      grpc::CreateChannel("localhost:" + std::to_string(port), grpc::SslCredentials(ssl)));
+}
+
+TEST_F(DeployTest, RefusesUnknownRevokedAndForgedDevices) {
+  Enroll(state_, "dev-1");
+  Enroll(state_, "dev-2", "right-token");
+  Enroll(state_, "dev-4");
+  {
+    FEDGE_ASSERT_OK_AND_ASSIGN(auto store, aggregator::StateStore::Open(state_));
+    FEDGE_ASSERT_OK(store->RevokeClient("dev-4"));
+  }
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto server,
+                             aggregator::AggregatorServer::Start(ServerOptions(state_)));
+  const int port = server->port();
+  auto join = [](client::GrpcTransportOptions options) -> absl::Status {
+    FEDGE_ASSIGN_OR_RETURN(auto transport, client::GrpcTransport::Create(options));
+    return transport->Join().status();
+  };
+  FEDGE_EXPECT_OK(join(CertDevice("dev-1", port)));
+  FEDGE_EXPECT_OK(join(TokenDevice("dev-2", "right-token", port)));
+  // A certificate from the right CA, but the device was never enrolled.
+  EXPECT_THAT(join(CertDevice("dev-3", port)),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("not enrolled")));
+  EXPECT_THAT(join(TokenDevice("dev-2", "wrong-token", port)),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("wrong enrollment token")));
+  EXPECT_THAT(join(TokenDevice("dev-5", "any", port)),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("not enrolled")));
+  EXPECT_THAT(join(CertDevice("dev-4", port)),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("revoked")));
+  // dev-1's certificate, claiming to be dev-2.
+  client::GrpcTransportOptions impostor = CertDevice("dev-1", port);
+  impostor.client_id = "dev-2";
+  EXPECT_THAT(join(impostor),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("claims to be")));
+  // A certificate from another CA: the TLS handshake fails.
+  client::GrpcTransportOptions rogue = CertDevice("dev-1", port);
+  rogue.cert_file = ScratchDir() / "rogue" / "client-dev-1.pem";
+  rogue.key_file = ScratchDir() / "rogue" / "client-dev-1.key";
+  rogue.call_timeout = std::chrono::seconds(5);
+  EXPECT_THAT(join(rogue), StatusIs(absl::StatusCode::kUnavailable));
+  // TLS but neither certificate nor token.
+  v1::JoinRequest request;
+  request.set_client_id("dev-1");
+  v1::JoinResponse response;
+  grpc::ClientContext context;
+  grpc::Status status = RawStub(port, false)->Join(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
+  // A device that pins another signing key refuses the aggregator.
+  client::GrpcTransportOptions other_key = CertDevice("dev-1", port);
+  other_key.pinned_key_file = ScratchDir() / "rogue" / "signing.pub";
+  EXPECT_THAT(join(other_key), StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("pins")));
+}
+
+TEST_F(DeployTest, BadUpdatesAreRefusedAndChangeNothing) {
+  for (const char* id : {"dev-1", "dev-2", "dev-3"}) Enroll(state_, id);
+  aggregator::AggregatorServerOptions options = ServerOptions(state_);
+  options.policy.rounds = 1;
+  options.max_update_bytes = 2 << 20;
+  options.chunk_bytes = 256 << 10;
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
+  const int port = server->port();
+  auto device = [port](const std::string& id) {
+    client::GrpcTransportOptions options = CertDevice(id, port);
+    options.chunk_bytes = 128 << 10;  // within the aggregator's limit
+    return client::GrpcTransport::Create(options);
+  };
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto one, device("dev-1"));
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto two, device("dev-2"));
+  v1::Task task_one, task_two;
+  std::thread poll_two([&] { task_two = *WaitForTask(*two); });
+  FEDGE_ASSERT_OK_AND_ASSIGN(task_one, WaitForTask(*one));
+  poll_two.join();
+  ASSERT_EQ(task_one.round(), task_two.round());
+  const size_t d = testing_util::kSmallModelSize;
+
+  v1::EncodedUpdate wrong_round = MakeUpdate(task_one, d, 0.1f);
+  wrong_round.set_round(task_one.round() + 1);
+  EXPECT_THAT(one->SubmitUpdate(wrong_round),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("the open round is")));
+  v1::EncodedUpdate wrong_version = MakeUpdate(task_one, d, 0.1f);
+  wrong_version.set_model_version(task_one.model_version() + 7);
+  EXPECT_THAT(one->SubmitUpdate(wrong_version),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("version")));
+  EXPECT_THAT(one->SubmitUpdate(MakeUpdate(task_one, d - 1, 0.1f)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(one->SubmitUpdate(MakeUpdate(task_one, d, std::nanf(""))),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("finite")));
+  EXPECT_THAT(one->SubmitUpdate(MakeUpdate(task_one, d, INFINITY)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("finite")));
+  // dev-1 sends an update in dev-2's name.
+  EXPECT_THAT(one->SubmitUpdate(MakeUpdate(task_two, d, 0.1f)),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("as 'dev-2'")));
+  // dev-3 is enrolled but not in the cohort.
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto three, device("dev-3"));
+  v1::Task foreign = task_one;
+  foreign.set_client_id("dev-3");
+  EXPECT_THAT(three->SubmitUpdate(MakeUpdate(foreign, d, 0.1f)),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("not in the cohort")));
+  // Larger than max_update_bytes, refused from its header.
+  EXPECT_THAT(one->SubmitUpdate(MakeUpdate(task_one, 600'000, 0.1f)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("accepts 1 to")));
+  // A chunk larger than the aggregator's message limit.
+  client::GrpcTransportOptions big_chunks = CertDevice("dev-1", port);
+  big_chunks.chunk_bytes = 1 << 20;
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto big, client::GrpcTransport::Create(big_chunks));
+  EXPECT_THAT(big->SubmitUpdate(MakeUpdate(task_one, 90'000, 0.1f)),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  // Bytes that are not an EncodedUpdate, and a stream without a header.
+  {
+    auto stub = RawStub(port, true);
+    grpc::ClientContext context;
+    v1::SubmitUpdateResponse response;
+    auto writer = stub->SubmitUpdate(&context, &response);
+    v1::UpdateChunk chunk;
+    chunk.mutable_header()->set_client_id("dev-1");
+    chunk.mutable_header()->set_round(task_one.round());
+    chunk.mutable_header()->set_model_version(task_one.model_version());
+    chunk.mutable_header()->set_total_bytes(6);
+    chunk.set_data("\xff\xff\xff\xff\xff\xff", 6);
+    writer->Write(chunk);
+    writer->WritesDone();
+    grpc::Status status = writer->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr("not an EncodedUpdate"));
+  }
+  {
+    auto stub = RawStub(port, true);
+    grpc::ClientContext context;
+    v1::SubmitUpdateResponse response;
+    auto writer = stub->SubmitUpdate(&context, &response);
+    v1::UpdateChunk chunk;
+    chunk.set_data("abc");
+    writer->Write(chunk);
+    writer->WritesDone();
+    grpc::Status status = writer->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr("header"));
+  }
+
+  // None of that counted: the round closes with exactly the two good updates.
+  FEDGE_ASSERT_OK(one->SubmitUpdate(MakeUpdate(task_one, d, 0.02f, 10)));
+  EXPECT_THAT(one->SubmitUpdate(MakeUpdate(task_one, d, 0.02f, 10)),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  FEDGE_ASSERT_OK(two->SubmitUpdate(MakeUpdate(task_two, d, 0.04f, 10)));
+  FEDGE_ASSERT_OK(server->Wait());
+  const std::vector<float> initial = InitialParameters();
+  const std::vector<float> final = Parameters(*server);
+  for (size_t i = 0; i < final.size(); i += 1009) {
+    EXPECT_NEAR(final[i], initial[i] + 0.03f, 1e-6) << i;
+  }
+  // After the round: an update for it is stale.
+  EXPECT_THAT(one->SubmitUpdate(MakeUpdate(task_one, d, 0.02f, 10)),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+// Runs one round of four devices; `interrupt_after` > 0 restarts the
+// aggregator after that many accepted updates. Returns the new version's
+// parameters.
+std::vector<float> RunRound(const std::filesystem::path& state, int interrupt_after,
+                            const std::vector<std::vector<float>>& deltas) {
+  const std::vector<std::string> ids = {"dev-1", "dev-2", "dev-3", "dev-4"};
+  for (const std::string& id : ids) Enroll(state, id);
+  aggregator::AggregatorServerOptions options = ServerOptions(state);
+  options.policy.goal = 4;
+  options.policy.min_clients = 4;
+  options.policy.rounds = 1;
+  options.checkpoint_every = 2;
+  auto server = aggregator::AggregatorServer::Start(options);
+  EXPECT_TRUE(server.ok()) << server.status();
+  std::vector<std::unique_ptr<client::GrpcTransport>> devices;
+  std::vector<v1::Task> tasks(ids.size());
+  std::vector<std::thread> polls;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    devices.push_back(*client::GrpcTransport::Create(CertDevice(ids[i], (*server)->port())));
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    polls.emplace_back([&, i] { tasks[i] = *WaitForTask(*devices[i]); });
+  }
+  for (std::thread& t : polls) t.join();
+  auto update = [&](size_t i) {
+    v1::EncodedUpdate u = MakeUpdate(tasks[i], deltas[i].size(), 0.0f, 5 + i);
+    auto codec = models::CreateUpdateCodec("fp32");
+    EXPECT_TRUE((*codec)->Encode(deltas[i], &u).ok());
+    return u;
+  };
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (static_cast<int>(i) == interrupt_after) {
+      (*server).reset();  // state on disk is all that survives
+      server = aggregator::AggregatorServer::Start(options);
+      EXPECT_TRUE(server.ok()) << server.status();
+      devices.clear();
+      for (const std::string& id : ids) {
+        devices.push_back(*client::GrpcTransport::Create(CertDevice(id, (*server)->port())));
+      }
+      // An update accepted before the restart is not counted twice.
+      EXPECT_THAT(devices[1]->SubmitUpdate(update(1)), StatusIs(absl::StatusCode::kAlreadyExists));
+    }
+    EXPECT_TRUE(devices[i]->SubmitUpdate(update(i)).ok());
+  }
+  EXPECT_TRUE((*server)->Wait().ok());
+  return Parameters(**server);
+}
+
+TEST_F(DeployTest, RestartInTheMiddleOfARoundLosesNothingAndCountsNothingTwice) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  std::vector<std::vector<float>> deltas(4, std::vector<float>(testing_util::kSmallModelSize));
+  for (auto& delta : deltas) {
+    for (float& v : delta) v = normal(rng);
+  }
+  const std::vector<float> uninterrupted = RunRound(state_ / "a", /*interrupt_after=*/-1, deltas);
+  // After 3 updates: one checkpoint (at 2) plus one journaled update.
+  const std::vector<float> restarted = RunRound(state_ / "b", /*interrupt_after=*/3, deltas);
+  ASSERT_EQ(uninterrupted.size(), restarted.size());
+  EXPECT_EQ(uninterrupted, restarted);  // bit for bit
+  // And the round did move the model.
+  EXPECT_NE(uninterrupted, InitialParameters());
+}
+
+// A fake aggregator that serves tasks and whatever artifact the test puts in.
+class FakeAggregator final : public v1::Federation::Service {
+ public:
+  grpc::Status PollTask(grpc::ServerContext*, const v1::PollTaskRequest* request,
+                        v1::PollTaskResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu);
+    response->mutable_task()->set_round(1);
+    response->mutable_task()->set_model_version(artifact.header().version());
+    response->mutable_task()->set_client_id(request->client_id());
+    return grpc::Status::OK;
+  }
+  grpc::Status DownloadModel(grpc::ServerContext*, const v1::DownloadModelRequest* request,
+                             grpc::ServerWriter<v1::ModelChunk>* writer) override {
+    std::lock_guard<std::mutex> lock(mu);
+    const std::string bytes = artifact.SerializeAsString();
+    v1::ModelChunk chunk;
+    chunk.set_version(request->version());
+    chunk.set_offset(request->offset());
+    chunk.set_total_bytes(bytes.size());
+    chunk.set_data(bytes.substr(request->offset()));
+    writer->Write(chunk);
+    return grpc::Status::OK;
+  }
+  std::mutex mu;
+  v1::ModelArtifact artifact;
+};
+
+TEST(TamperedModelTest, DeviceRefusesATamperedModelAndKeepsItsCurrentOne) {
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto key, models::SigningKey::LoadPem(CertDir() / "signing.key"));
+  FakeAggregator fake;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&fake);
+  auto server = builder.BuildAndStart();
+  ASSERT_NE(port, 0);
+  client::GrpcTransportOptions options = CertDevice("dev-1", port);
+  options.insecure = true;
+  options.target = "127.0.0.1:" + std::to_string(port);
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto device, client::GrpcTransport::Create(options));
+
+  auto serve = [&](v1::ModelArtifact artifact) {
+    std::lock_guard<std::mutex> lock(fake.mu);
+    fake.artifact = std::move(artifact);
+  };
+  v1::ModelArtifact good = testing_util::SmallModel();
+  good.mutable_header()->set_version(1);
+  FEDGE_ASSERT_OK(models::SignArtifact(good, key));
+  serve(good);
+  FEDGE_ASSERT_OK(device->PollTask("dev-1").status());
+  FEDGE_ASSERT_OK(device->FetchModel(1).status());
+  ASSERT_NE(device->current_model(), nullptr);
+
+  // Version 2 with one tensor byte flipped after signing.
+  v1::ModelArtifact flipped = good;
+  flipped.mutable_header()->set_version(2);
+  FEDGE_ASSERT_OK(models::SignArtifact(flipped, key));
+  (*flipped.mutable_tensors(0)->mutable_data())[100] ^= 0x01;
+  serve(flipped);
+  EXPECT_THAT(device->FetchModel(2), StatusIs(absl::StatusCode::kDataLoss));
+  // Version 2 re-hashed by the attacker: the signature no longer matches.
+  v1::ModelArtifact rehashed = flipped;
+  rehashed.mutable_header()->set_tensors_sha256(models::ComputeTensorsSha256(rehashed));
+  serve(rehashed);
+  EXPECT_THAT(device->FetchModel(2), StatusIs(absl::StatusCode::kUnauthenticated));
+  // Version 2 signed by another key.
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto other, models::SigningKey::Generate());
+  v1::ModelArtifact foreign = rehashed;
+  FEDGE_ASSERT_OK(models::SignArtifact(foreign, other));
+  serve(foreign);
+  EXPECT_THAT(device->FetchModel(2), StatusIs(absl::StatusCode::kUnauthenticated));
+  // Unsigned.
+  v1::ModelArtifact unsigned_model = rehashed;
+  unsigned_model.clear_signature();
+  unsigned_model.clear_signing_key_id();
+  serve(unsigned_model);
+  EXPECT_THAT(device->FetchModel(2), StatusIs(absl::StatusCode::kUnauthenticated));
+
+  // The device still holds version 1.
+  ASSERT_NE(device->current_model(), nullptr);
+  EXPECT_EQ(device->current_model()->header().version(), 1u);
+  server->Shutdown();
+}
+
+}  // namespace
+}  // namespace fedge
