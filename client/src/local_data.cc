@@ -7,9 +7,9 @@
 namespace fedge::client {
 
 absl::StatusOr<std::shared_ptr<const ExampleStore>> ExampleStore::Create(torch::Tensor features,
-                                                                        torch::Tensor labels,
-                                                                        int64_t num_classes,
-                                                                        float mean, float stddev) {
+                                                                         torch::Tensor labels,
+                                                                         int64_t num_classes,
+                                                                         float mean, float stddev) {
   if (features.dim() < 2) {
     return absl::InvalidArgumentError("ExampleStore features need shape [N, ...]");
   }
@@ -30,8 +30,8 @@ absl::StatusOr<std::shared_ptr<const ExampleStore>> ExampleStore::Create(torch::
         absl::StrCat("ExampleStore labels must lie in [0, ", num_classes, ")"));
   }
   if (!(stddev > 0.0f)) return absl::InvalidArgumentError("ExampleStore stddev must be > 0");
-  return std::shared_ptr<const ExampleStore>(new ExampleStore(
-      features.contiguous(), labels.contiguous(), num_classes, mean, stddev));
+  return std::shared_ptr<const ExampleStore>(
+      new ExampleStore(features.contiguous(), labels.contiguous(), num_classes, mean, stddev));
 }
 
 ExampleStore::ExampleStore(torch::Tensor features, torch::Tensor labels, int64_t num_classes,

@@ -1,9 +1,9 @@
 #include "fedge/client/trainer.h"
 
+#include <torch/torch.h>
+
 #include <cmath>
 #include <cstring>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -62,10 +62,9 @@ absl::StatusOr<LocalUpdate> Trainer::Fit(models::ModelInstance& model, const Loc
     torch::nn::Module& net = model.network();
     net.train();
 
-    torch::optim::SGD optimizer(net.parameters(),
-                                torch::optim::SGDOptions(config.learning_rate())
-                                    .momentum(config.momentum())
-                                    .weight_decay(config.weight_decay()));
+    torch::optim::SGD optimizer(net.parameters(), torch::optim::SGDOptions(config.learning_rate())
+                                                      .momentum(config.momentum())
+                                                      .weight_decay(config.weight_decay()));
     const float mu = config.proximal_mu();
     std::vector<torch::Tensor> prox_anchor;  // per-parameter views of `global`
     if (mu > 0.0f) {
@@ -158,9 +157,10 @@ absl::StatusOr<EvalMetrics> Evaluate(models::ModelInstance& model, const Example
       const torch::Tensor idx = torch::arange(start, start + b, torch::kInt64);
       const torch::Tensor logits = model.network().forward(store.GatherFeatures(idx));
       const torch::Tensor y = store.GatherLabels(idx);
-      loss_sum += torch::nn::functional::cross_entropy(
-                      logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                      .item<double>();
+      loss_sum +=
+          torch::nn::functional::cross_entropy(
+              logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+              .item<double>();
       correct += logits.argmax(1).eq(y).sum().item<int64_t>();
     }
     metrics.examples = end - begin;

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "deploy_fixture.h"
+#include "fedge/client/offline_transport.h"
 #include "fedge/models/signing.h"
 #include "fedge/proto/atomic_file.h"
 #include "fedge/proto/status_macros.h"
@@ -352,6 +353,70 @@ TEST_F(DeployTest, RestartInTheMiddleOfARoundLosesNothingAndCountsNothingTwice) 
   EXPECT_EQ(uninterrupted, restarted);  // bit for bit
   // And the round did move the model.
   EXPECT_NE(uninterrupted, InitialParameters());
+}
+
+TEST_F(DeployTest, OfflineDeviceBuffersItsUpdateEncryptedAndDeliversItLater) {
+  Enroll(state_, "dev-1");
+  Enroll(state_, "dev-2");
+  aggregator::AggregatorServerOptions options = ServerOptions(state_);
+  options.policy.rounds = 1;
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
+  const int port = server->port();
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto one, client::GrpcTransport::Create(CertDevice("dev-1", port)));
+  client::GrpcTransportOptions two_options = CertDevice("dev-2", port);
+  two_options.call_timeout = std::chrono::seconds(3);
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto two, client::GrpcTransport::Create(two_options));
+  client::StaticKeyProvider key(client::StoreKey{7, 7, 7});
+  client::PendingUpdateStore store(state_ / "dev-2-pending", &key);
+  client::OfflineTransport offline(two.get(), &store);
+
+  v1::Task task_one, task_two;
+  std::thread poll_two([&] { task_two = *WaitForTask(*two); });
+  FEDGE_ASSERT_OK_AND_ASSIGN(task_one, WaitForTask(*one));
+  poll_two.join();
+  const size_t d = testing_util::kSmallModelSize;
+  FEDGE_ASSERT_OK(one->SubmitUpdate(MakeUpdate(task_one, d, 0.02f, 10)));
+
+  // The aggregator goes away; dev-2 finishes its work and buffers the update.
+  server.reset();
+  const v1::EncodedUpdate late = MakeUpdate(task_two, d, 0.04f, 10);
+  FEDGE_ASSERT_OK(offline.SubmitUpdate(late));
+  EXPECT_EQ(offline.buffered(), 1);
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto pending, store.List());
+  ASSERT_EQ(pending.size(), 1u);
+  // Encrypted at rest: the payload's bytes are nowhere in the file.
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::string file,
+                             proto::ReadFile(store.PathFor(task_two.round(), "dev-2")));
+  EXPECT_EQ(file.find(late.payload().substr(0, 64)), std::string::npos);
+  FEDGE_ASSERT_OK_AND_ASSIGN(client::FlushReport still_down, offline.Flush());
+  EXPECT_EQ(still_down.kept, 1);
+  EXPECT_EQ(still_down.delivered, 0);
+
+  // The aggregator comes back on the same address with its state; the round
+  // is still open, and the buffered update lands.
+  options.listen_address = "127.0.0.1:" + std::to_string(port);
+  FEDGE_ASSERT_OK_AND_ASSIGN(server, aggregator::AggregatorServer::Start(options));
+  client::FlushReport flushed;
+  for (int attempt = 0; attempt < 50 && flushed.delivered == 0; ++attempt) {
+    FEDGE_ASSERT_OK_AND_ASSIGN(flushed, offline.Flush());
+    if (flushed.delivered == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(flushed.delivered, 1);
+  FEDGE_ASSERT_OK_AND_ASSIGN(pending, store.List());
+  EXPECT_TRUE(pending.empty());
+  FEDGE_ASSERT_OK(server->Wait());
+  const std::vector<float> initial = InitialParameters();
+  const std::vector<float> final = Parameters(*server);
+  for (size_t i = 0; i < final.size(); i += 1013) {
+    EXPECT_NEAR(final[i], initial[i] + 0.03f, 1e-6) << i;
+  }
+
+  // An update buffered for a round that has closed since is discarded.
+  FEDGE_ASSERT_OK(store.Put(late));
+  FEDGE_ASSERT_OK_AND_ASSIGN(client::FlushReport stale, offline.Flush());
+  EXPECT_EQ(stale.discarded, 1);
+  FEDGE_ASSERT_OK_AND_ASSIGN(pending, store.List());
+  EXPECT_TRUE(pending.empty());
 }
 
 // A fake aggregator that serves tasks and whatever artifact the test puts in.
