@@ -1,0 +1,114 @@
+// A five-device federation over mutual TLS on loopback, with real training:
+// each device runs the DeviceRunner loop (the loop of fedge-client) on its
+// shard of Fashion-MNIST, and the global model must get better.
+#include <torch/torch.h>
+
+#include <atomic>
+#include <thread>
+
+#include "deploy_fixture.h"
+#include "fedge/client/device_runner.h"
+#include "fedge/models/model_instance.h"
+#include "fedge/simulations/dataset.h"
+#include "fedge/simulations/partition.h"
+#include "fedge/simulations/simulation.h"
+
+namespace fedge {
+namespace {
+
+using ::fedge::testing_util::CertDevice;
+using ::fedge::testing_util::ScratchDir;
+
+double Accuracy(const models::ModelSpec& spec, const std::vector<float>& parameters,
+                const client::ExampleStore& test) {
+  auto model = models::ModelInstance::Create(spec, 0);
+  EXPECT_TRUE(model.ok());
+  std::copy(parameters.begin(), parameters.end(), (*model)->parameters().values().begin());
+  auto metrics = client::Evaluate(**model, test, 0, 2000, 500);
+  EXPECT_TRUE(metrics.ok()) << metrics.status();
+  return metrics->accuracy;
+}
+
+TEST(FederationTest, FiveDevicesOverMutualTlsImproveTheModel) {
+  models::SetComputeThreads(1);
+  auto data = simulations::ReadIdxDataset(simulations::kDefaultFashionMnistDir, "fashion-mnist");
+  ASSERT_TRUE(data.ok()) << data.status();
+  simulations::PartitionOptions partition;
+  partition.method = "iid";
+  partition.num_clients = 5;
+  partition.seed = 1;
+  auto shards = simulations::PartitionExamples(data->train.labels, data->train.num_classes,
+                                               partition);
+  ASSERT_TRUE(shards.ok());
+  models::ModelSpec spec;
+  spec.architecture = "mlp";
+  spec.input_shape = data->train.example_shape;
+  spec.num_classes = data->train.num_classes;
+  auto train = simulations::MakeExampleStore(std::move(data->train));
+  auto test = simulations::MakeExampleStore(std::move(data->test));
+  ASSERT_TRUE(train.ok() && test.ok());
+
+  // The aggregator, with the zoo's mlp as version 0.
+  const std::filesystem::path state = ScratchDir() / "federation";
+  std::filesystem::remove_all(state);
+  const std::vector<std::string> ids = {"dev-1", "dev-2", "dev-3", "dev-4", "dev-5"};
+  {
+    FEDGE_ASSERT_OK_AND_ASSIGN(auto store, aggregator::StateStore::Open(state));
+    for (const std::string& id : ids) FEDGE_ASSERT_OK(store->EnrollClient(id, ""));
+  }
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto initial, models::ModelInstance::Create(spec, 1));
+  aggregator::AggregatorServerOptions options = testing_util::ServerOptions(state);
+  FEDGE_ASSERT_OK_AND_ASSIGN(
+      options.initial_model,
+      models::BuildFp32Artifact(spec, initial->parameters().layout(),
+                                initial->parameters().values(), models::ArtifactOptions{}));
+  options.policy.goal = 5;
+  options.policy.min_clients = 5;
+  options.policy.rounds = 3;
+  options.policy.train.set_batch_size(32);
+  options.policy.train.set_learning_rate(0.05f);
+  options.policy.train.set_momentum(0.9f);
+  options.policy.train.set_max_steps(40);
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
+  const std::vector<float> initial_parameters = (*server->registry().Get(0))->parameters;
+
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> devices;
+  std::vector<absl::Status> results(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    devices.emplace_back([&, i] {
+      auto transport = client::GrpcTransport::Create(CertDevice(ids[i], server->port()));
+      if (!transport.ok()) {
+        results[i] = transport.status();
+        return;
+      }
+      auto model = models::ModelInstance::Create(spec, 0);
+      client::LocalDataset local{*train,
+                                 std::make_shared<const std::vector<int32_t>>((*shards)[i])};
+      client::DeviceClient device(ids[i], local);
+      client::StaticKeyProvider key(client::StoreKey{static_cast<uint8_t>(i + 1)});
+      client::PendingUpdateStore pending(state / ("pending-" + ids[i]), &key);
+      client::Trainer trainer;
+      client::DeviceRunnerOptions runner_options;
+      runner_options.max_tasks = 3;
+      runner_options.seed = i;
+      client::DeviceRunner runner(transport->get(), &pending, &device, model->get(), &trainer,
+                                  runner_options);
+      results[i] = runner.Run(stop);
+    });
+  }
+  for (std::thread& t : devices) t.join();
+  for (const absl::Status& result : results) FEDGE_EXPECT_OK(result);
+  FEDGE_ASSERT_OK(server->Wait());
+  EXPECT_EQ(server->closed_rounds(), 3u);
+
+  const double before = Accuracy(spec, initial_parameters, **test);
+  const double after = Accuracy(spec, (*server->registry().Latest())->parameters, **test);
+  EXPECT_LT(before, 0.3);
+  EXPECT_GT(after, 0.6);
+  EXPECT_GT(after, before + 0.3);
+  std::cout << "accuracy of version 0: " << before << ", after 3 rounds: " << after << "\n";
+}
+
+}  // namespace
+}  // namespace fedge
