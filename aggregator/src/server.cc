@@ -454,6 +454,9 @@ absl::Status AggregatorServer::Impl::Init() {
   if (!(policy.over_selection >= 0.0)) {
     return absl::InvalidArgumentError("round policy: over_selection must be >= 0");
   }
+  if (!(policy.lr_decay > 0.0 && policy.lr_decay <= 1.0)) {
+    return absl::InvalidArgumentError("round policy: lr_decay must be in (0, 1]");
+  }
   if (policy.deadline.count() <= 0) {
     return absl::InvalidArgumentError("round policy: the deadline must be > 0");
   }
@@ -710,6 +713,8 @@ void AggregatorServer::Impl::MaybeOpenRound() {
   if (!cohort.ok()) return Fatal(cohort.status());
   v1::TrainConfig train = policy.train;
   train.set_seed(policy.train.seed() ^ (0x9E3779B97F4A7C15ULL * round));
+  train.set_learning_rate(static_cast<float>(
+      policy.train.learning_rate() * std::pow(policy.lr_decay, static_cast<double>(round - 1))));
   RoundRecord record;
   record.round = round;
   record.cohort = *cohort;
@@ -816,6 +821,7 @@ void AggregatorServer::Impl::CloseRound(const char* why) {
     }
   }
   record.metrics["participants"] = outcome->participants;
+  record.metrics["bytes_up"] = static_cast<double>(outcome->bytes_up);
   if (absl::Status s = store_->CloseRound(round, outcome->participants, record, *master,
                                           *(*version)->artifact, rounds_->StrategyState());
       !s.ok()) {

@@ -136,6 +136,23 @@ const std::vector<Key>& Keys() {
            "strategy.server_learning_rate",
            [](ServeConfig& c, double v) { c.server.strategy_options.server_learning_rate = v; },
            1e-9, 1e9)},
+      {"strategy.server_momentum", "FedAvgM server momentum",
+       FloatKey(
+           "strategy.server_momentum",
+           [](ServeConfig& c, double v) { c.server.strategy_options.server_momentum = v; }, 0.0,
+           0.999999)},
+      {"strategy.beta1", "adaptive optimizers: first-moment decay",
+       FloatKey(
+           "strategy.beta1", [](ServeConfig& c, double v) { c.server.strategy_options.beta1 = v; },
+           0.0, 0.999999)},
+      {"strategy.beta2", "adaptive optimizers: second-moment decay",
+       FloatKey(
+           "strategy.beta2", [](ServeConfig& c, double v) { c.server.strategy_options.beta2 = v; },
+           0.0, 0.999999)},
+      {"strategy.tau", "adaptive optimizers: adaptivity",
+       FloatKey(
+           "strategy.tau", [](ServeConfig& c, double v) { c.server.strategy_options.tau = v; },
+           1e-12, 1e6)},
       {"codec", "update codec devices must use",
        StringKey([](ServeConfig& c, const std::string& v) { c.server.codec = v; })},
       {"artifact", "what devices download: int8 | int8-per-tensor | fp32",
@@ -188,10 +205,22 @@ const std::vector<Key>& Keys() {
            "train.learning_rate",
            [](ServeConfig& c, double v) { c.server.policy.train.set_learning_rate(v); }, 1e-9,
            1e3)},
+      {"train.lr_decay", "learning rate of round r: learning_rate * lr_decay^(r-1)",
+       FloatKey(
+           "train.lr_decay", [](ServeConfig& c, double v) { c.server.policy.lr_decay = v; }, 1e-9,
+           1.0)},
       {"train.momentum", "local SGD momentum",
        FloatKey(
            "train.momentum",
            [](ServeConfig& c, double v) { c.server.policy.train.set_momentum(v); }, 0.0, 1.0)},
+      {"train.weight_decay", "local L2 weight decay",
+       FloatKey(
+           "train.weight_decay",
+           [](ServeConfig& c, double v) { c.server.policy.train.set_weight_decay(v); }, 0.0, 1e3)},
+      {"train.proximal_mu", "FedProx proximal term (0: off)",
+       FloatKey(
+           "train.proximal_mu",
+           [](ServeConfig& c, double v) { c.server.policy.train.set_proximal_mu(v); }, 0.0, 1e6)},
       {"train.max_steps", "cap on local steps per task (0: none)",
        IntKey(
            "train.max_steps",

@@ -29,7 +29,7 @@ Usage:
   fedge-client --aggregator HOST:PORT --id ID --pinned-key signing.pub
                (--ca ca.pem (--cert C --key K | --token T) | --insecure)
                [--data DIR] [--shard I --num-shards N] [--partition iid|dirichlet|shards]
-               [--alpha A] [--partition-seed S] [--state DIR] [--tasks N] [--codec NAME]
+               [--alpha A] [--shards-per-client K] [--min-examples M] [--partition-seed S] [--state DIR] [--tasks N] [--codec NAME]
                [--threads T] [--poll-wait-ms MS]
 
   --aggregator     the aggregator's address (its certificate must name the host)
@@ -40,7 +40,8 @@ Usage:
   --token          enrollment token (devices without a certificate)
   --insecure       plaintext (aggregators started with --insecure; tests only)
   --data           IDX dataset directory (default /usr/share/datasets/fashion-mnist)
-  --shard, --num-shards, --partition, --alpha, --partition-seed
+  --shard, --num-shards, --partition, --alpha, --shards-per-client,
+  --min-examples, --partition-seed
                    which part of the training split is this device's: the
                    partition fedge-sim makes of it for num-shards clients
                    (default: shard 0 of 1, dirichlet, alpha 0.5, seed 1)
@@ -112,6 +113,14 @@ int main(int argc, char** argv) {
     } else if (arg == "--partition-seed") {
       if (!absl::SimpleAtoi(value, &partition.seed))
         return Fail("--partition-seed needs an integer");
+    } else if (arg == "--shards-per-client") {
+      if (!integer(partition.shards_per_client, 1)) {
+        return Fail("--shards-per-client needs an integer >= 1");
+      }
+    } else if (arg == "--min-examples") {
+      if (!integer(partition.min_examples_per_client, 0)) {
+        return Fail("--min-examples needs an integer >= 0");
+      }
     } else if (arg == "--shard") {
       if (!integer(shard, 0)) return Fail("--shard needs an integer >= 0");
     } else if (arg == "--num-shards") {

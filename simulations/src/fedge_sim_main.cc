@@ -20,6 +20,7 @@
 #include "fedge/models/artifact.h"
 #include "fedge/models/model_zoo.h"
 #include "fedge/simulations/config.h"
+#include "fedge/simulations/multiprocess.h"
 #include "fedge/simulations/report.h"
 #include "fedge/simulations/simulation.h"
 
@@ -32,6 +33,7 @@ void PrintHelp() {
 
 Usage:
   fedge-sim [--plugin LIB ...] [--config FILE] [--set key=value ...] [--out DIR]
+            [--mode inprocess|multiprocess]
 
   (no arguments)      run the default experiment: Fashion-MNIST, 100 clients,
                       Dirichlet(alpha=0.5) label skew, 10 clients per round, cnn, FedAvg
@@ -46,6 +48,10 @@ Usage:
                       version as devices download it), student.pb when
                       distilling, drift.json when drift.type or monitor.enabled
                       is set
+  --mode MODE         inprocess (default): every client in this process;
+                      multiprocess: a real deployment on loopback, one fedge-aggregator
+                      and one fedge-client process per client over TLS, with the same
+                      config and reports (scratch files in OUT/multiprocess)
   --help              this text
 
 Keys (type, default):
@@ -57,6 +63,13 @@ Keys (type, default):
   std::cout << "\nExample:\n  fedge-sim --set strategy.name=fedadam --set "
                "strategy.server_learning_rate=0.01 "
                "--set round.rounds=50\n";
+}
+
+// A binary of the build: the environment variable `env` when set, else the
+// path the build recorded.
+std::string SiblingBinary(const char* env, const char* built) {
+  const char* value = std::getenv(env);
+  return value != nullptr && *value != '\0' ? std::string(value) : std::string(built);
 }
 
 int Fail(const std::string& message) {
@@ -87,6 +100,7 @@ int main(int argc, char** argv) {
   std::string config_file;
   std::vector<std::pair<std::string, std::string>> overrides;
   std::string out_dir;
+  std::string mode = "inprocess";
 
   std::vector<std::string> args(argv + 1, argv + argc);
   for (size_t i = 0; i < args.size(); ++i) {
@@ -118,6 +132,12 @@ int main(int argc, char** argv) {
       if (dlopen(v->c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
         return Fail(absl::StrCat("--plugin ", *v, ": ", dlerror()));
       }
+    } else if (arg == "--mode") {
+      const std::string* v = value(arg);
+      if (v == nullptr || (*v != "inprocess" && *v != "multiprocess")) {
+        return Fail("--mode needs inprocess or multiprocess");
+      }
+      mode = *v;
     } else if (arg == "--out") {
       const std::string* v = value(arg);
       if (v == nullptr) return Fail("--out needs a directory");
@@ -183,8 +203,17 @@ int main(int argc, char** argv) {
     }
   };
 
-  absl::StatusOr<fedge::simulations::SimulationResult> result =
-      fedge::simulations::RunSimulation(config, std::move(*data), on_round);
+  absl::StatusOr<fedge::simulations::SimulationResult> result;
+  if (mode == "multiprocess") {
+    fedge::simulations::MultiprocessOptions options;
+    options.aggregator_binary = SiblingBinary("FEDGE_AGGREGATOR", FEDGE_AGGREGATOR_BIN);
+    options.client_binary = SiblingBinary("FEDGE_CLIENT", FEDGE_CLIENT_BIN);
+    options.cert_script = FEDGE_MAKE_DEV_CERTS;
+    options.work_dir = std::filesystem::path(out_dir) / "multiprocess";
+    result = fedge::simulations::RunMultiprocess(config, std::move(data->test), options, on_round);
+  } else {
+    result = fedge::simulations::RunSimulation(config, std::move(*data), on_round);
+  }
   if (!result.ok()) return Fail(std::string(result.status().message()));
 
   const auto& summary = result->summary;

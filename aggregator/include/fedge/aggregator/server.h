@@ -76,6 +76,8 @@ struct RoundPolicy {
   // until Shutdown.
   uint64_t rounds = 0;
   v1::TrainConfig train;
+  // Round r's tasks use learning rate train.learning_rate * lr_decay^(r-1).
+  double lr_decay = 1.0;
   // Cohort sampling seed.
   uint64_t seed = 1;
 };
