@@ -19,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "fedge/models/artifact.h"
 #include "fedge/models/model_zoo.h"
+#include "fedge/proto/atomic_file.h"
 #include "fedge/simulations/config.h"
 #include "fedge/simulations/multiprocess.h"
 #include "fedge/simulations/report.h"
@@ -229,8 +230,8 @@ int main(int argc, char** argv) {
   for (const auto& [name, artifact] : {std::pair{"model_final.pb", result->final_artifact},
                                        std::pair{"student.pb", result->student_artifact}}) {
     if (artifact == nullptr) continue;
-    if (absl::Status s = fedge::simulations::WriteFileAtomically(out_dir + "/" + name,
-                                                                 artifact->SerializeAsString());
+    if (absl::Status s =
+            fedge::proto::WriteFileAtomic(out_dir + "/" + name, artifact->SerializeAsString());
         !s.ok()) {
       return Fail(std::string(s.message()));
     }

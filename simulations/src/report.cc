@@ -6,12 +6,7 @@
 // config keys and values) is HTML-escaped.
 #include "fedge/simulations/report.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -23,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "fedge/proto/atomic_file.h"
 #include "nlohmann/json.hpp"
 
 namespace fedge::simulations {
@@ -457,83 +453,7 @@ std::string RenderHtml(const RunSummary& summary, const std::vector<RoundRecord>
   return html;
 }
 
-// ---------------------------------------------------------------- files
-
-std::string DirName(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-absl::Status ErrnoError(int error, absl::string_view what, const std::string& path) {
-  return absl::InternalError(
-      absl::StrCat("cannot write ", path, ": ", what, ": ", std::strerror(error)));
-}
-
 }  // namespace
-
-absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
-  if (path.empty() || path.back() == '/') {
-    return absl::InvalidArgumentError(
-        absl::StrCat("WriteFileAtomically: \"", path, "\" does not name a file"));
-  }
-  const std::string dir = DirName(path);
-  struct stat st;
-  if (::stat(dir.c_str(), &st) != 0) {
-    return ErrnoError(
-        errno,
-        absl::StrCat("directory ", dir, " is not accessible (the output directory must exist)"),
-        path);
-  }
-  if (!S_ISDIR(st.st_mode)) {
-    return absl::InternalError(
-        absl::StrCat("cannot write ", path, ": ", dir, " is not a directory"));
-  }
-
-  const size_t slash = path.rfind('/');
-  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  std::string temp = absl::StrCat(dir, "/.", base, ".tmp.XXXXXX");
-  const int fd = ::mkostemp(temp.data(), O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, absl::StrCat("creating a temp file in ", dir), path);
-
-  auto fail = [&](int error, absl::string_view what) {
-    ::close(fd);
-    ::unlink(temp.c_str());
-    return ErrnoError(error, absl::StrCat(what, " ", temp), path);
-  };
-  const char* data = contents.data();
-  size_t left = contents.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd, data, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail(errno, "writing");
-    }
-    data += n;
-    left -= static_cast<size_t>(n);
-  }
-  // mkostemp creates 0600; reports are meant to be read by others too.
-  if (::fchmod(fd, 0644) != 0) return fail(errno, "chmod");
-  if (::fsync(fd) != 0) return fail(errno, "fsync");
-  if (::close(fd) != 0) {
-    const int error = errno;
-    ::unlink(temp.c_str());
-    return ErrnoError(error, absl::StrCat("closing ", temp), path);
-  }
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    const int error = errno;
-    ::unlink(temp.c_str());
-    return ErrnoError(error, absl::StrCat("renaming ", temp), path);
-  }
-  // Makes the rename itself durable; a failure here leaves a complete file.
-  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);
-    ::close(dir_fd);
-  }
-  return absl::OkStatus();
-}
 
 absl::Status WriteRoundsCsv(const std::string& path, const std::vector<RoundRecord>& rounds) {
   std::string csv =
@@ -546,7 +466,7 @@ absl::Status WriteRoundsCsv(const std::string& path, const std::vector<RoundReco
                           std::isfinite(r.epsilon) ? absl::StrFormat("%.6g", r.epsilon) : "inf",
                           r.clip_norm, r.sparsity, r.artifact_bytes);
   }
-  return WriteFileAtomically(path, csv);
+  return proto::WriteFileAtomic(path, csv);
 }
 
 absl::Status WriteSummaryJson(const std::string& path, const RunSummary& summary,
@@ -601,12 +521,12 @@ absl::Status WriteSummaryJson(const std::string& path, const RunSummary& summary
   std::string text =
       json.dump(2, ' ', /*ensure_ascii=*/false, nlohmann::ordered_json::error_handler_t::replace);
   text += '\n';
-  return WriteFileAtomically(path, text);
+  return proto::WriteFileAtomic(path, text);
 }
 
 absl::Status WriteHtmlReport(const std::string& path, const RunSummary& summary,
                              const std::vector<RoundRecord>& rounds) {
-  return WriteFileAtomically(path, RenderHtml(summary, rounds));
+  return proto::WriteFileAtomic(path, RenderHtml(summary, rounds));
 }
 
 absl::Status WriteDriftJson(const std::string& path, const DriftRunSummary& drift) {
@@ -654,7 +574,7 @@ absl::Status WriteDriftJson(const std::string& path, const DriftRunSummary& drif
     versions[std::to_string(version)] = count;
   }
   j["reports_by_version"] = versions;
-  return WriteFileAtomically(path, j.dump(2) + "\n");
+  return proto::WriteFileAtomic(path, j.dump(2) + "\n");
 }
 
 }  // namespace fedge::simulations

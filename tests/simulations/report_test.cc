@@ -374,20 +374,7 @@ TEST(PrivacyReportTest, NonPrivateRunsSayInfinity) {
   EXPECT_THAT(ReadFile(dir.File("report.html")), Not(HasSubstr("Privacy spent")));
 }
 
-TEST(WriteFileAtomicallyTest, WritesAndReplacesWithoutLeftovers) {
-  ScopedTempDir dir;
-  const std::string path = dir.File("out.txt");
-  ASSERT_THAT(WriteFileAtomically(path, "first"), IsOk());
-  EXPECT_EQ(ReadFile(path), "first");
-  ASSERT_THAT(WriteFileAtomically(path, std::string(100000, 'x')), IsOk());
-  EXPECT_EQ(ReadFile(path), std::string(100000, 'x'));
-  EXPECT_THAT(FilesIn(dir.path()), ElementsAre("out.txt"));
-  struct stat st;
-  ASSERT_EQ(::stat(path.c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0644u);
-}
-
-TEST(WriteFileAtomicallyTest, EveryReportWriterLeavesOnlyItsFile) {
+TEST(ReportFilesTest, EveryReportWriterLeavesOnlyItsFile) {
   ScopedTempDir dir;
   ASSERT_THAT(WriteRoundsCsv(dir.File("rounds.csv"), ThreeRounds()), IsOk());
   ASSERT_THAT(WriteSummaryJson(dir.File("summary.json"), Summary(), ThreeRounds()), IsOk());
@@ -396,34 +383,18 @@ TEST(WriteFileAtomicallyTest, EveryReportWriterLeavesOnlyItsFile) {
               UnorderedElementsAre("rounds.csv", "summary.json", "report.html"));
 }
 
-TEST(WriteFileAtomicallyTest, MissingDirectory) {
+TEST(ReportFilesTest, MissingDirectory) {
   ScopedTempDir dir;
   const std::string path = dir.File("missing/out.txt");
-  EXPECT_THAT(WriteFileAtomically(path, "x"),
-              StatusIs(absl::StatusCode::kInternal,
-                       AllOf(HasSubstr(path), HasSubstr("No such file or directory"))));
   EXPECT_THAT(WriteHtmlReport(path, Summary(), ThreeRounds()),
-              StatusIs(absl::StatusCode::kInternal, HasSubstr(path)));
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr(path)));
   EXPECT_TRUE(FilesIn(dir.path()).empty());
 }
 
-TEST(WriteFileAtomicallyTest, FailedRenameLeavesNoTempFile) {
+TEST(ReportFilesTest, PathWithoutFileName) {
   ScopedTempDir dir;
-  // A non-empty directory where the file should go: rename(2) must fail.
-  const std::string path = dir.File("taken");
-  std::filesystem::create_directory(path);
-  std::ofstream(path + "/inside") << "keep";
-  EXPECT_THAT(WriteFileAtomically(path, "x"),
-              StatusIs(absl::StatusCode::kInternal, HasSubstr(path)));
-  EXPECT_THAT(FilesIn(dir.path()), ElementsAre("taken"));
-  EXPECT_EQ(ReadFile(path + "/inside"), "keep");
-}
-
-TEST(WriteFileAtomicallyTest, PathWithoutFileName) {
-  ScopedTempDir dir;
-  EXPECT_THAT(WriteFileAtomically(dir.path() + "/", "x"),
+  EXPECT_THAT(WriteRoundsCsv(dir.path() + "/", ThreeRounds()),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(WriteFileAtomically("", "x"), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

@@ -159,10 +159,6 @@ absl::Status WriteSummaryJson(const std::string& path, const RunSummary& summary
 absl::Status WriteHtmlReport(const std::string& path, const RunSummary& summary,
                              const std::vector<RoundRecord>& rounds);
 
-// Writes `contents` to `path` atomically (temp file in the same directory,
-// fsync, rename). INTERNAL with the path and errno text on failure.
-absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);
-
 }  // namespace fedge::simulations
 
 #endif  // FEDGE_SIMULATIONS_REPORT_H_
