@@ -333,3 +333,129 @@ TEST(ModelRegistryTest, VersionsParentsPruningAndValidation) {
 
 }  // namespace
 }  // namespace fedge::aggregator
+
+namespace fedge::aggregator {
+namespace {
+
+// Checkpoint + ResumeRound: a manager rebuilt from a checkpoint and the
+// updates accepted after it publishes exactly what the original would have.
+class RoundResumeTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<RoundManager> NewManager(ModelRegistry* registry,
+                                           RoundManagerOptions options = {}) {
+    auto strategy = CreateStrategy("fedadam", StrategyOptions{});
+    EXPECT_TRUE(strategy.ok());
+    auto manager = RoundManager::Create(std::move(*strategy), registry, std::move(options));
+    EXPECT_TRUE(manager.ok()) << manager.status();
+    return std::move(*manager);
+  }
+  static v1::EncodedUpdate Update(const std::string& client, std::vector<float> delta) {
+    v1::EncodedUpdate update;
+    update.set_round(1);
+    update.set_model_version(0);
+    update.set_client_id(client);
+    update.set_num_examples(3);
+    EXPECT_TRUE((*models::CreateUpdateCodec("fp32"))->Encode(delta, &update).ok());
+    return update;
+  }
+};
+
+TEST_F(RoundResumeTest, CheckpointPlusJournalEqualsTheUninterruptedRound) {
+  const std::vector<v1::EncodedUpdate> updates = {Update("a", {0.1f, -0.2f, 0.3f, 0.7f}),
+                                                  Update("b", {1.1f, 0.2f, -0.3f, 0.01f}),
+                                                  Update("c", {-0.5f, 0.25f, 0.125f, 3.0f})};
+  ModelRegistry straight_registry(round_testing::kSpec, round_testing::kLayout);
+  ASSERT_TRUE(straight_registry.Publish(std::vector<float>{1, 2, 3, 4}, 0).ok());
+  auto straight = NewManager(&straight_registry);
+  ASSERT_TRUE(straight->OpenRound(1, {"a", "b", "c"}, round_testing::Train()).ok());
+  std::vector<uint64_t> sequence;
+  ModelRegistry registry(round_testing::kSpec, round_testing::kLayout);
+  ASSERT_TRUE(registry.Publish(std::vector<float>{1, 2, 3, 4}, 0).ok());
+  RoundManagerOptions options;
+  options.on_accept = [&](const v1::EncodedUpdate&, uint64_t s) {
+    sequence.push_back(s);
+    return absl::OkStatus();
+  };
+  auto first = NewManager(&registry, options);
+  ASSERT_TRUE(first->OpenRound(1, {"a", "b", "c"}, round_testing::Train()).ok());
+  for (const auto& u : updates) ASSERT_TRUE(straight->Submit(u).ok());
+  ASSERT_TRUE(first->Submit(updates[0]).ok());
+  ASSERT_TRUE(first->Submit(updates[1]).ok());
+  EXPECT_EQ(sequence, (std::vector<uint64_t>{1, 2}));
+  auto checkpoint = first->Checkpoint();
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  EXPECT_EQ(checkpoint->accepted(), 2u);
+  first.reset();  // the "crash"
+
+  auto resumed = NewManager(&registry);
+  ASSERT_TRUE(
+      resumed->ResumeRound(1, 0, {"a", "b", "c"}, round_testing::Train(), &*checkpoint).ok());
+  EXPECT_EQ(resumed->accepted(), 2u);
+  EXPECT_THAT(resumed->Submit(updates[1]).code(), absl::StatusCode::kAlreadyExists);
+  ASSERT_TRUE(resumed->Submit(updates[2]).ok());
+  auto a = straight->CloseRound();
+  auto b = resumed->CloseRound();
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ((*straight_registry.Latest())->parameters, (*registry.Latest())->parameters);
+  EXPECT_DOUBLE_EQ(a->train_loss, b->train_loss);
+  EXPECT_EQ(a->total_examples, b->total_examples);
+}
+
+TEST_F(RoundResumeTest, RefusesCheckpointsThatDoNotFit) {
+  ModelRegistry registry(round_testing::kSpec, round_testing::kLayout);
+  ASSERT_TRUE(registry.Publish(std::vector<float>{1, 2, 3, 4}, 0).ok());
+  auto manager = NewManager(&registry);
+  EXPECT_EQ(manager->Checkpoint().status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(manager->OpenRound(1, {"a", "b"}, round_testing::Train()).ok());
+  ASSERT_TRUE(manager->Submit(Update("a", {1, 1, 1, 1})).ok());
+  v1::RoundCheckpoint good = *manager->Checkpoint();
+  auto fresh = NewManager(&registry);
+  v1::RoundCheckpoint other_round = good;
+  other_round.set_round(2);
+  EXPECT_THAT(fresh->ResumeRound(1, 0, {"a", "b"}, round_testing::Train(), &other_round).message(),
+              HasSubstr("checkpoint is of round 2"));
+  v1::RoundCheckpoint garbage = good;
+  garbage.set_accumulator("not an accumulator");
+  EXPECT_EQ(fresh->ResumeRound(1, 0, {"a", "b"}, round_testing::Train(), &garbage).code(),
+            absl::StatusCode::kInvalidArgument);
+  v1::RoundCheckpoint stranger = good;
+  stranger.set_submitted(0, "z");
+  EXPECT_THAT(fresh->ResumeRound(1, 0, {"a", "b"}, round_testing::Train(), &stranger).message(),
+              HasSubstr("not in the cohort"));
+  v1::RoundCheckpoint miscounted = good;
+  miscounted.set_accepted(5);
+  EXPECT_THAT(fresh->ResumeRound(1, 0, {"a", "b"}, round_testing::Train(), &miscounted).message(),
+              HasSubstr("inconsistent"));
+  EXPECT_EQ(fresh->ResumeRound(1, 9, {"a", "b"}, round_testing::Train(), &good).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_FALSE(fresh->round_open());  // nothing changed
+  ASSERT_TRUE(fresh->ResumeRound(1, 0, {"a", "b"}, round_testing::Train(), &good).ok());
+  EXPECT_EQ(fresh->accepted(), 1u);
+}
+
+TEST_F(RoundResumeTest, AFailingJournalRefusesTheUpdate) {
+  ModelRegistry registry(round_testing::kSpec, round_testing::kLayout);
+  ASSERT_TRUE(registry.Publish(std::vector<float>{1, 2, 3, 4}, 0).ok());
+  RoundManagerOptions options;
+  options.on_accept = [](const v1::EncodedUpdate&, uint64_t) {
+    return absl::UnavailableError("disk full");
+  };
+  auto manager = NewManager(&registry, options);
+  ASSERT_TRUE(manager->OpenRound(1, {"a"}, round_testing::Train()).ok());
+  EXPECT_EQ(manager->Submit(Update("a", {1, 1, 1, 1})).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(manager->accepted(), 0u);
+  // A non-finite update never reaches the journal.
+  int journaled = 0;
+  RoundManagerOptions counting;
+  counting.on_accept = [&](const v1::EncodedUpdate&, uint64_t) {
+    ++journaled;
+    return absl::OkStatus();
+  };
+  auto other = NewManager(&registry, counting);
+  ASSERT_TRUE(other->OpenRound(1, {"a"}, round_testing::Train()).ok());
+  EXPECT_EQ(other->Submit(Update("a", {1, NAN, 1, 1})).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(journaled, 0);
+}
+
+}  // namespace
+}  // namespace fedge::aggregator

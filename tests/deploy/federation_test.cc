@@ -37,8 +37,8 @@ TEST(FederationTest, FiveDevicesOverMutualTlsImproveTheModel) {
   partition.method = "iid";
   partition.num_clients = 5;
   partition.seed = 1;
-  auto shards = simulations::PartitionExamples(data->train.labels, data->train.num_classes,
-                                               partition);
+  auto shards =
+      simulations::PartitionExamples(data->train.labels, data->train.num_classes, partition);
   ASSERT_TRUE(shards.ok());
   models::ModelSpec spec;
   spec.architecture = "mlp";

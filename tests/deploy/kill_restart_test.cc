@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "deploy_fixture.h"
+#include "fedge/models/signing.h"
 #include "fedge/proto/atomic_file.h"
 #include "fedge/proto/status_macros.h"
 
@@ -193,6 +194,36 @@ TEST(KillRestartTest, KilledAggregatorContinuesTheRoundExactly) {
   // Killed after 1: no checkpoint yet, the journal alone restores the round.
   FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<float> early, RunRound(dir / "c", 1));
   EXPECT_EQ(uninterrupted, early);
+}
+
+TEST(KillRestartTest, RollbackPublishesAnEarlierModelAsTheNewestVersion) {
+  const std::filesystem::path dir = ScratchDir() / "rollback";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  FEDGE_ASSERT_OK(RunRound(dir / "state", -1).status());
+  const std::string command = std::string(FEDGE_AGGREGATOR_BIN) + " rollback --state " +
+                              (dir / "state").string() + " --signing-key " +
+                              (CertDir() / "signing.key").string() + " 0 > /dev/null";
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  // A version that does not exist is refused, and changes nothing.
+  const std::string missing = std::string(FEDGE_AGGREGATOR_BIN) + " rollback --state " +
+                              (dir / "state").string() + " --signing-key " +
+                              (CertDir() / "signing.key").string() + " 9 2> /dev/null";
+  EXPECT_NE(std::system(missing.c_str()), 0);
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto store, aggregator::StateStore::Open(dir / "state"));
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto versions, store->Versions());
+  ASSERT_EQ(versions.size(), 3u);
+  EXPECT_EQ(versions[2].parent, 0u);
+  EXPECT_EQ(versions[2].note, "rollback to 0");
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto pinned, models::VerifyingKey::LoadPem(CertDir() / "signing.pub"));
+  FEDGE_ASSERT_OK_AND_ASSIGN(v1::ModelArtifact v0, store->ReadMaster(0));
+  FEDGE_ASSERT_OK_AND_ASSIGN(v1::ModelArtifact v2, store->ReadMaster(2));
+  FEDGE_ASSERT_OK_AND_ASSIGN(v1::ModelArtifact v2_int8, store->ReadArtifact(2));
+  FEDGE_EXPECT_OK(models::VerifySignedArtifact(v2, pinned));
+  FEDGE_EXPECT_OK(models::VerifySignedArtifact(v2_int8, pinned));
+  EXPECT_EQ(v2.header().version(), 2u);
+  ASSERT_EQ(v0.tensors_size(), v2.tensors_size());
+  for (int i = 0; i < v0.tensors_size(); ++i) EXPECT_EQ(v0.tensors(i).data(), v2.tensors(i).data());
 }
 
 }  // namespace

@@ -183,6 +183,30 @@ TEST_F(DeployTest, RefusesUnknownRevokedAndForgedDevices) {
   grpc::ClientContext context;
   grpc::Status status = RawStub(port, false)->Join(&context, request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
+  // Downloads of versions that do not exist, or past the end of one.
+  {
+    v1::DownloadModelRequest download;
+    download.set_version(42);
+    grpc::ClientContext ctx;
+    auto reader = RawStub(port, true)->DownloadModel(&ctx, download);
+    v1::ModelChunk chunk;
+    while (reader->Read(&chunk)) {
+    }
+    grpc::Status finished = reader->Finish();
+    EXPECT_EQ(finished.error_code(), grpc::StatusCode::NOT_FOUND) << finished.error_message();
+  }
+  {
+    v1::DownloadModelRequest download;
+    download.set_version(0);
+    download.set_offset(1ull << 40);
+    grpc::ClientContext ctx;
+    auto reader = RawStub(port, true)->DownloadModel(&ctx, download);
+    v1::ModelChunk chunk;
+    while (reader->Read(&chunk)) {
+    }
+    grpc::Status finished = reader->Finish();
+    EXPECT_EQ(finished.error_code(), grpc::StatusCode::OUT_OF_RANGE) << finished.error_message();
+  }
   // A device that pins another signing key refuses the aggregator.
   client::GrpcTransportOptions other_key = CertDevice("dev-1", port);
   other_key.pinned_key_file = ScratchDir() / "rogue" / "signing.pub";
