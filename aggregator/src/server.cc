@@ -96,6 +96,11 @@ class AggregatorServer::Impl {
                                  const v1::UpdateHeader& header) const;
   const AggregatorServerOptions& options() const { return options_; }
   void RecordMetrics(const v1::MetricsReport& report);
+  absl::Status RecordDrift(const std::string& client_id, const v1::DriftReport& report) {
+    v1::DriftReport stored = report;
+    stored.set_client_id(client_id);
+    return store_->RecordDrift(stored);
+  }
   v1::HeartbeatResponse HeartbeatFor(const std::string& client_id);
 
   int port = 0;
@@ -409,6 +414,8 @@ class FederationService final : public v1::Federation::CallbackService {
     if (id.ok()) {
       if (request->events_size() == 0) {
         id = absl::InvalidArgumentError("a drift report must carry at least one event");
+      } else if (absl::Status s = impl_->RecordDrift(*id, *request); !s.ok()) {
+        id = s;
       } else {
         LogEvent("info", "drift_reported",
                  {{"client", *id},

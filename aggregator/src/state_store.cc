@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "fedge/proto/atomic_file.h"
 #include "fedge/proto/status_macros.h"
+#include "openssl/rand.h"
 #include "openssl/sha.h"
 
 namespace fedge::aggregator {
@@ -57,6 +58,12 @@ CREATE TABLE IF NOT EXISTS accepted_updates(
   payload BLOB,
   PRIMARY KEY(round, seq),
   UNIQUE(round, client_id));
+CREATE TABLE IF NOT EXISTS drift_events(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  client_id TEXT NOT NULL,
+  model_version INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  event BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints(
   round INTEGER PRIMARY KEY,
   accepted INTEGER NOT NULL);
@@ -238,6 +245,18 @@ bool ValidClientId(const std::string& id) {
 }
 
 }  // namespace
+
+std::string GenerateEnrollmentToken() {
+  unsigned char bytes[24];
+  RAND_bytes(bytes, sizeof(bytes));
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string token;
+  for (unsigned char b : bytes) {
+    token.push_back(kHex[b >> 4]);
+    token.push_back(kHex[b & 15]);
+  }
+  return token;
+}
 
 absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::filesystem::path& dir) {
   std::error_code ec;
@@ -500,6 +519,19 @@ absl::Status StateStore::WriteCheckpoint(const v1::RoundCheckpoint& checkpoint) 
   return txn.Commit();
 }
 
+absl::Status StateStore::DropJournalLocked(uint64_t round) {
+  // The bookkeeping rows stay (who was accepted, when, how many bytes); the
+  // payloads and the checkpoint go.
+  for (const char* sql : {"UPDATE accepted_updates SET payload = NULL WHERE round = ?",
+                          "DELETE FROM checkpoints WHERE round = ?"}) {
+    Statement drop(db_, sql);
+    FEDGE_RETURN_IF_ERROR(drop.status());
+    drop.Bind(1, static_cast<int64_t>(round));
+    FEDGE_RETURN_IF_ERROR(drop.Run());
+  }
+  return absl::OkStatus();
+}
+
 absl::Status StateStore::CloseRound(uint64_t round, int participants, const VersionRecord& version,
                                     const v1::ModelArtifact& master,
                                     const v1::ModelArtifact& artifact,
@@ -521,13 +553,7 @@ absl::Status StateStore::CloseRound(uint64_t round, int participants, const Vers
     if (sqlite3_changes(db_) != 1) {
       return absl::FailedPreconditionError(absl::StrCat("round ", round, " is not open"));
     }
-    for (const char* sql : {"UPDATE accepted_updates SET payload = NULL WHERE round = ?",
-                            "DELETE FROM checkpoints WHERE round = ?"}) {
-      Statement drop(db_, sql);
-      FEDGE_RETURN_IF_ERROR(drop.status());
-      drop.Bind(1, static_cast<int64_t>(round));
-      FEDGE_RETURN_IF_ERROR(drop.Run());
-    }
+    FEDGE_RETURN_IF_ERROR(DropJournalLocked(round));
     Statement setting(db_, "INSERT OR REPLACE INTO settings(key, value) VALUES(?, ?)");
     FEDGE_RETURN_IF_ERROR(setting.status());
     setting.Bind(1, std::string("strategy_state")).BindBlob(2, strategy_state);
@@ -552,13 +578,7 @@ absl::Status StateStore::FailRound(uint64_t round, const std::string& reason) {
     if (sqlite3_changes(db_) != 1) {
       return absl::FailedPreconditionError(absl::StrCat("round ", round, " is not open"));
     }
-    for (const char* sql : {"UPDATE accepted_updates SET payload = NULL WHERE round = ?",
-                            "DELETE FROM checkpoints WHERE round = ?"}) {
-      Statement drop(db_, sql);
-      FEDGE_RETURN_IF_ERROR(drop.status());
-      drop.Bind(1, static_cast<int64_t>(round));
-      FEDGE_RETURN_IF_ERROR(drop.Run());
-    }
+    FEDGE_RETURN_IF_ERROR(DropJournalLocked(round));
     FEDGE_RETURN_IF_ERROR(txn.Commit());
   }
   std::error_code ignored;
@@ -651,6 +671,44 @@ absl::StatusOr<std::vector<std::string>> StateStore::AcceptedClients(uint64_t ro
   while (query.Step()) clients.push_back(query.Text(0));
   FEDGE_RETURN_IF_ERROR(query.step_status());
   return clients;
+}
+
+// --- drift ---------------------------------------------------------------------
+
+absl::Status StateStore::RecordDrift(const v1::DriftReport& report) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Transaction txn(db_);
+  FEDGE_RETURN_IF_ERROR(txn.status());
+  for (const v1::DriftEvent& event : report.events()) {
+    Statement insert(db_,
+                     "INSERT INTO drift_events(client_id, model_version, received_at, event) "
+                     "VALUES(?, ?, ?, ?)");
+    FEDGE_RETURN_IF_ERROR(insert.status());
+    insert.Bind(1, report.client_id())
+        .Bind(2, static_cast<int64_t>(report.model_version()))
+        .Bind(3, NowMs())
+        .BindBlob(4, event.SerializeAsString());
+    FEDGE_RETURN_IF_ERROR(insert.Run());
+  }
+  return txn.Commit();
+}
+
+absl::StatusOr<std::vector<v1::DriftReport>> StateStore::DriftReports() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement query(db_, "SELECT client_id, model_version, event FROM drift_events ORDER BY id");
+  FEDGE_RETURN_IF_ERROR(query.status());
+  std::vector<v1::DriftReport> reports;
+  while (query.Step()) {
+    v1::DriftReport report;
+    report.set_client_id(query.Text(0));
+    report.set_model_version(static_cast<uint64_t>(query.Int(1)));
+    if (!report.add_events()->ParseFromString(query.Text(2))) {
+      return absl::DataLossError("a stored drift event does not parse");
+    }
+    reports.push_back(std::move(report));
+  }
+  FEDGE_RETURN_IF_ERROR(query.step_status());
+  return reports;
 }
 
 // --- settings ------------------------------------------------------------------

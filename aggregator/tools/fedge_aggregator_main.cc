@@ -7,7 +7,6 @@
 //   fedge-aggregator rollback --state DIR --signing-key KEY VERSION
 //   fedge-aggregator versions --state DIR
 //   fedge-aggregator clients  --state DIR
-#include <openssl/rand.h>
 #include <yaml-cpp/yaml.h>
 
 #include <atomic>
@@ -274,7 +273,7 @@ void PrintHelp() {
   std::cout << R"(fedge-aggregator: the aggregator of a fedge federation (gRPC over TLS).
 
 Usage:
-  fedge-aggregator [serve] --config FILE [--set key=value ...] [--insecure]
+  fedge-aggregator [serve] --config FILE [--set key=value ...] [--insecure] [--check]
   fedge-aggregator enroll   --state DIR ID [--token TOKEN | --generate-token]
   fedge-aggregator revoke   --state DIR ID
   fedge-aggregator rollback --state DIR --signing-key KEY VERSION
@@ -282,7 +281,8 @@ Usage:
   fedge-aggregator clients  --state DIR
 
 serve: restores DIR (continuing an interrupted round) or starts a federation
-with a new model, and runs rounds. Logs are JSON lines on stderr.
+with a new model, and runs rounds. Logs are JSON lines on stderr. --check
+only reads the config and flags and reports the first error.
 enroll: lets device ID join: by its certificate (CN=ID) or, with a token, by
 ID and token. rollback: publishes version VERSION's model again as the newest
 version (stop the aggregator first).
@@ -392,14 +392,6 @@ int Rollback(const std::string& state_dir, const std::string& key_file, uint64_t
   return 0;
 }
 
-std::string RandomToken() {
-  unsigned char bytes[24];
-  RAND_bytes(bytes, sizeof(bytes));
-  std::string hex;
-  for (unsigned char b : bytes) hex += absl::StrFormat("%02x", b);
-  return hex;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -421,6 +413,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> positional;
   std::string state_dir, signing_key, token;
   bool generate_token = false;
+  bool check_only = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     auto value = [&]() -> std::string {
@@ -447,6 +440,8 @@ int main(int argc, char** argv) {
       if (absl::Status s = SetKey(config, kv.substr(0, eq), kv.substr(eq + 1)); !s.ok()) {
         return Fail(s);
       }
+    } else if (arg == "--check") {
+      check_only = true;
     } else if (arg == "--insecure") {
       config.server.tls.insecure = true;
     } else if (arg == "--state") {
@@ -468,6 +463,10 @@ int main(int argc, char** argv) {
     if (!positional.empty()) {
       return Fail(absl::InvalidArgumentError(absl::StrCat("unexpected argument ", positional[0])));
     }
+    if (check_only) {
+      std::cout << "config OK\n";
+      return 0;
+    }
     return Serve(std::move(config));
   }
   if (state_dir.empty()) return Fail(absl::InvalidArgumentError("--state DIR is required"));
@@ -482,7 +481,7 @@ int main(int argc, char** argv) {
       std::cout << "revoked " << positional[0] << "\n";
       return 0;
     }
-    if (generate_token) token = RandomToken();
+    if (generate_token) token = fedge::aggregator::GenerateEnrollmentToken();
     if (absl::Status s = (*store)->EnrollClient(positional[0], token); !s.ok()) return Fail(s);
     if (token.empty()) {
       std::cout << "enrolled " << positional[0] << " (certificate CN=" << positional[0] << ")\n";

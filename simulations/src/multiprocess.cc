@@ -1,6 +1,5 @@
 #include "fedge/simulations/multiprocess.h"
 
-#include <openssl/rand.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -75,14 +74,6 @@ class Child {
   std::optional<int> exit_code_;
 };
 
-std::string RandomToken() {
-  unsigned char bytes[16];
-  RAND_bytes(bytes, sizeof(bytes));
-  std::string hex;
-  for (unsigned char b : bytes) hex += absl::StrFormat("%02x", b);
-  return hex;
-}
-
 std::string Number(double v) { return absl::StrFormat("%.17g", v); }
 
 std::string LastLines(const std::filesystem::path& log) {
@@ -156,7 +147,7 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
     FEDGE_ASSIGN_OR_RETURN(auto store, aggregator::StateStore::Open(state));
     for (int i = 0; i < clients; ++i) {
       ids[i] = absl::StrFormat("client-%05d", i);
-      tokens[i] = RandomToken();
+      tokens[i] = aggregator::GenerateEnrollmentToken();
       FEDGE_RETURN_IF_ERROR(store->EnrollClient(ids[i], tokens[i]));
     }
   }
@@ -361,14 +352,7 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
   }
   if (result.rounds.empty()) return absl::InternalError("the aggregator published no version");
   RunSummary& summary = result.summary;
-  summary.rounds = static_cast<int>(result.rounds.size());
-  summary.final_accuracy = result.rounds.back().test_accuracy;
-  summary.final_loss = result.rounds.back().test_loss;
-  for (const RoundRecord& record : result.rounds) {
-    summary.best_accuracy = std::max(summary.best_accuracy, record.test_accuracy);
-    summary.bytes_up += record.bytes_up;
-    summary.bytes_down += record.bytes_down;
-  }
+  SummarizeRounds(result.rounds, summary);
   summary.num_parameters = static_cast<int64_t>(result.final_parameters.size());
   summary.wall_seconds = run_seconds;
   summary.peak_rss_mb = PeakRssMb();

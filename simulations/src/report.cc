@@ -455,6 +455,18 @@ std::string RenderHtml(const RunSummary& summary, const std::vector<RoundRecord>
 
 }  // namespace
 
+void SummarizeRounds(const std::vector<RoundRecord>& rounds, RunSummary& summary) {
+  summary.rounds = static_cast<int>(rounds.size());
+  summary.final_accuracy = rounds.back().test_accuracy;
+  summary.final_loss = rounds.back().test_loss;
+  summary.epsilon = rounds.back().epsilon;
+  for (const RoundRecord& record : rounds) {
+    summary.best_accuracy = std::max(summary.best_accuracy, record.test_accuracy);
+    summary.bytes_up += record.bytes_up;
+    summary.bytes_down += record.bytes_down;
+  }
+}
+
 absl::Status WriteRoundsCsv(const std::string& path, const std::vector<RoundRecord>& rounds) {
   std::string csv =
       "round,test_accuracy,test_loss,train_loss,participants,bytes_up,bytes_down,wall_seconds,"

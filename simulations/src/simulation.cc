@@ -968,15 +968,7 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
   }
 
   RunSummary& summary = result.summary;
-  summary.rounds = static_cast<int>(result.rounds.size());
-  summary.final_accuracy = result.rounds.back().test_accuracy;
-  summary.final_loss = result.rounds.back().test_loss;
-  summary.epsilon = result.rounds.back().epsilon;
-  for (const RoundRecord& record : result.rounds) {
-    summary.best_accuracy = std::max(summary.best_accuracy, record.test_accuracy);
-    summary.bytes_up += record.bytes_up;
-    summary.bytes_down += record.bytes_down;
-  }
+  SummarizeRounds(result.rounds, summary);
   summary.wall_seconds = Seconds(run_start);
   summary.peak_rss_mb = PeakRssMb();
   FEDGE_ASSIGN_OR_RETURN(auto final_version, registry.Latest());

@@ -165,5 +165,24 @@ TEST_F(StateStoreTest, FailedRoundsKeepNoJournal) {
   EXPECT_THAT(store->FailRound(4, "again"), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
+TEST_F(StateStoreTest, DriftEventsSurviveARestart) {
+  v1::DriftReport report;
+  report.set_client_id("dev-7");
+  report.set_model_version(3);
+  report.add_events()->set_detector("adwin");
+  report.add_events()->set_detector("ks");
+  {
+    FEDGE_ASSERT_OK_AND_ASSIGN(auto store, StateStore::Open(dir_));
+    FEDGE_ASSERT_OK(store->RecordDrift(report));
+  }
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto store, StateStore::Open(dir_));
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto reports, store->DriftReports());
+  ASSERT_EQ(reports.size(), 2u);
+  EXPECT_EQ(reports[0].client_id(), "dev-7");
+  EXPECT_EQ(reports[0].model_version(), 3u);
+  EXPECT_EQ(reports[0].events(0).detector(), "adwin");
+  EXPECT_EQ(reports[1].events(0).detector(), "ks");
+}
+
 }  // namespace
 }  // namespace fedge::aggregator

@@ -115,6 +115,15 @@ inline client::GrpcTransportOptions TokenDevice(const std::string& id, const std
   return options;
 }
 
+// Polls until the device has a task (at most `polls` long polls).
+inline absl::StatusOr<v1::Task> WaitForTask(client::GrpcTransport& transport, int polls = 30) {
+  for (int i = 0; i < polls; ++i) {
+    absl::StatusOr<v1::Task> task = transport.PollTask(transport.options().client_id);
+    if (task.ok() || task.status().code() != absl::StatusCode::kNotFound) return task;
+  }
+  return absl::DeadlineExceededError("no task came");
+}
+
 // An fp32 update of `dimension` values all equal to `value`.
 inline v1::EncodedUpdate MakeUpdate(const v1::Task& task, size_t dimension, float value,
                                     uint64_t examples = 10) {

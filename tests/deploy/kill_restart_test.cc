@@ -21,6 +21,7 @@ using ::fedge::testing_util::CertDevice;
 using ::fedge::testing_util::CertDir;
 using ::fedge::testing_util::ScratchDir;
 using ::fedge::testing_util::StatusIs;
+using ::fedge::testing_util::WaitForTask;
 
 const std::vector<std::string> kDevices = {"dev-1", "dev-2", "dev-3", "dev-4"};
 
@@ -102,14 +103,6 @@ class AggregatorProcess {
   pid_t pid_ = -1;
   int port_ = 0;
 };
-
-absl::StatusOr<v1::Task> WaitForTask(client::GrpcTransport& transport) {
-  for (int i = 0; i < 30; ++i) {
-    absl::StatusOr<v1::Task> task = transport.PollTask(transport.options().client_id);
-    if (task.ok() || task.status().code() != absl::StatusCode::kNotFound) return task;
-  }
-  return absl::DeadlineExceededError("no task came");
-}
 
 // Runs round 1 with four devices submitting `seeded` updates in order;
 // kills the aggregator after `kill_after` accepted updates (never if < 0).
@@ -194,6 +187,20 @@ TEST(KillRestartTest, KilledAggregatorContinuesTheRoundExactly) {
   // Killed after 1: no checkpoint yet, the journal alone restores the round.
   FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<float> early, RunRound(dir / "c", 1));
   EXPECT_EQ(uninterrupted, early);
+}
+
+TEST(AggregatorConfigTest, ShippedConfigLoadsAndBadKeysAreNamed) {
+  const std::string bin = FEDGE_AGGREGATOR_BIN;
+  EXPECT_EQ(
+      std::system((bin + " --config configs/deploy/aggregator.yaml --check > /dev/null").c_str()),
+      0);
+  const std::filesystem::path bad = ScratchDir() / "bad.yaml";
+  std::ofstream(bad) << "rounds:\n  goal: many\n";
+  const std::string out = (ScratchDir() / "bad.out").string();
+  EXPECT_NE(std::system((bin + " --config " + bad.string() + " --check 2> " + out).c_str()), 0);
+  EXPECT_NE(proto::ReadFile(out)->find("rounds.goal"), std::string::npos);
+  EXPECT_NE(std::system((bin + " --set no.such.key=1 --check 2> " + out).c_str()), 0);
+  EXPECT_NE(proto::ReadFile(out)->find("unknown config key 'no.such.key'"), std::string::npos);
 }
 
 TEST(KillRestartTest, RollbackPublishesAnEarlierModelAsTheNewestVersion) {

@@ -23,21 +23,13 @@ using ::fedge::testing_util::ScratchDir;
 using ::fedge::testing_util::ServerOptions;
 using ::fedge::testing_util::StatusIs;
 using ::fedge::testing_util::TokenDevice;
+using ::fedge::testing_util::WaitForTask;
 using ::testing::HasSubstr;
 
 void Enroll(const std::filesystem::path& state, const std::string& id,
             const std::string& token = "") {
   FEDGE_ASSERT_OK_AND_ASSIGN(auto store, aggregator::StateStore::Open(state));
   FEDGE_ASSERT_OK(store->EnrollClient(id, token));
-}
-
-// Polls until the device has a task (at most ~20 s).
-absl::StatusOr<v1::Task> WaitForTask(client::GrpcTransport& transport) {
-  for (int i = 0; i < 20; ++i) {
-    absl::StatusOr<v1::Task> task = transport.PollTask(transport.options().client_id);
-    if (task.ok() || task.status().code() != absl::StatusCode::kNotFound) return task;
-  }
-  return absl::DeadlineExceededError("no task came");
 }
 
 std::vector<float> Parameters(const aggregator::AggregatorServer& server) {
@@ -184,33 +176,40 @@ TEST_F(DeployTest, RefusesUnknownRevokedAndForgedDevices) {
   grpc::Status status = RawStub(port, false)->Join(&context, request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
   // Downloads of versions that do not exist, or past the end of one.
-  {
-    v1::DownloadModelRequest download;
-    download.set_version(42);
+  auto download = [&](uint64_t version, uint64_t offset) {
+    v1::DownloadModelRequest request;
+    request.set_version(version);
+    request.set_offset(offset);
     grpc::ClientContext ctx;
-    auto reader = RawStub(port, true)->DownloadModel(&ctx, download);
+    auto reader = RawStub(port, true)->DownloadModel(&ctx, request);
     v1::ModelChunk chunk;
     while (reader->Read(&chunk)) {
     }
-    grpc::Status finished = reader->Finish();
-    EXPECT_EQ(finished.error_code(), grpc::StatusCode::NOT_FOUND) << finished.error_message();
-  }
+    return reader->Finish().error_code();
+  };
+  EXPECT_EQ(download(42, 0), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(download(0, 1ull << 40), grpc::StatusCode::OUT_OF_RANGE);
+  // Drift reports are kept in the state directory; an empty one is refused.
   {
-    v1::DownloadModelRequest download;
-    download.set_version(0);
-    download.set_offset(1ull << 40);
-    grpc::ClientContext ctx;
-    auto reader = RawStub(port, true)->DownloadModel(&ctx, download);
-    v1::ModelChunk chunk;
-    while (reader->Read(&chunk)) {
-    }
-    grpc::Status finished = reader->Finish();
-    EXPECT_EQ(finished.error_code(), grpc::StatusCode::OUT_OF_RANGE) << finished.error_message();
+    FEDGE_ASSERT_OK_AND_ASSIGN(auto device,
+                               client::GrpcTransport::Create(CertDevice("dev-1", port)));
+    v1::DriftReport drift;
+    drift.set_client_id("dev-1");
+    drift.set_model_version(0);
+    EXPECT_THAT(device->ReportDrift(drift), StatusIs(absl::StatusCode::kInvalidArgument));
+    drift.add_events()->set_detector("page-hinkley");
+    FEDGE_EXPECT_OK(device->ReportDrift(drift));
   }
   // A device that pins another signing key refuses the aggregator.
   client::GrpcTransportOptions other_key = CertDevice("dev-1", port);
   other_key.pinned_key_file = ScratchDir() / "rogue" / "signing.pub";
   EXPECT_THAT(join(other_key), StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("pins")));
+  server.reset();
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto store, aggregator::StateStore::Open(state_));
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto drift, store->DriftReports());
+  ASSERT_EQ(drift.size(), 1u);
+  EXPECT_EQ(drift[0].client_id(), "dev-1");
+  EXPECT_EQ(drift[0].events(0).detector(), "page-hinkley");
 }
 
 TEST_F(DeployTest, BadUpdatesAreRefusedAndChangeNothing) {

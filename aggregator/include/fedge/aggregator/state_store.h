@@ -1,7 +1,8 @@
 // StateStore: an aggregator's durable state, in one directory.
 //
 //   <dir>/state.db              SQLite (WAL, synchronous=FULL): devices, rounds,
-//                               model versions, accepted updates, settings
+//                               model versions, accepted updates, drift events,
+//                               settings
 //   <dir>/versions/v<N>.fp32    fp32 master of version N (a signed ModelArtifact)
 //   <dir>/versions/v<N>.int8    what devices download (a signed ModelArtifact)
 //   <dir>/rounds/r<N>.ckpt      the latest checkpoint of open round N
@@ -32,6 +33,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "fedge/v1/drift.pb.h"
 #include "fedge/v1/federation.pb.h"
 #include "fedge/v1/model.pb.h"
 
@@ -79,6 +81,9 @@ struct OpenRoundState {
   // Encoded updates accepted after the checkpoint, in folding order.
   std::vector<v1::EncodedUpdate> journal;
 };
+
+// A fresh enrollment token: 24 random bytes (OpenSSL RAND_bytes) in hex.
+std::string GenerateEnrollmentToken();
 
 class StateStore {
  public:
@@ -139,6 +144,12 @@ class StateStore {
   // Clients whose update round `round` accepted, in order.
   absl::StatusOr<std::vector<std::string>> AcceptedClients(uint64_t round) const;
 
+  // --- drift -------------------------------------------------------------
+  // Records every event of a device's drift report (one transaction).
+  absl::Status RecordDrift(const v1::DriftReport& report);
+  // Every recorded event, oldest first, one report per event.
+  absl::StatusOr<std::vector<v1::DriftReport>> DriftReports() const;
+
   // --- settings ----------------------------------------------------------
   absl::Status PutSetting(const std::string& key, const std::string& value);
   // Empty when unset.
@@ -151,6 +162,7 @@ class StateStore {
   absl::Status WriteVersionFiles(uint64_t version, const v1::ModelArtifact& master,
                                  const v1::ModelArtifact& artifact);
   absl::Status InsertVersionLocked(const VersionRecord& record);
+  absl::Status DropJournalLocked(uint64_t round);
 
   const std::filesystem::path dir_;
   mutable std::mutex mu_;

@@ -24,12 +24,12 @@ struct RoundRecord {
   int round = 0;               // 1-based
   double test_accuracy = 0.0;  // global model on the test split, after the round
   double test_loss = 0.0;
-  double train_loss = 0.0;        // example-weighted mean of the clients' local losses
-  int participants = 0;           // clients whose update was aggregated
-  uint64_t bytes_up = 0;          // encoded updates sent by the participants
-  uint64_t bytes_down = 0;        // tasks + model artifacts sent to them
-  double wall_seconds = 0.0;      // this round, training + aggregation + evaluation
-  double elapsed_seconds = 0.0;   // since the run started
+  double train_loss = 0.0;       // example-weighted mean of the clients' local losses
+  int participants = 0;          // clients whose update was aggregated
+  uint64_t bytes_up = 0;         // encoded updates sent by the participants
+  uint64_t bytes_down = 0;       // tasks + model artifacts sent to them
+  double wall_seconds = 0.0;     // this round, training + aggregation + evaluation
+  double elapsed_seconds = 0.0;  // since the run started
   // Differential privacy: total ε spent after this round (at
   // RunSummary::delta; +inf when the run is not private) and the round's
   // clipping bound (0 when nothing was clipped).
@@ -145,6 +145,10 @@ absl::Status WriteDriftJson(const std::string& path, const DriftRunSummary& drif
 // bytes_down,wall_seconds,elapsed_seconds,epsilon,clip_norm,sparsity,
 // artifact_bytes (header line first; epsilon is "inf" for rounds that are
 // not private).
+// Fills `summary`'s round count, final and best accuracy, final loss and ε,
+// and byte totals from `rounds` (not empty).
+void SummarizeRounds(const std::vector<RoundRecord>& rounds, RunSummary& summary);
+
 absl::Status WriteRoundsCsv(const std::string& path, const std::vector<RoundRecord>& rounds);
 
 // summary.json: every RunSummary field (config, device_model and student as
