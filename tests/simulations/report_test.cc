@@ -95,10 +95,11 @@ TEST(RoundsCsvTest, HeaderAndRowsParseBack) {
   ASSERT_EQ(lines.size(), 4u);
   EXPECT_EQ(lines[0],
             "round,test_accuracy,test_loss,train_loss,participants,bytes_up,bytes_down,"
-            "wall_seconds,elapsed_seconds,epsilon,clip_norm,sparsity,artifact_bytes");
+            "wall_seconds,elapsed_seconds,epsilon,clip_norm,sparsity,artifact_bytes,secagg_dropped,"
+            "secagg_aborted");
   for (size_t i = 0; i < rounds.size(); ++i) {
     const std::vector<std::string> cells = absl::StrSplit(lines[i + 1], ',');
-    ASSERT_EQ(cells.size(), 13u) << lines[i + 1];
+    ASSERT_EQ(cells.size(), 15u) << lines[i + 1];
     int round, participants;
     uint64_t bytes_up, bytes_down;
     double accuracy, test_loss, train_loss, wall, elapsed;
@@ -337,7 +338,7 @@ TEST(PrivacyReportTest, EpsilonPerRoundInEveryReport) {
   ASSERT_EQ(lines.size(), 4u);
   for (size_t i = 0; i < rounds.size(); ++i) {
     const std::vector<std::string> cells = absl::StrSplit(lines[i + 1], ',');
-    ASSERT_EQ(cells.size(), 13u);
+    ASSERT_EQ(cells.size(), 15u);
     double epsilon = 0, clip = 0;
     ASSERT_TRUE(absl::SimpleAtod(cells[9], &epsilon));
     ASSERT_TRUE(absl::SimpleAtod(cells[10], &clip));

@@ -24,12 +24,12 @@ struct RoundRecord {
   int round = 0;               // 1-based
   double test_accuracy = 0.0;  // global model on the test split, after the round
   double test_loss = 0.0;
-  double train_loss = 0.0;        // example-weighted mean of the clients' local losses
-  int participants = 0;           // clients whose update was aggregated
-  uint64_t bytes_up = 0;          // encoded updates sent by the participants
-  uint64_t bytes_down = 0;        // tasks + model artifacts sent to them
-  double wall_seconds = 0.0;      // this round, training + aggregation + evaluation
-  double elapsed_seconds = 0.0;   // since the run started
+  double train_loss = 0.0;       // example-weighted mean of the clients' local losses
+  int participants = 0;          // clients whose update was aggregated
+  uint64_t bytes_up = 0;         // encoded updates sent by the participants
+  uint64_t bytes_down = 0;       // tasks + model artifacts sent to them
+  double wall_seconds = 0.0;     // this round, training + aggregation + evaluation
+  double elapsed_seconds = 0.0;  // since the run started
   // Differential privacy: total ε spent after this round (at
   // RunSummary::delta; +inf when the run is not private) and the round's
   // clipping bound (0 when nothing was clipped).
@@ -39,6 +39,12 @@ struct RoundRecord {
   // after this round, and its artifact's size as devices download it.
   double sparsity = 0.0;
   uint64_t artifact_bytes = 0;
+  // Secure aggregation: cohort members whose input is not in the sum
+  // (dropped or refused), and, when the round aborted (nothing published),
+  // why.
+  int secagg_dropped = 0;
+  bool secagg_aborted = false;
+  std::string secagg_abort_reason;
 };
 
 // A model as devices run it for predictions (fedge/models/inference.h).
