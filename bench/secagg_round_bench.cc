@@ -22,12 +22,12 @@
 // Usage: fedge_secagg_round_bench [--protocol=secagg+] [--n=10,100,1000]
 //          [--d=10000,100000,1000000] [--dropout=0,0.1,0.3]
 //          [--threshold=0.34] [--neighbours=0] [--seed=1]
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
