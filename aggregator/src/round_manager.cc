@@ -236,6 +236,8 @@ absl::Status RoundManager::OpenLocked(uint64_t round, std::shared_ptr<const Mode
   loss_weight_ = 0.0;
   total_examples_ = 0;
   bytes_up_ = 0;
+  aggregate_parts_ = 0;
+  aggregate_clients_ = 0;
   return absl::OkStatus();
 }
 
@@ -335,7 +337,9 @@ absl::StatusOr<RoundOutcome> RoundManager::CloseRound() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!open_) return absl::FailedPreconditionError("no round is open");
   open_ = false;
-  const int participants = static_cast<int>(accumulator_->count());
+  // A securely aggregated contribution is one fold but several clients.
+  const int participants =
+      static_cast<int>(accumulator_->count()) - aggregate_parts_ + aggregate_clients_;
   if (participants < options_.min_updates) {
     return absl::FailedPreconditionError(absl::StrCat(
         "round ", round_, " closed with ", participants, " of ", cohort_.size(),
@@ -374,6 +378,49 @@ absl::StatusOr<RoundOutcome> RoundManager::CloseRound() {
   outcome.artifact_bytes = published->artifact_bytes;
   if (pruner_.has_value()) outcome.sparsity = pruner_->sparsity();
   return outcome;
+}
+
+absl::Status RoundManager::SubmitAggregate(const AggregateContribution& contribution) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!open_) return absl::FailedPreconditionError("no round is open");
+  if (!accumulator_->streaming()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "strategy '", std::string(strategy_->name()),
+        "' needs every individual update, but secure aggregation reveals only their sum; use "
+        "fedavg, fedprox, fedavgm, fedadam, fedyogi or fedadagrad"));
+  }
+  if (contribution.contributors.empty() || !(contribution.total_weight > 0.0)) {
+    return absl::InvalidArgumentError(
+        "an aggregate contribution needs contributors and weight > 0");
+  }
+  if (contribution.sum.size() != base_->parameters.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("aggregate has dimension ",
+                                                   contribution.sum.size(), ", the model has ",
+                                                   base_->parameters.size()));
+  }
+  std::set<std::string, std::less<>> ids;
+  for (const std::string& id : contribution.contributors) {
+    if (!cohort_.contains(id)) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("client '", id, "' is not in the cohort of round ", round_));
+    }
+    if (submitted_.contains(id) || !ids.insert(id).second) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("client '", id, "' already submitted an update for round ", round_));
+    }
+  }
+  std::vector<float> mean(contribution.sum.size());
+  const double inverse = 1.0 / contribution.total_weight;
+  for (size_t k = 0; k < mean.size(); ++k) {
+    mean[k] = static_cast<float>(contribution.sum[k] * inverse);
+  }
+  FEDGE_RETURN_IF_ERROR(accumulator_->Accumulate(mean, contribution.total_weight));
+  submitted_.insert(ids.begin(), ids.end());
+  ++aggregate_parts_;
+  aggregate_clients_ += static_cast<int>(ids.size());
+  total_examples_ += contribution.total_examples;
+  bytes_up_ += contribution.bytes_up;
+  return absl::OkStatus();
 }
 
 bool RoundManager::round_open() const {

@@ -1,5 +1,6 @@
 #include "fedge/client/device_client.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -83,8 +84,16 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
     }
     if (!privatized.ok()) return Annotate(privatized.status(), "privatizing the update");
     within_bound = privatized->within_bound;
+  } else if (dp.mode() == v1::PrivacyConfig::MODE_CENTRAL && task.has_secagg() &&
+             task.secagg().protocol() != v1::SecAggConfig::PROTOCOL_NONE) {
+    // The aggregator cannot clip what it only sees summed: clip here.
+    privacy::ClipL2(local->delta, dp.clip_norm());
   } else if (options_.clip_norm > 0.0) {
     privacy::ClipL2(local->delta, options_.clip_norm);
+  }
+
+  if (task.has_secagg() && task.secagg().protocol() != v1::SecAggConfig::PROTOCOL_NONE) {
+    return StartSecAgg(task, *local, **artifact);
   }
 
   v1::EncodedUpdate update;
@@ -120,6 +129,96 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
     return Annotate(s, "submitting the update");
   }
   return report;
+}
+
+}  // namespace fedge::client
+
+namespace fedge::client {
+
+absl::StatusOr<TaskReport> DeviceClient::StartSecAgg(const v1::Task& task, const LocalUpdate& local,
+                                                     const v1::ModelArtifact& artifact) {
+  secagg_.reset();
+  const v1::SecAggConfig& config = task.secagg();
+  if (absl::Status s = privacy::secagg::ValidateSecAggConfig(config); !s.ok()) {
+    return Annotate(s, "secure aggregation config");
+  }
+  const size_t extra = config.weighted() ? 1 : 0;
+  if (config.dimension() != local.delta.size() + extra) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "secure aggregation expects vectors of ", config.dimension(), " words, this update has ",
+        local.delta.size(), " parameters", extra ? " plus its weight" : ""));
+  }
+  absl::StatusOr<privacy::secagg::FixedPointCodec> codec = privacy::secagg::CodecFor(config);
+  if (!codec.ok()) return Annotate(codec.status(), "secure aggregation encoding");
+  std::vector<float> values(local.delta.begin(), local.delta.end());
+  if (config.weighted()) {
+    const double weight = static_cast<double>(
+        std::min<uint64_t>(static_cast<uint64_t>(local.num_examples), config.max_weight()));
+    for (float& v : values) v = static_cast<float>(v * weight);
+    values.push_back(static_cast<float>(weight));
+  }
+  secagg_input_.resize(values.size());
+  if (absl::Status s = codec->Encode(values, secagg_input_, task.train().seed() ^ 0x5EC0A66ULL);
+      !s.ok()) {
+    return Annotate(s, "fixed-point encoding");
+  }
+  absl::StatusOr<std::unique_ptr<privacy::secagg::SecAggClient>> client =
+      privacy::secagg::SecAggClient::Create(config, task.round(), id_);
+  if (!client.ok()) return Annotate(client.status(), "secure aggregation");
+  secagg_ = *std::move(client);
+  secagg_round_ = task.round();
+
+  TaskReport report;
+  report.round = task.round();
+  report.model_version = task.model_version();
+  report.num_examples = local.num_examples;
+  report.metrics = local.metrics;
+  report.bytes_down = task.ByteSizeLong() + artifact.ByteSizeLong();
+  report.secagg = true;
+  return report;
+}
+
+absl::StatusOr<uint64_t> DeviceClient::SecAggStep(ClientTransport& transport) {
+  if (secagg_ == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("client '", id_, "' has no secure-aggregation session"));
+  }
+  privacy::secagg::SecAggClient& client = *secagg_;
+  const v1::SecAggPhase phase = client.phase();
+  absl::StatusOr<v1::SecAggClientMessage> message;
+  uint64_t round = 0;
+  if (phase == v1::SECAGG_PHASE_ADVERTISE_KEYS) {
+    message = client.AdvertiseKeys();
+  } else {
+    // The round id is in every message the client sent; ask for the answer
+    // to the phase before this one.
+    absl::StatusOr<v1::SecAggServerMessage> answer = transport.SecAggPoll(
+        id_, secagg_round_, static_cast<v1::SecAggPhase>(static_cast<int>(phase) - 1));
+    if (absl::IsUnavailable(answer.status())) return answer.status();
+    if (!answer.ok()) {
+      secagg_.reset();
+      return Annotate(answer.status(), "secure aggregation poll");
+    }
+    if (phase == v1::SECAGG_PHASE_SHARE_KEYS) message = client.ShareKeys(*answer);
+    if (phase == v1::SECAGG_PHASE_MASKED_INPUT)
+      message = client.MaskedInput(*answer, secagg_input_);
+    if (phase == v1::SECAGG_PHASE_UNMASKING) message = client.Unmask(*answer);
+  }
+  if (!message.ok()) {
+    secagg_.reset();
+    return Annotate(message.status(), "secure aggregation");
+  }
+  round = message->round();
+  secagg_round_ = round;
+  const uint64_t bytes = message->ByteSizeLong();
+  absl::Status sent = transport.SecAggSend(*message);
+  if (phase == v1::SECAGG_PHASE_MASKED_INPUT || !sent.ok()) {
+    secagg_input_.clear();
+    secagg_input_.shrink_to_fit();
+  }
+  if (!sent.ok() || client.phase() == v1::SECAGG_PHASE_UNSPECIFIED) secagg_.reset();
+  if (!sent.ok()) return Annotate(sent, "secure aggregation send");
+  return bytes;
 }
 
 }  // namespace fedge::client

@@ -704,6 +704,48 @@ const std::vector<KeyDef>& Keys() {
           "distill.learning_rate", "Student Adam learning rate.", 0, true, INFINITY, false,
           [](auto& c) { return c.distill.learning_rate; },
           [](auto& c, double v) { c.distill.learning_rate = v; }),
+      // secure aggregation
+      ChoiceKey(
+          "secure_aggregation",
+          "Secure aggregation: none, secagg (Bonawitz et al. 2017: every client masks with every "
+          "other), secagg+ (Bell et al. 2020: masks over a random k-regular graph, k ~ log n). "
+          "Shorthand for secure_aggregation.protocol.",
+          [] {
+            return std::vector<std::string>{"none", "secagg", "secagg+"};
+          },
+          [](auto& c) { return c.secure_aggregation.protocol; },
+          [](auto& c, auto& v) { c.secure_aggregation.protocol = v; }),
+      ChoiceKey(
+          "secure_aggregation.protocol", "Same as secure_aggregation.",
+          [] {
+            return std::vector<std::string>{"none", "secagg", "secagg+"};
+          },
+          [](auto& c) { return c.secure_aggregation.protocol; },
+          [](auto& c, auto& v) { c.secure_aggregation.protocol = v; }),
+      FloatKey(
+          "secure_aggregation.threshold",
+          "Shares needed to rebuild a client's secrets: a fraction (< 1) of its neighbourhood, or "
+          "a whole count (>= 1). Below it the round aborts and publishes nothing.",
+          0, true, INFINITY, false, [](auto& c) { return c.secure_aggregation.threshold; },
+          [](auto& c, double v) { c.secure_aggregation.threshold = v; }),
+      IntKey(
+          "secure_aggregation.neighbours",
+          "secagg+: neighbours k of each client (even); 0 = 3 ceil(log2 n) rounded up to even, at "
+          "most n - 1.",
+          0, 65534, [](auto& c) { return c.secure_aggregation.neighbours; },
+          [](auto& c, int64_t v) { c.secure_aggregation.neighbours = static_cast<int>(v); }),
+      FloatKey(
+          "secure_aggregation.bound",
+          "Per-coordinate bound B of the fixed-point encoding when neither clip_norm nor DP sets "
+          "one (larger values are clipped to it).",
+          0, true, INFINITY, false, [](auto& c) { return c.secure_aggregation.bound; },
+          [](auto& c, double v) { c.secure_aggregation.bound = v; }),
+      FloatKey(
+          "secure_aggregation.dropout",
+          "Simulated dropouts: share of each cohort that vanishes, each at a phase drawn uniformly "
+          "from the four (seeded by run.seed).",
+          0, false, 1, true, [](auto& c) { return c.secure_aggregation.dropout; },
+          [](auto& c, double v) { c.secure_aggregation.dropout = v; }),
   };
   return *keys;
 }
@@ -1008,6 +1050,48 @@ absl::Status ValidateConfig(const SimulationConfig& config) {
   if (!strategy.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("strategy '", config.strategy, "': ", strategy.status().message()));
+  }
+  if (config.secure_aggregation.protocol != "none") {
+    const std::string which =
+        absl::StrCat("secure_aggregation '", config.secure_aggregation.protocol, "'");
+    if (!(*strategy)->NewAccumulator(1)->streaming()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "strategy.name '", config.strategy, "' needs every individual update, but ", which,
+          " shows the aggregator only their sum; use fedavg, fedavgm, fedadam, fedyogi, fedadagrad "
+          "or fedprox"));
+    }
+    if (config.codec != "fp32") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "codec '", config.codec, "' with ", which,
+          ": updates travel fixed-point encoded and masked, no update codec applies; use codec "
+          "'fp32'"));
+    }
+    if (config.privacy.clipping != "fixed" && config.privacy.mode != "none") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "privacy.clipping '", config.privacy.clipping, "' with ", which,
+          ": adaptive clipping needs each client's clipped-or-not bit, which the aggregator no "
+          "longer sees; use privacy.clipping 'fixed'"));
+    }
+    if (config.round.fraction == 0.0 && config.round.clients_per_round < 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("round.clients_per_round ", config.round.clients_per_round, " with ", which,
+                       ": secure aggregation needs at least 2 clients per round"));
+    }
+    if (config.secure_aggregation.threshold >= 1.0 &&
+        config.secure_aggregation.threshold != std::floor(config.secure_aggregation.threshold)) {
+      return absl::InvalidArgumentError(absl::StrCat("secure_aggregation.threshold ",
+                                                     config.secure_aggregation.threshold,
+                                                     ": give a fraction below 1 or a whole count"));
+    }
+    if (config.secure_aggregation.neighbours % 2 == 1) {
+      return absl::InvalidArgumentError(absl::StrCat("secure_aggregation.neighbours ",
+                                                     config.secure_aggregation.neighbours,
+                                                     ": the SecAgg+ graph links each client to k/2 "
+                                                     "clients on either side, so k must be even"));
+    }
+  } else if (config.secure_aggregation.dropout > 0.0) {
+    return absl::InvalidArgumentError(
+        "secure_aggregation.dropout is set but secure_aggregation is 'none'");
   }
   if (config.privacy.mode != "none") {
     if (!(*strategy)->NewAccumulator(1)->streaming()) {

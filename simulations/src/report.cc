@@ -470,13 +470,14 @@ void SummarizeRounds(const std::vector<RoundRecord>& rounds, RunSummary& summary
 absl::Status WriteRoundsCsv(const std::string& path, const std::vector<RoundRecord>& rounds) {
   std::string csv =
       "round,test_accuracy,test_loss,train_loss,participants,bytes_up,bytes_down,wall_seconds,"
-      "elapsed_seconds,epsilon,clip_norm,sparsity,artifact_bytes\n";
+      "elapsed_seconds,epsilon,clip_norm,sparsity,artifact_bytes,secagg_dropped,secagg_aborted\n";
   for (const RoundRecord& r : rounds) {
-    absl::StrAppendFormat(&csv, "%d,%.6f,%.6f,%.6f,%d,%d,%d,%.6f,%.6f,%s,%.6g,%.6f,%d\n", r.round,
-                          r.test_accuracy, r.test_loss, r.train_loss, r.participants, r.bytes_up,
-                          r.bytes_down, r.wall_seconds, r.elapsed_seconds,
+    absl::StrAppendFormat(&csv, "%d,%.6f,%.6f,%.6f,%d,%d,%d,%.6f,%.6f,%s,%.6g,%.6f,%d,%d,%d\n",
+                          r.round, r.test_accuracy, r.test_loss, r.train_loss, r.participants,
+                          r.bytes_up, r.bytes_down, r.wall_seconds, r.elapsed_seconds,
                           std::isfinite(r.epsilon) ? absl::StrFormat("%.6g", r.epsilon) : "inf",
-                          r.clip_norm, r.sparsity, r.artifact_bytes);
+                          r.clip_norm, r.sparsity, r.artifact_bytes, r.secagg_dropped,
+                          r.secagg_aborted ? 1 : 0);
   }
   return proto::WriteFileAtomic(path, csv);
 }

@@ -584,6 +584,30 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
   }
   uint64_t drift_round = 0;  // drift reports are filed under the regular round
   InProcTransport transport(rounds.get(), &registry, tracker.get(), &drift_round);
+  // Secure aggregation: the aggregator sees only each round's sum.
+  std::unique_ptr<aggregator::SecureAggregation> secure;
+  if (config.secure_aggregation.protocol != "none") {
+    aggregator::SecureAggregationOptions options;
+    FEDGE_ASSIGN_OR_RETURN(options.protocol.protocol,
+                           privacy::secagg::ParseProtocol(config.secure_aggregation.protocol));
+    options.protocol.threshold = config.secure_aggregation.threshold;
+    options.protocol.neighbours = config.secure_aggregation.neighbours;
+    options.protocol.clip_bound =
+        config.clip_norm > 0.0 ? config.clip_norm : config.secure_aggregation.bound;
+    // Without DP, updates are weighted by example count as in plain FedAvg:
+    // the cap is the largest client, so no weight is cut.
+    if (config.privacy.mode == "none") {
+      for (const auto& device : clients) {
+        options.max_weight =
+            std::max<uint64_t>(options.max_weight, static_cast<uint64_t>(device.data().size()));
+      }
+    }
+    options.graph_seed = config.run.seed;
+    FEDGE_ASSIGN_OR_RETURN(auto check,
+                           aggregator::CreateStrategy(config.strategy, config.strategy_options));
+    FEDGE_ASSIGN_OR_RETURN(secure, aggregator::SecureAggregation::Create(options, *check));
+    transport.set_secure_aggregation(secure.get());
+  }
   client::Trainer trainer;
 
   const int intra_op = config.run.intra_op_threads;
@@ -598,11 +622,64 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
   result.summary.privacy_mode = config.privacy.mode;
   if (config.privacy.mode != "none") result.summary.delta = config.privacy.delta;
 
+  // Drives the four secure-aggregation phases in lockstep for `cohort`,
+  // whose sessions RunTask opened: every device still in runs its step,
+  // then the aggregator closes the phase. Simulated dropouts stop a seeded
+  // share of the cohort, each at a uniformly drawn phase. Returns false when
+  // the round aborted (nothing is submitted).
+  auto run_secure_phases = [&](const std::vector<std::string>& cohort, std::vector<uint64_t>& bytes,
+                               RoundRecord& record) -> absl::StatusOr<bool> {
+    std::vector<int> drop_at(cohort.size(), 5);
+    std::mt19937_64 rng(config.run.seed ^ (0x44524F50ULL * (round_id + 1)));
+    std::vector<size_t> order(cohort.size());
+    std::iota(order.begin(), order.end(), size_t{0});
+    std::shuffle(order.begin(), order.end(), rng);
+    const auto drops = static_cast<size_t>(
+        std::llround(config.secure_aggregation.dropout * static_cast<double>(cohort.size())));
+    for (size_t j = 0; j < drops; ++j) drop_at[order[j]] = 1 + static_cast<int>(rng() % 4);
+    for (int phase = 1; phase <= 4; ++phase) {
+      pool.ParallelFor(static_cast<int64_t>(cohort.size()), [&](int64_t task, int) {
+        client::DeviceClient& device = clients[client_index.at(cohort[task])];
+        if (drop_at[static_cast<size_t>(task)] <= phase || !device.secagg_pending()) return;
+        absl::StatusOr<uint64_t> sent = device.SecAggStep(transport);
+        if (sent.ok()) bytes[static_cast<size_t>(task)] += *sent;
+      });
+      if (absl::Status closed = secure->ClosePhase(); !closed.ok()) {
+        if (absl::IsAborted(closed)) {
+          record.secagg_abort_reason = std::string(closed.message());
+          return false;
+        }
+        return closed;
+      }
+    }
+    absl::StatusOr<aggregator::SecureRoundOutcome> finished = secure->Finish(*rounds);
+    if (absl::IsAborted(finished.status())) {
+      record.secagg_abort_reason = std::string(finished.status().message());
+      return false;
+    }
+    if (!finished.ok()) return finished.status();
+    record.secagg_dropped = finished->stats.cohort - finished->stats.masked;
+    return true;
+  };
+
   // Runs one round (regular or extra) for `cohort`.
   auto run_round = [&](const std::vector<std::string>& cohort, const v1::TrainConfig& train,
                        RoundRecord& record) -> absl::Status {
     ++round_id;
     FEDGE_RETURN_IF_ERROR(rounds->OpenRound(round_id, cohort, train));
+    if (secure != nullptr) {
+      const v1::PrivacyConfig privacy_task = rounds->privacy() != nullptr
+                                                 ? rounds->privacy()->TaskConfig(cohort.size())
+                                                 : v1::PrivacyConfig();
+      if (absl::StatusOr<v1::SecAggConfig> started = secure->StartRound(
+              round_id, cohort, static_cast<uint64_t>(registry.num_parameters()), privacy_task);
+          !started.ok()) {
+        (void)rounds->CloseRound();
+        return absl::Status(
+            started.status().code(),
+            absl::StrCat("round ", round_id, ": secure aggregation: ", started.status().message()));
+      }
+    }
     std::vector<absl::StatusOr<client::TaskReport>> reports(cohort.size(),
                                                             absl::UnknownError("not run"));
     pool.ParallelFor(static_cast<int64_t>(cohort.size()), [&](int64_t task, int worker) {
@@ -617,6 +694,19 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
             absl::StrCat("round ", round_id, ", ", cohort[i], ": ", reports[i].status().message()));
       }
     }
+    std::vector<uint64_t> secagg_bytes(cohort.size(), 0);
+    if (secure != nullptr) {
+      FEDGE_ASSIGN_OR_RETURN(bool aggregated, run_secure_phases(cohort, secagg_bytes, record));
+      if (!aggregated) {
+        (void)rounds->CloseRound();  // publishes nothing
+        record.secagg_aborted = true;
+        for (size_t i = 0; i < reports.size(); ++i) {
+          record.bytes_up += secagg_bytes[i];
+          record.bytes_down += reports[i]->bytes_down;
+        }
+        return absl::OkStatus();
+      }
+    }
     FEDGE_ASSIGN_OR_RETURN(aggregator::RoundOutcome outcome, rounds->CloseRound());
     record.participants += outcome.participants;
     record.train_loss = outcome.train_loss;
@@ -628,9 +718,9 @@ absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, T
     } else {
       record.clip_norm = config.clip_norm;
     }
-    for (const auto& report : reports) {
-      record.bytes_up += report->bytes_up;
-      record.bytes_down += report->bytes_down;
+    for (size_t i = 0; i < reports.size(); ++i) {
+      record.bytes_up += reports[i]->bytes_up + secagg_bytes[i];
+      record.bytes_down += reports[i]->bytes_down;
     }
     return absl::OkStatus();
   };

@@ -335,5 +335,38 @@ TEST_F(DeviceClientTest, DistributedDpRefusesALossyCodecBeforeTraining) {
       DeviceClient("phone-1", data_, seeded).RunTask(transport_, *device_model_, Trainer()).ok());
 }
 
+TEST_F(DeviceClientTest, SecureAggregationTaskOpensASessionInsteadOfSubmitting) {
+  privacy::secagg::SecAggOptions options;
+  options.protocol = v1::SecAggConfig::PROTOCOL_SECAGG;
+  options.threshold = 1;
+  options.weighted = true;
+  options.max_weight = 100;
+  auto config = privacy::secagg::MakeSecAggConfig(options, {"phone-1", "phone-2"},
+                                                  global_->parameters().size() + 1, 5);
+  ASSERT_TRUE(config.ok()) << config.status();
+  *transport_.task->mutable_secagg() = *config;
+  DeviceClient client("phone-1", data_);
+  EXPECT_THAT(client.SecAggStep(transport_).status().code(), absl::StatusCode::kFailedPrecondition);
+  auto report = client.RunTask(transport_, *device_model_, Trainer());
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->secagg);
+  EXPECT_TRUE(transport_.submitted.empty());  // nothing in the clear
+  EXPECT_TRUE(client.secagg_pending());
+  // This transport carries no secure aggregation: the default refuses, and
+  // the device leaves the round.
+  absl::StatusOr<uint64_t> step = client.SecAggStep(transport_);
+  EXPECT_EQ(step.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(step.status().message()), HasSubstr("no secure aggregation"));
+  EXPECT_FALSE(client.secagg_pending());
+
+  // A config whose dimension does not fit the model is refused before
+  // anything is sent.
+  transport_.task->mutable_secagg()->set_dimension(7);
+  auto refused = client.RunTask(transport_, *device_model_, Trainer());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("expects vectors of 7 words"));
+  EXPECT_FALSE(client.secagg_pending());
+}
+
 }  // namespace
 }  // namespace fedge::client

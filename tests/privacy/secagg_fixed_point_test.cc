@@ -260,5 +260,39 @@ TEST(FixedPointTest, CreateValidatesEachField) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("headroom_bits")));
 }
 
+TEST(FixedPointTest, FixedScaleEncodesIntegerNoisedValuesExactly) {
+  // Values that are integers divided by gamma (what an integer DP mechanism
+  // outputs) encode to exactly those integers, so the sum carries the noise
+  // shares exactly.
+  FixedPointOptions options;
+  options.num_clients = 100;
+  options.scale = 6324.5;
+  FEDGE_ASSERT_OK_AND_ASSIGN(FixedPointCodec codec, FixedPointCodec::Create(options));
+  EXPECT_EQ(codec.scale(), 6324.5);
+  EXPECT_NEAR(codec.options().clip_bound, std::ldexp(1.0, 30) / (100 * 6324.5), 1e-9);
+  std::mt19937_64 rng(3);
+  std::uniform_int_distribution<int> pick(-200000, 200000);
+  std::vector<std::int64_t> total(64, 0);
+  std::vector<std::uint32_t> sum(64, 0), encoded(64);
+  for (int client = 0; client < 100; ++client) {
+    std::vector<float> values(64);
+    std::vector<int> ints(64);
+    for (int k = 0; k < 64; ++k) {
+      ints[k] = pick(rng);
+      values[k] = static_cast<float>(ints[k] / 6324.5);
+    }
+    FEDGE_ASSERT_OK(codec.Encode(values, encoded));
+    for (int k = 0; k < 64; ++k) {
+      ASSERT_EQ(static_cast<std::int32_t>(encoded[k]), ints[k]);
+      sum[k] += encoded[k];
+      total[k] += ints[k];
+    }
+  }
+  for (int k = 0; k < 64; ++k) EXPECT_EQ(static_cast<std::int32_t>(sum[k]), total[k]);
+  options.scale = -1;
+  EXPECT_THAT(FixedPointCodec::Create(options).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("scale")));
+}
+
 }  // namespace
 }  // namespace fedge::privacy::secagg

@@ -11,3 +11,6 @@ fedge_add_test(fedge_secagg_fixed_point_test
 fedge_add_test(fedge_secagg_masking_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/secagg_masking_test.cc
   LIBS fedge::privacy OpenSSL::Crypto LABELS privacy)
+fedge_add_test(fedge_secagg_protocol_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/secagg_protocol_test.cc
+  LIBS fedge::privacy OpenSSL::Crypto LABELS privacy)

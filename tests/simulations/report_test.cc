@@ -88,17 +88,20 @@ RunSummary Summary() {
 TEST(RoundsCsvTest, HeaderAndRowsParseBack) {
   ScopedTempDir dir;
   const std::string path = dir.File("rounds.csv");
-  const std::vector<RoundRecord> rounds = ThreeRounds();
+  std::vector<RoundRecord> rounds = ThreeRounds();
+  rounds[1].secagg_dropped = 2;
+  rounds[2].secagg_aborted = true;
   ASSERT_THAT(WriteRoundsCsv(path, rounds), IsOk());
 
   std::vector<std::string> lines = absl::StrSplit(ReadFile(path), '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 4u);
   EXPECT_EQ(lines[0],
             "round,test_accuracy,test_loss,train_loss,participants,bytes_up,bytes_down,"
-            "wall_seconds,elapsed_seconds,epsilon,clip_norm,sparsity,artifact_bytes");
+            "wall_seconds,elapsed_seconds,epsilon,clip_norm,sparsity,artifact_bytes,secagg_dropped,"
+            "secagg_aborted");
   for (size_t i = 0; i < rounds.size(); ++i) {
     const std::vector<std::string> cells = absl::StrSplit(lines[i + 1], ',');
-    ASSERT_EQ(cells.size(), 13u) << lines[i + 1];
+    ASSERT_EQ(cells.size(), 15u) << lines[i + 1];
     int round, participants;
     uint64_t bytes_up, bytes_down;
     double accuracy, test_loss, train_loss, wall, elapsed;
@@ -117,6 +120,11 @@ TEST(RoundsCsvTest, HeaderAndRowsParseBack) {
     ASSERT_TRUE(absl::SimpleAtoi(cells[12], &artifact_bytes));
     EXPECT_NEAR(sparsity, rounds[i].sparsity, 1e-6);
     EXPECT_EQ(artifact_bytes, rounds[i].artifact_bytes);
+    int secagg_dropped = -1, secagg_aborted = -1;
+    ASSERT_TRUE(absl::SimpleAtoi(cells[13], &secagg_dropped));
+    ASSERT_TRUE(absl::SimpleAtoi(cells[14], &secagg_aborted));
+    EXPECT_EQ(secagg_dropped, rounds[i].secagg_dropped);
+    EXPECT_EQ(secagg_aborted, rounds[i].secagg_aborted ? 1 : 0);
     EXPECT_EQ(round, rounds[i].round);
     EXPECT_NEAR(accuracy, rounds[i].test_accuracy, 1e-6);
     EXPECT_NEAR(test_loss, rounds[i].test_loss, 1e-6);
@@ -145,7 +153,8 @@ TEST(RoundsCsvTest, NoRoundsIsJustTheHeader) {
   ASSERT_THAT(WriteRoundsCsv(path, {}), IsOk());
   EXPECT_EQ(ReadFile(path),
             "round,test_accuracy,test_loss,train_loss,participants,bytes_up,bytes_down,"
-            "wall_seconds,elapsed_seconds,epsilon,clip_norm,sparsity,artifact_bytes\n");
+            "wall_seconds,elapsed_seconds,epsilon,clip_norm,sparsity,artifact_bytes,secagg_dropped,"
+            "secagg_aborted\n");
 }
 
 TEST(SummaryJsonTest, HasEveryField) {
@@ -337,7 +346,7 @@ TEST(PrivacyReportTest, EpsilonPerRoundInEveryReport) {
   ASSERT_EQ(lines.size(), 4u);
   for (size_t i = 0; i < rounds.size(); ++i) {
     const std::vector<std::string> cells = absl::StrSplit(lines[i + 1], ',');
-    ASSERT_EQ(cells.size(), 13u);
+    ASSERT_EQ(cells.size(), 15u);
     double epsilon = 0, clip = 0;
     ASSERT_TRUE(absl::SimpleAtod(cells[9], &epsilon));
     ASSERT_TRUE(absl::SimpleAtod(cells[10], &clip));
@@ -364,7 +373,7 @@ TEST(PrivacyReportTest, EpsilonPerRoundInEveryReport) {
 TEST(PrivacyReportTest, NonPrivateRunsSayInfinity) {
   ScopedTempDir dir;
   ASSERT_THAT(WriteRoundsCsv(dir.File("rounds.csv"), ThreeRounds()), IsOk());
-  EXPECT_THAT(ReadFile(dir.File("rounds.csv")), HasSubstr(",inf,0,0.250000,900000\n"));
+  EXPECT_THAT(ReadFile(dir.File("rounds.csv")), HasSubstr(",inf,0,0.250000,900000,0,0\n"));
   ASSERT_THAT(WriteSummaryJson(dir.File("summary.json"), Summary(), ThreeRounds()), IsOk());
   const nlohmann::json json = nlohmann::json::parse(ReadFile(dir.File("summary.json")));
   EXPECT_EQ(json.at("privacy_mode"), "none");

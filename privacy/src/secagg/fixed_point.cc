@@ -24,6 +24,24 @@ absl::StatusOr<FixedPointCodec> FixedPointCodec::Create(const FixedPointOptions&
         absl::StrCat(kOp, ": headroom_bits must be in [1, 30], got ", options.headroom_bits));
   }
   const double budget = std::ldexp(1.0, 31 - options.headroom_bits);
+  if (!std::isfinite(options.scale) || options.scale < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kOp, ": scale must be finite and >= 0, got ", options.scale));
+  }
+  if (options.scale > 0) {
+    FixedPointOptions fixed = options;
+    fixed.scale = 0.0;
+    fixed.clip_bound = budget / (static_cast<double>(options.num_clients) * options.scale);
+    absl::StatusOr<FixedPointCodec> codec = Create(fixed);
+    if (!codec.ok()) return codec.status();
+    // The derived scale equals options.scale up to one rounding; keep the
+    // exact one so integers / scale encode back to those integers.
+    codec->options_.scale = options.scale;
+    codec->scale_ = options.scale;
+    codec->max_magnitude_ =
+        static_cast<std::int64_t>(std::floor(fixed.clip_bound * options.scale)) + 1;
+    return codec;
+  }
   const double scale = budget / (static_cast<double>(options.num_clients) * options.clip_bound);
   if (!std::isfinite(scale) || scale <= 0) {
     return absl::InvalidArgumentError(

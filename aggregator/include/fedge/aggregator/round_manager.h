@@ -79,6 +79,15 @@ struct RoundOutcome {
   std::optional<RoundPrivacy> privacy;
 };
 
+// What secure aggregation hands the round (see SubmitAggregate).
+struct AggregateContribution {
+  std::vector<float> sum;
+  double total_weight = 0.0;
+  std::vector<std::string> contributors;
+  uint64_t total_examples = 0;
+  uint64_t bytes_up = 0;
+};
+
 class RoundManager {
  public:
   // `registry` must already hold a version; it must outlive the manager.
@@ -143,6 +152,13 @@ class RoundManager {
   // update), INVALID_ARGUMENT (codec, dimension, examples, values).
   absl::Status Submit(const v1::EncodedUpdate& update);
 
+  // Folds the securely aggregated contribution of several cohort members at
+  // once (fedge/aggregator/secure_aggregation.h): `sum` is the sum over
+  // `contributors` of weight times update, `total_weight` the sum of their
+  // weights (with DP: one each). They count as submitted. Errors as Submit,
+  // plus INVALID_ARGUMENT when the strategy needs individual updates.
+  absl::Status SubmitAggregate(const AggregateContribution& contribution);
+
   // Aggregates the accepted updates, applies the strategy's server step and
   // publishes the next version. FAILED_PRECONDITION (with the counts) when
   // fewer than min_updates arrived; the round is then closed without a new
@@ -191,6 +207,9 @@ class RoundManager {
   double loss_weight_ = 0.0;
   uint64_t total_examples_ = 0;
   uint64_t bytes_up_ = 0;
+  // Contributions folded by SubmitAggregate, and the clients in them.
+  int aggregate_parts_ = 0;
+  int aggregate_clients_ = 0;
 };
 
 }  // namespace fedge::aggregator

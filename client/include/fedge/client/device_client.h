@@ -36,6 +36,7 @@
 #include "fedge/models/error_feedback.h"
 #include "fedge/models/model_instance.h"
 #include "fedge/models/update_codec.h"
+#include "fedge/privacy/secagg/protocol.h"
 
 namespace fedge::client {
 
@@ -67,6 +68,9 @@ struct TaskReport {
   TrainMetrics metrics;
   uint64_t bytes_down = 0;  // task + model artifact as they would be sent
   uint64_t bytes_up = 0;    // the encoded update as it would be sent
+  // Secure aggregation: the update is encoded and the protocol session
+  // opened; the driver then calls DeviceClient::SecAggStep once per phase.
+  bool secagg = false;
 };
 
 class DeviceClient {
@@ -88,16 +92,36 @@ class DeviceClient {
   absl::StatusOr<TaskReport> RunTask(ClientTransport& transport, models::ModelInstance& model,
                                      const Trainer& trainer);
 
+  // Secure aggregation (the task's `secagg` section set): RunTask trains,
+  // clips and noises as usual, then fixed-point encodes the update
+  // (weighted tasks: weight * update and the weight, see
+  // fedge/aggregator/secure_aggregation.h) and opens a protocol session
+  // instead of submitting. Each SecAggStep call then runs the next phase:
+  // 1 advertise keys; 2, 3, 4 poll the aggregator's answer to the previous
+  // phase and send the next message. Returns the bytes sent. UNAVAILABLE
+  // (poll again later; nothing changed) while the aggregator has not closed
+  // the previous phase; any other error ends the session (the device has
+  // dropped out of the round). FAILED_PRECONDITION without a session.
+  absl::StatusOr<uint64_t> SecAggStep(ClientTransport& transport);
+  // True while a secure-aggregation session is open.
+  bool secagg_pending() const { return secagg_ != nullptr; }
+
   // The error-feedback state; null before the first task or when error
   // feedback is off.
   const models::ErrorFeedback* error_feedback() const { return feedback_.get(); }
 
  private:
+  absl::StatusOr<TaskReport> StartSecAgg(const v1::Task& task, const LocalUpdate& local,
+                                         const v1::ModelArtifact& artifact);
+
   std::string id_;
   LocalDataset data_;
   DeviceClientOptions options_;
   std::shared_ptr<const models::UpdateCodec> codec_;  // created on the first task
   std::unique_ptr<models::ErrorFeedback> feedback_;
+  std::unique_ptr<privacy::secagg::SecAggClient> secagg_;
+  std::vector<uint32_t> secagg_input_;
+  uint64_t secagg_round_ = 0;
 };
 
 }  // namespace fedge::client

@@ -14,6 +14,7 @@
 #include "fedge/v1/drift.pb.h"
 #include "fedge/v1/federation.pb.h"
 #include "fedge/v1/model.pb.h"
+#include "fedge/v1/secagg.pb.h"
 
 namespace fedge::client {
 
@@ -39,6 +40,24 @@ class ClientTransport {
   // reports keep this default: UNIMPLEMENTED.
   virtual absl::Status ReportDrift(const v1::DriftReport& report) {
     return absl::UnimplementedError("this aggregator takes no drift reports");
+  }
+
+  // Secure aggregation (fedge/privacy/secagg/protocol.h): one protocol
+  // message to the aggregator; the status is its verdict (a refused message
+  // also counts the client as dropped). Transports to aggregators without
+  // secure aggregation keep this default: UNIMPLEMENTED.
+  virtual absl::Status SecAggSend(const v1::SecAggClientMessage& message) {
+    return absl::UnimplementedError("this aggregator runs no secure aggregation");
+  }
+
+  // The aggregator's answer to `phase` of `round` for this client.
+  // UNAVAILABLE until the aggregator has closed that phase (poll again);
+  // NOT_FOUND when the client has dropped out (or the round is unknown);
+  // ABORTED when the round aborted.
+  virtual absl::StatusOr<v1::SecAggServerMessage> SecAggPoll(const std::string& client_id,
+                                                             uint64_t round,
+                                                             v1::SecAggPhase phase) {
+    return absl::UnimplementedError("this aggregator runs no secure aggregation");
   }
 };
 

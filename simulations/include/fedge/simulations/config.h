@@ -21,8 +21,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "fedge/aggregator/private_aggregation.h"
 #include "fedge/aggregator/drift_tracker.h"
+#include "fedge/aggregator/private_aggregation.h"
 #include "fedge/aggregator/strategy.h"
 #include "fedge/client/drift_monitor.h"
 #include "fedge/models/artifact.h"
@@ -162,6 +162,15 @@ struct DriftReactionConfig {
   double recovery_tolerance = 0.05;
 };
 
+// Secure aggregation (fedge/aggregator/secure_aggregation.h).
+struct SecureAggregationConfig {
+  std::string protocol = "none";  // none | secagg | secagg+
+  double threshold = 0.5;         // fraction (< 1) of the neighbourhood, or a count
+  int neighbours = 0;             // secagg+: 0 = default (Bell et al.)
+  double bound = 1.0;             // fixed-point bound without clipping
+  double dropout = 0.0;           // simulated: share of each cohort that drops
+};
+
 struct SimulationConfig {
   DataOptions data;
   PartitionOptions partition;
@@ -181,6 +190,7 @@ struct SimulationConfig {
   std::string error_feedback = "auto";
   double clip_norm = 0.0;
   PrivacyOptions privacy;
+  SecureAggregationConfig secure_aggregation;
   ProxyOptions proxy;
   DistillOptions distill;
   RoundOptions round;

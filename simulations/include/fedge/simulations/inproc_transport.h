@@ -10,6 +10,7 @@
 #include "fedge/aggregator/drift_tracker.h"
 #include "fedge/aggregator/model_registry.h"
 #include "fedge/aggregator/round_manager.h"
+#include "fedge/aggregator/secure_aggregation.h"
 #include "fedge/client/transport.h"
 
 namespace fedge::simulations {
@@ -23,8 +24,16 @@ class InProcTransport final : public client::ClientTransport {
                   aggregator::DriftTracker* drift = nullptr, const uint64_t* round = nullptr)
       : rounds_(rounds), registry_(registry), drift_(drift), round_(round) {}
 
+  // Secure aggregation of the rounds (null: off). Must outlive the transport.
+  void set_secure_aggregation(aggregator::SecureAggregation* secure) { secure_ = secure; }
+
   absl::StatusOr<v1::Task> PollTask(const std::string& client_id) override {
-    return rounds_->TaskFor(client_id);
+    absl::StatusOr<v1::Task> task = rounds_->TaskFor(client_id);
+    if (!task.ok() || secure_ == nullptr) return task;
+    absl::StatusOr<v1::SecAggConfig> config = secure_->ConfigFor(task->round());
+    if (!config.ok()) return config.status();
+    *task->mutable_secagg() = *std::move(config);
+    return task;
   }
 
   absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> FetchModel(uint64_t version) override {
@@ -35,6 +44,17 @@ class InProcTransport final : public client::ClientTransport {
 
   absl::Status SubmitUpdate(const v1::EncodedUpdate& update) override {
     return rounds_->Submit(update);
+  }
+
+  absl::Status SecAggSend(const v1::SecAggClientMessage& message) override {
+    if (secure_ == nullptr) return ClientTransport::SecAggSend(message);
+    return secure_->Receive(message);
+  }
+
+  absl::StatusOr<v1::SecAggServerMessage> SecAggPoll(const std::string& client_id, uint64_t round,
+                                                     v1::SecAggPhase phase) override {
+    if (secure_ == nullptr) return ClientTransport::SecAggPoll(client_id, round, phase);
+    return secure_->Poll(client_id, round, phase);
   }
 
   absl::Status ReportDrift(const v1::DriftReport& report) override {
@@ -48,6 +68,7 @@ class InProcTransport final : public client::ClientTransport {
   aggregator::RoundManager* rounds_;
   const aggregator::ModelRegistry* registry_;
   aggregator::DriftTracker* drift_;
+  aggregator::SecureAggregation* secure_ = nullptr;
   const uint64_t* round_;
 };
 

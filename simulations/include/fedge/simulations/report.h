@@ -39,6 +39,12 @@ struct RoundRecord {
   // after this round, and its artifact's size as devices download it.
   double sparsity = 0.0;
   uint64_t artifact_bytes = 0;
+  // Secure aggregation: cohort members whose input is not in the sum
+  // (dropped or refused), and, when the round aborted (nothing published),
+  // why.
+  int secagg_dropped = 0;
+  bool secagg_aborted = false;
+  std::string secagg_abort_reason;
 };
 
 // A model as devices run it for predictions (fedge/models/inference.h).

@@ -59,6 +59,14 @@ struct FixedPointOptions {
   FixedPointRounding rounding = FixedPointRounding::kStochastic;
   // Finite |x| > B: clip to +-B (true) or INVALID_ARGUMENT (false). Default: true.
   bool clip_out_of_range = true;
+  // When > 0, the scale itself (integer units per float unit) instead of the
+  // one derived from B; the bound then becomes 2^(31 - h) / (n * scale), the
+  // largest magnitude the headroom allows, replacing `clip_bound`. For values
+  // that are already integers divided by a known scale, e.g. updates noised by
+  // an integer DP mechanism with scale gamma: with kDeterministic rounding they
+  // encode to exactly those integers (|integer| < 2^23, float precision).
+  // REQUIRES: finite, >= 0. Default: 0 (derive the scale from B).
+  double scale = 0.0;
 };
 
 class FixedPointCodec {
