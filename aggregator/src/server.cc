@@ -83,6 +83,15 @@ class AggregatorServer::Impl {
   uint64_t NewWaiterId();
   void AddWaiter(uint64_t id, const std::string& client_id, std::chrono::milliseconds wait,
                  std::function<void(grpc::Status, v1::PollTaskResponse)> done);
+  void AddSecAggWaiter(uint64_t id, const v1::SecAggPollRequest& request,
+                       std::chrono::milliseconds wait,
+                       std::function<void(grpc::Status, v1::SecAggServerMessage)> done);
+  // Secure aggregation: a device's phase message; its answer (UNAVAILABLE
+  // until the phase closed).
+  absl::Status SecAggReceive(const std::string& client_id, const v1::SecAggClientMessage& message);
+  absl::StatusOr<v1::SecAggServerMessage> SecAggAnswer(const std::string& client_id,
+                                                       const v1::SecAggPollRequest& request) const;
+  bool secure() const { return secure_ != nullptr; }
   void CancelWaiter(uint64_t id);
   absl::StatusOr<std::shared_ptr<const std::string>> ServedBytes(uint64_t version,
                                                                  v1::TensorEncoding encoding) const;
@@ -118,6 +127,9 @@ class AggregatorServer::Impl {
   void ArmDeadline(std::chrono::milliseconds after);
   void Serve(uint64_t version, const v1::ModelArtifact& artifact, const v1::ModelArtifact& master);
   void WakeWaiters();
+  struct Waiter;
+  void RegisterWaiter(uint64_t id, Waiter waiter, std::chrono::milliseconds wait);
+  void CloseSecAggPhase(const char* why);
   void Fatal(const absl::Status& status);
 
   AggregatorServerOptions options_;
@@ -126,6 +138,7 @@ class AggregatorServer::Impl {
   models::ModelSpec spec_;
   std::vector<models::ParameterLayout> layout_;
   std::unique_ptr<RoundManager> rounds_;
+  std::unique_ptr<SecureAggregation> secure_;
   std::unique_ptr<FederationService> service_;
   std::unique_ptr<grpc::Server> server_;
 
@@ -153,15 +166,25 @@ class AggregatorServer::Impl {
   std::set<std::string, std::less<>> cohort_;
   std::set<std::string, std::less<>> submitted_;
   std::map<std::string, Clock::time_point, std::less<>> last_seen_;
+  // A held call (task poll or secure-aggregation poll). `probe` returns
+  // the completion to run when the call can be answered now, or an empty
+  // function; `expire` answers it at its timeout; `abort` at shutdown or
+  // cancellation.
   struct Waiter {
-    std::string client_id;
-    std::function<void(grpc::Status, v1::PollTaskResponse)> done;
+    std::function<std::function<void()>()> probe;
+    std::function<void()> expire;
+    std::function<void(grpc::Status)> abort;
     std::shared_ptr<asio::steady_timer> timer;
   };
   std::map<uint64_t, Waiter> waiters_;
   uint64_t next_waiter_ = 1;
   std::map<uint64_t, ServedVersion> served_;
   std::map<std::string, std::map<std::string, double>> round_metrics_;
+  // Secure aggregation: devices that answered the collecting phase, and how
+  // many are expected to (those that answered the phase before).
+  std::set<std::string, std::less<>> phase_senders_;
+  size_t phase_expected_ = 0;
+  uint64_t secagg_bytes_up_ = 0;  // protocol messages received this round
 
   std::mutex upload_mu_;
   int uploads_active_ = 0;
@@ -172,25 +195,27 @@ namespace {
 
 // --- the gRPC service --------------------------------------------------------
 
-class PollReactor : public grpc::ServerUnaryReactor {
+// A unary call held until the aggregator can answer it (see Impl::Waiter).
+template <typename Response>
+class HeldReactor : public grpc::ServerUnaryReactor {
  public:
-  PollReactor(AggregatorServer::Impl* impl, v1::PollTaskResponse* response)
-      : impl_(impl), response_(response) {}
-  // After this call the reactor may already be finished (and deleted).
-  void Begin(const std::string& client_id, std::chrono::milliseconds wait) {
-    impl_->AddWaiter(waiter_, client_id, wait,
-                     [this](grpc::Status status, v1::PollTaskResponse response) {
-                       *response_ = std::move(response);
-                       Finish(status);
-                     });
+  HeldReactor(AggregatorServer::Impl* impl, Response* response)
+      : impl_(impl), response_(response), waiter_(impl->NewWaiterId()) {}
+  uint64_t waiter() const { return waiter_; }
+  // What the waiter calls, exactly once; the reactor may be deleted after.
+  std::function<void(grpc::Status, Response)> Completion() {
+    return [this](grpc::Status status, Response response) {
+      *response_ = std::move(response);
+      Finish(status);
+    };
   }
   void OnCancel() override { impl_->CancelWaiter(waiter_); }
   void OnDone() override { delete this; }
 
  private:
   AggregatorServer::Impl* impl_;
-  v1::PollTaskResponse* response_;
-  const uint64_t waiter_ = impl_->NewWaiterId();
+  Response* response_;
+  const uint64_t waiter_;
 };
 
 class DownloadReactor : public grpc::ServerWriteReactor<v1::ModelChunk> {
@@ -351,9 +376,11 @@ class FederationService final : public v1::Federation::CallbackService {
       reactor->Finish(grpc::Status::OK);
       return reactor;
     }
-    auto* reactor = new PollReactor(impl_, response);
-    reactor->Begin(*id, std::min(std::chrono::milliseconds(request->wait_ms()),
-                                 impl_->options().max_poll_wait));
+    auto* reactor = new HeldReactor<v1::PollTaskResponse>(impl_, response);
+    impl_->AddWaiter(
+        reactor->waiter(), *id,
+        std::min(std::chrono::milliseconds(request->wait_ms()), impl_->options().max_poll_wait),
+        reactor->Completion());
     return reactor;
   }
 
@@ -438,6 +465,42 @@ class FederationService final : public v1::Federation::CallbackService {
     return reactor;
   }
 
+  grpc::ServerUnaryReactor* SecAggSend(grpc::CallbackServerContext* context,
+                                       const v1::SecAggClientMessage* request,
+                                       v1::Ack* response) override {
+    auto* reactor = context->DefaultReactor();
+    absl::StatusOr<std::string> id = impl_->Authenticate(context, "");
+    absl::Status status = id.ok() ? impl_->SecAggReceive(*id, *request) : id.status();
+    if (!status.ok()) {
+      LogEvent("warning", "secagg_message_refused",
+               {{"client", id.ok() ? *id : std::string("?")},
+                {"round", std::to_string(request->round())}},
+               status.ToString());
+    }
+    reactor->Finish(ToGrpc(status));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* SecAggPoll(grpc::CallbackServerContext* context,
+                                       const v1::SecAggPollRequest* request,
+                                       v1::SecAggServerMessage* response) override {
+    absl::StatusOr<std::string> id = impl_->Authenticate(context, request->client_id());
+    absl::StatusOr<v1::SecAggServerMessage> answer =
+        id.ok() ? impl_->SecAggAnswer(*id, *request) : id.status();
+    if (!absl::IsUnavailable(answer.status()) || request->wait_ms() == 0) {
+      auto* reactor = context->DefaultReactor();
+      if (answer.ok()) *response = *std::move(answer);
+      reactor->Finish(ToGrpc(answer.status()));
+      return reactor;
+    }
+    auto* reactor = new HeldReactor<v1::SecAggServerMessage>(impl_, response);
+    impl_->AddSecAggWaiter(
+        reactor->waiter(), *request,
+        std::min(std::chrono::milliseconds(request->wait_ms()), impl_->options().max_poll_wait),
+        reactor->Completion());
+    return reactor;
+  }
+
  private:
   AggregatorServer::Impl* impl_;
 };
@@ -499,6 +562,10 @@ absl::Status AggregatorServer::Impl::Init() {
     if (replaying_) return absl::OkStatus();
     return store_->JournalUpdate(update.round(), sequence, update);
   };
+  if (options_.secure_aggregation.has_value()) {
+    FEDGE_ASSIGN_OR_RETURN(secure_,
+                           SecureAggregation::Create(*options_.secure_aggregation, *strategy));
+  }
   FEDGE_ASSIGN_OR_RETURN(
       rounds_, RoundManager::Create(std::move(strategy), registry.get(), std::move(round_options)));
   FEDGE_ASSIGN_OR_RETURN(std::vector<RoundRecord> history, store_->Rounds());
@@ -599,6 +666,14 @@ absl::Status AggregatorServer::Impl::RestoreOpenRound() {
   FEDGE_ASSIGN_OR_RETURN(std::optional<OpenRoundState> open, store_->LoadOpenRound());
   if (!open.has_value()) return absl::OkStatus();
   const RoundRecord& record = open->record;
+  if (secure_ != nullptr) {
+    // The protocol's secrets lived in the killed process: this round cannot
+    // finish. Nothing of it was aggregated, so nothing is lost.
+    LogEvent("warning", "round_failed", {{"round", std::to_string(record.round)}},
+             "a secure-aggregation round does not survive a restart");
+    return store_->FailRound(record.round,
+                             "interrupted by a restart (secure aggregation keeps no state)");
+  }
   FEDGE_RETURN_IF_ERROR(rounds_->ResumeRound(record.round, record.model_version, record.cohort,
                                              record.train,
                                              open->checkpoint ? &*open->checkpoint : nullptr));
@@ -666,7 +741,12 @@ absl::Status AggregatorServer::Impl::StartGrpc() {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen_address, credentials, &port);
   builder.RegisterService(service_.get());
-  builder.SetMaxReceiveMessageSize(static_cast<int>(options_.chunk_bytes) + (64 << 10));
+  // Masked vectors of secure aggregation arrive in one message (4 bytes per
+  // parameter, plus the weight).
+  const int64_t secagg_bytes =
+      secure_ != nullptr ? 4 * (registry->num_parameters() + 1) + (64 << 10) : 0;
+  builder.SetMaxReceiveMessageSize(static_cast<int>(
+      std::max<int64_t>(static_cast<int64_t>(options_.chunk_bytes) + (64 << 10), secagg_bytes)));
   builder.SetMaxSendMessageSize(static_cast<int>(options_.chunk_bytes) + (64 << 10));
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port == 0) {
@@ -734,8 +814,16 @@ void AggregatorServer::Impl::MaybeOpenRound() {
   // Durable first: a round the store does not know of must not hand out tasks.
   if (absl::Status s = store_->BeginRound(record); !s.ok()) return Fatal(s);
   if (absl::Status s = rounds_->OpenRound(round, *cohort, train); !s.ok()) return Fatal(s);
+  if (secure_ != nullptr) {
+    absl::StatusOr<v1::SecAggConfig> started = secure_->StartRound(
+        round, *cohort, static_cast<uint64_t>(registry->num_parameters()), v1::PrivacyConfig());
+    if (!started.ok()) return Fatal(started.status());
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
+    phase_senders_.clear();
+    phase_expected_ = cohort->size();
+    secagg_bytes_up_ = 0;
     round_open_ = true;
     round_ = round;
     next_round_ = round + 1;
@@ -766,8 +854,47 @@ void AggregatorServer::Impl::ArmDeadline(std::chrono::milliseconds after) {
       std::lock_guard<std::mutex> lock(mu_);
       current = round_open_ && round_ == round;
     }
-    if (current) CloseRound("deadline");
+    if (!current) return;
+    if (secure_ != nullptr) {
+      CloseSecAggPhase("deadline");
+    } else {
+      CloseRound("deadline");
+    }
   });
+}
+
+void AggregatorServer::Impl::CloseSecAggPhase(const char* why) {
+  const v1::SecAggPhase closing = secure_->phase();
+  if (closing == v1::SECAGG_PHASE_UNSPECIFIED) return;  // finished already
+  absl::Status closed = secure_->ClosePhase();
+  size_t answered;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    answered = phase_senders_.size();
+    phase_expected_ = answered;
+    phase_senders_.clear();
+  }
+  LogEvent(closed.ok() ? "info" : "warning", "secagg_phase_closed",
+           {{"round", std::to_string(round_)},
+            {"phase", v1::SecAggPhase_Name(closing)},
+            {"answered", std::to_string(answered)},
+            {"why", why}},
+           closed.ok() ? std::string() : std::string(closed.message()));
+  if (!closed.ok()) {
+    WakeWaiters();  // polls of this round now learn it ended
+    return CloseRound("secure aggregation aborted");
+  }
+  if (closing == v1::SECAGG_PHASE_UNMASKING) {
+    absl::StatusOr<SecureRoundOutcome> finished = secure_->Finish(*rounds_);
+    if (!finished.ok()) {
+      LogEvent("warning", "secagg_aborted", {{"round", std::to_string(round_)}},
+               std::string(finished.status().message()));
+    }
+    WakeWaiters();
+    return CloseRound("secure aggregation finished");
+  }
+  ArmDeadline(options_.secagg_phase_timeout);
+  WakeWaiters();
 }
 
 void AggregatorServer::Impl::CloseRound(const char* why) {
@@ -828,7 +955,10 @@ void AggregatorServer::Impl::CloseRound(const char* why) {
     }
   }
   record.metrics["participants"] = outcome->participants;
-  record.metrics["bytes_up"] = static_cast<double>(outcome->bytes_up);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    record.metrics["bytes_up"] = static_cast<double>(outcome->bytes_up + secagg_bytes_up_);
+  }
   if (absl::Status s = store_->CloseRound(round, outcome->participants, record, *master,
                                           *(*version)->artifact, rounds_->StrategyState());
       !s.ok()) {
@@ -958,6 +1088,14 @@ std::optional<v1::PollTaskResponse> AggregatorServer::Impl::TaskNow(
     const std::string& client_id) const {
   absl::StatusOr<v1::Task> task = rounds_->TaskFor(client_id);
   if (!task.ok()) return std::nullopt;
+  if (secure_ != nullptr) {
+    absl::StatusOr<v1::SecAggConfig> config = secure_->ConfigFor(task->round());
+    if (!config.ok()) return std::nullopt;
+    // Only while the first phase collects: a device that comes later cannot
+    // join the protocol.
+    if (secure_->phase() != v1::SECAGG_PHASE_ADVERTISE_KEYS) return std::nullopt;
+    *task->mutable_secagg() = *std::move(config);
+  }
   v1::PollTaskResponse response;
   std::lock_guard<std::mutex> lock(mu_);
   if (!round_open_ || task->round() != round_) return std::nullopt;
@@ -976,70 +1114,105 @@ uint64_t AggregatorServer::Impl::NewWaiterId() {
   return next_waiter_++;
 }
 
-void AggregatorServer::Impl::AddWaiter(
-    uint64_t id, const std::string& client_id, std::chrono::milliseconds wait,
-    std::function<void(grpc::Status, v1::PollTaskResponse)> done) {
-  auto timer = std::make_shared<asio::steady_timer>(io_, wait);
+void AggregatorServer::Impl::RegisterWaiter(uint64_t id, Waiter waiter,
+                                            std::chrono::milliseconds wait) {
+  waiter.timer = std::make_shared<asio::steady_timer>(io_, wait);
+  std::shared_ptr<asio::steady_timer> timer = waiter.timer;
+  std::function<void(grpc::Status)> abort;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!stopping_) waiters_[id] = Waiter{client_id, std::move(done), timer};
+    if (stopping_) {
+      abort = std::move(waiter.abort);
+    } else {
+      waiters_[id] = std::move(waiter);
+    }
   }
-  if (done) {  // not registered: shutting down
-    done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the aggregator is shutting down"), {});
+  if (abort) {  // not registered: shutting down
+    abort(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the aggregator is shutting down"));
     return;
   }
   timer->async_wait([this, id](const boost::system::error_code& ec) {
     if (ec) return;
-    std::function<void(grpc::Status, v1::PollTaskResponse)> done;
+    std::function<void()> expire;
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = waiters_.find(id);
       if (it == waiters_.end()) return;
-      done = std::move(it->second.done);
+      expire = std::move(it->second.expire);
       waiters_.erase(it);
     }
-    done(grpc::Status::OK, {});  // no task this time
+    expire();
   });
-  // A round may have opened between the caller's check and the registration.
+  // The call may have become answerable between the caller's check and the
+  // registration.
   asio::post(io_, [this] { WakeWaiters(); });
 }
 
+void AggregatorServer::Impl::AddWaiter(
+    uint64_t id, const std::string& client_id, std::chrono::milliseconds wait,
+    std::function<void(grpc::Status, v1::PollTaskResponse)> done) {
+  Waiter waiter;
+  waiter.probe = [this, client_id, done]() -> std::function<void()> {
+    std::optional<v1::PollTaskResponse> task = TaskNow(client_id);
+    if (!task.has_value()) return {};
+    return [done, response = *std::move(task)]() { done(grpc::Status::OK, response); };
+  };
+  waiter.expire = [done] { done(grpc::Status::OK, {}); };  // no task this time
+  waiter.abort = [done](grpc::Status status) { done(std::move(status), {}); };
+  RegisterWaiter(id, std::move(waiter), wait);
+}
+
+void AggregatorServer::Impl::AddSecAggWaiter(
+    uint64_t id, const v1::SecAggPollRequest& request, std::chrono::milliseconds wait,
+    std::function<void(grpc::Status, v1::SecAggServerMessage)> done) {
+  Waiter waiter;
+  const std::string client_id = request.client_id();
+  waiter.probe = [this, client_id, request, done]() -> std::function<void()> {
+    absl::StatusOr<v1::SecAggServerMessage> answer = SecAggAnswer(client_id, request);
+    if (absl::IsUnavailable(answer.status())) return {};
+    return [done, answer = std::move(answer)]() {
+      done(ToGrpc(answer.status()), answer.ok() ? *answer : v1::SecAggServerMessage());
+    };
+  };
+  waiter.expire = [done] {
+    done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the phase has not closed yet; poll again"),
+         {});
+  };
+  waiter.abort = [done](grpc::Status status) { done(std::move(status), {}); };
+  RegisterWaiter(id, std::move(waiter), wait);
+}
+
 void AggregatorServer::Impl::CancelWaiter(uint64_t id) {
-  std::function<void(grpc::Status, v1::PollTaskResponse)> done;
+  std::function<void(grpc::Status)> abort;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = waiters_.find(id);
     if (it == waiters_.end()) return;
-    done = std::move(it->second.done);
+    abort = std::move(it->second.abort);
     it->second.timer->cancel();
     waiters_.erase(it);
   }
-  done(grpc::Status(grpc::StatusCode::CANCELLED, "the poll was cancelled"), {});
+  abort(grpc::Status(grpc::StatusCode::CANCELLED, "the poll was cancelled"));
 }
 
 void AggregatorServer::Impl::WakeWaiters() {
-  std::vector<
-      std::pair<std::function<void(grpc::Status, v1::PollTaskResponse)>, v1::PollTaskResponse>>
-      ready;
-  std::vector<std::pair<uint64_t, std::string>> candidates;
+  std::vector<std::pair<uint64_t, std::function<std::function<void()>()>>> probes;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!round_open_) return;
-    for (const auto& [id, waiter] : waiters_) {
-      if (cohort_.contains(waiter.client_id)) candidates.emplace_back(id, waiter.client_id);
+    for (const auto& [id, waiter] : waiters_) probes.emplace_back(id, waiter.probe);
+  }
+  for (auto& [id, probe] : probes) {
+    std::function<void()> completion = probe();
+    if (!completion) continue;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = waiters_.find(id);
+      if (it == waiters_.end()) continue;  // answered meanwhile
+      it->second.timer->cancel();
+      waiters_.erase(it);
     }
+    completion();
   }
-  for (const auto& [id, client] : candidates) {
-    std::optional<v1::PollTaskResponse> task = TaskNow(client);
-    if (!task.has_value()) continue;
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = waiters_.find(id);
-    if (it == waiters_.end()) continue;
-    it->second.timer->cancel();
-    ready.emplace_back(std::move(it->second.done), std::move(*task));
-    waiters_.erase(it);
-  }
-  for (auto& [done, response] : ready) done(grpc::Status::OK, std::move(response));
 }
 
 absl::StatusOr<std::shared_ptr<const std::string>> AggregatorServer::Impl::ServedBytes(
@@ -1064,6 +1237,11 @@ absl::Status AggregatorServer::Impl::CheckSubmitHeader(const std::string& client
                                                    " bytes; this aggregator accepts 1 to ",
                                                    options_.max_update_bytes));
   }
+  if (secure_ != nullptr) {
+    return absl::FailedPreconditionError(
+        "this aggregator runs secure aggregation: devices send their masked updates through "
+        "SecAggSend, never in the clear");
+  }
   // Refuse a stale or foreign update before receiving its bytes.
   absl::StatusOr<v1::Task> task = rounds_->TaskFor(client_id);
   if (!task.ok()) {
@@ -1086,6 +1264,40 @@ absl::Status AggregatorServer::Impl::CheckSubmitHeader(const std::string& client
                      "; the open round is ", task->round(), " on version ", task->model_version()));
   }
   return absl::OkStatus();
+}
+
+absl::Status AggregatorServer::Impl::SecAggReceive(const std::string& client_id,
+                                                   const v1::SecAggClientMessage& message) {
+  if (secure_ == nullptr) {
+    return absl::FailedPreconditionError("this aggregator runs no secure aggregation");
+  }
+  if (message.client_id() != client_id) {
+    return absl::PermissionDeniedError(absl::StrCat("device '", client_id,
+                                                    "' sends a secure-aggregation message as '",
+                                                    message.client_id(), "'"));
+  }
+  FEDGE_RETURN_IF_ERROR(secure_->Receive(message));
+  bool complete;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    secagg_bytes_up_ += message.ByteSizeLong();
+    phase_senders_.insert(client_id);
+    complete = phase_senders_.size() >= phase_expected_;
+  }
+  if (complete) asio::post(io_, [this] { CloseSecAggPhase("every device answered"); });
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::SecAggServerMessage> AggregatorServer::Impl::SecAggAnswer(
+    const std::string& client_id, const v1::SecAggPollRequest& request) const {
+  if (secure_ == nullptr) {
+    return absl::FailedPreconditionError("this aggregator runs no secure aggregation");
+  }
+  if (!request.client_id().empty() && request.client_id() != client_id) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("device '", client_id, "' polls as '", request.client_id(), "'"));
+  }
+  return secure_->Poll(client_id, request.round(), request.phase());
 }
 
 absl::Status AggregatorServer::Impl::AcceptUpdate(const v1::EncodedUpdate& update) {
@@ -1171,7 +1383,7 @@ void AggregatorServer::Impl::Shutdown() {
   }
   for (auto& [id, waiter] : waiters) {
     waiter.timer->cancel();
-    waiter.done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the aggregator is shutting down"), {});
+    waiter.abort(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the aggregator is shutting down"));
   }
   // Uploads waiting for a slot start now, so that they see the shutdown and
   // finish.

@@ -29,6 +29,7 @@
 #include "fedge/models/artifact.h"
 #include "fedge/models/model_instance.h"
 #include "fedge/models/signing.h"
+#include "fedge/privacy/secagg/protocol.h"
 #include "fedge/proto/atomic_file.h"
 #include "fedge/proto/status_macros.h"
 
@@ -43,6 +44,8 @@ struct ServeConfig {
   int64_t num_classes = 10;
   uint64_t model_seed = 1;
   std::string port_file;
+  // Secure-aggregation settings, applied when secure_aggregation is on.
+  fedge::aggregator::SecureAggregationOptions secagg;
 };
 
 struct Key {
@@ -227,6 +230,37 @@ const std::vector<Key>& Keys() {
       {"train.seed", "training seed",
        IntKey(
            "train.seed", [](ServeConfig& c, int64_t v) { c.server.policy.train.set_seed(v); }, 0)},
+      {"secure_aggregation", "none | secagg | secagg+: the aggregator learns only each round's sum",
+       [](ServeConfig& c, const std::string& v) -> absl::Status {
+         if (v == "none") {
+           c.server.secure_aggregation.reset();
+           return absl::OkStatus();
+         }
+         FEDGE_ASSIGN_OR_RETURN(auto protocol, fedge::privacy::secagg::ParseProtocol(v));
+         if (!c.server.secure_aggregation) c.server.secure_aggregation.emplace();
+         c.server.secure_aggregation->protocol.protocol = protocol;
+         return absl::OkStatus();
+       }},
+      {"secure_aggregation.threshold", "shares that rebuild a secret: fraction of k, or a count",
+       FloatKey("secure_aggregation.threshold",
+                [](ServeConfig& c, double v) { c.secagg.protocol.threshold = v; }, 1e-9, 1e6)},
+      {"secure_aggregation.neighbours", "SecAgg+ graph degree k (0: 3 log2 n, even)",
+       IntKey("secure_aggregation.neighbours",
+              [](ServeConfig& c, int64_t v) { c.secagg.protocol.neighbours = v; }, 0)},
+      {"secure_aggregation.bound", "largest |value| of an update coordinate (fixed-point range)",
+       FloatKey("secure_aggregation.bound",
+                [](ServeConfig& c, double v) { c.secagg.protocol.clip_bound = v; }, 1e-9, 1e9)},
+      {"secure_aggregation.max_weight",
+       "weight cap (a device's example count); 0: every update weighs the same",
+       IntKey("secure_aggregation.max_weight",
+              [](ServeConfig& c, int64_t v) { c.secagg.max_weight = v; }, 0)},
+      {"secure_aggregation.phase_timeout_s", "seconds each protocol phase after the first waits",
+       FloatKey("secure_aggregation.phase_timeout_s",
+                [](ServeConfig& c, double v) {
+                  c.server.secagg_phase_timeout =
+                      std::chrono::milliseconds(static_cast<int64_t>(v * 1000));
+                },
+                0.001, 1e6)},
       {"checkpoint_every", "checkpoint the open round every N accepted updates (0: journal only)",
        IntKey(
            "checkpoint_every", [](ServeConfig& c, int64_t v) { c.server.checkpoint_every = v; },
@@ -311,6 +345,12 @@ absl::StatusOr<fedge::v1::ModelArtifact> InitialModel(const ServeConfig& config)
 volatile std::sig_atomic_t g_stop = 0;
 
 int Serve(ServeConfig config) {
+  if (config.server.secure_aggregation.has_value()) {
+    const auto protocol = config.server.secure_aggregation->protocol.protocol;
+    config.server.secure_aggregation = config.secagg;
+    config.server.secure_aggregation->protocol.protocol = protocol;
+    config.server.secure_aggregation->graph_seed = config.server.policy.seed;
+  }
   if (config.server.state_dir.empty()) {
     return Fail(absl::InvalidArgumentError("state_dir is not set (--state DIR)"));
   }

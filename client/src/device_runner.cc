@@ -68,6 +68,20 @@ absl::Status DeviceRunner::Run(const std::atomic<bool>& stop) {
       continue;
     }
     absl::StatusOr<TaskReport> report = device_->RunTask(offline_, *model_, *trainer_);
+    if (report.ok() && report->secagg) {
+      // Secure aggregation: the update leaves the device only masked, over
+      // the protocol's phases (each poll waits for the aggregator to close
+      // the phase before).
+      while (device_->secagg_pending() && !stop.load()) {
+        absl::StatusOr<uint64_t> sent = device_->SecAggStep(*transport_);
+        if (sent.ok()) {
+          report->bytes_up += *sent;
+        } else if (!absl::IsUnavailable(sent.status())) {
+          report = sent.status();  // this device dropped out of the round
+          break;
+        }
+      }
+    }
     if (report.ok()) {
       ++tasks_done_;
       backoff.Reset();

@@ -248,6 +248,28 @@ absl::Status GrpcTransport::ReportDrift(const v1::DriftReport& report) {
   return FromGrpc(calls_->stub().ReportDrift(context.get(), report, &ack), "reporting drift");
 }
 
+absl::Status GrpcTransport::SecAggSend(const v1::SecAggClientMessage& message) {
+  v1::Ack ack;
+  auto context = calls_->Context(options_.call_timeout);
+  return FromGrpc(calls_->stub().SecAggSend(context.get(), message, &ack),
+                  absl::StrCat("secure aggregation, round ", message.round()));
+}
+
+absl::StatusOr<v1::SecAggServerMessage> GrpcTransport::SecAggPoll(const std::string& client_id,
+                                                                  uint64_t round,
+                                                                  v1::SecAggPhase phase) {
+  v1::SecAggPollRequest request;
+  request.set_client_id(client_id);
+  request.set_round(round);
+  request.set_phase(phase);
+  request.set_wait_ms(static_cast<uint32_t>(options_.poll_wait.count()));
+  v1::SecAggServerMessage response;
+  auto context = calls_->Context(options_.poll_wait + std::chrono::seconds(10));
+  FEDGE_RETURN_IF_ERROR(FromGrpc(calls_->stub().SecAggPoll(context.get(), request, &response),
+                                 absl::StrCat("secure aggregation poll, round ", round)));
+  return response;
+}
+
 absl::Status GrpcTransport::ReportMetrics(const v1::MetricsReport& report) {
   v1::Ack ack;
   auto context = calls_->Context(options_.call_timeout);

@@ -211,6 +211,7 @@ int main(int argc, char** argv) {
     options.client_binary = SiblingBinary("FEDGE_CLIENT", FEDGE_CLIENT_BIN);
     options.cert_script = FEDGE_MAKE_DEV_CERTS;
     options.work_dir = std::filesystem::path(out_dir) / "multiprocess";
+    options.max_client_examples = static_cast<uint64_t>(data->train.num_examples());
     result = fedge::simulations::RunMultiprocess(config, std::move(data->test), options, on_round);
   } else {
     result = fedge::simulations::RunSimulation(config, std::move(*data), on_round);

@@ -110,6 +110,10 @@ absl::Status CheckMultiprocessConfig(const SimulationConfig& config) {
   if (config.round.sampling == "poisson") return refuse("round.sampling=poisson", "DP sampling");
   if (config.clip_norm > 0.0) return refuse("update.clip_norm", "not yet in deployments");
   if (config.codec != "fp32") return refuse("update.codec", "devices send fp32 updates for now");
+  if (config.secure_aggregation.dropout > 0.0) {
+    return refuse("secure_aggregation.dropout",
+                  "dropouts are simulated in-process only (a real device drops out by itself)");
+  }
   return absl::OkStatus();
 }
 
@@ -219,6 +223,21 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
       absl::StrCat("train.max_steps=", train.max_steps()),
       "--set",
       absl::StrCat("train.seed=", config.run.seed)};
+  if (config.secure_aggregation.protocol != "none") {
+    // As in-process: weights are example counts, capped above every
+    // client's count, so none is cut.
+    const double bound =
+        config.clip_norm > 0.0 ? config.clip_norm : config.secure_aggregation.bound;
+    for (const std::string& kv :
+         {"secure_aggregation=" + config.secure_aggregation.protocol,
+          "secure_aggregation.threshold=" + Number(config.secure_aggregation.threshold),
+          absl::StrCat("secure_aggregation.neighbours=", config.secure_aggregation.neighbours),
+          "secure_aggregation.bound=" + Number(bound),
+          absl::StrCat("secure_aggregation.max_weight=", options.max_client_examples)}) {
+      aggregator_args.push_back("--set");
+      aggregator_args.push_back(kv);
+    }
+  }
   FEDGE_ASSIGN_OR_RETURN(Child aggregator, Child::Spawn(aggregator_args, work / "aggregator.log"));
   int port = 0;
   for (int i = 0; i < 1200 && port == 0; ++i) {

@@ -110,5 +110,118 @@ TEST(FederationTest, FiveDevicesOverMutualTlsImproveTheModel) {
   std::cout << "accuracy of version 0: " << before << ", after 3 rounds: " << after << "\n";
 }
 
+// Secure aggregation over gRPC: five devices start SecAgg+, one vanishes
+// after sharing its keys; the phase deadline closes the masked-input phase
+// without it, and the round still publishes the sum of the other four.
+TEST(FederationTest, SecureAggregationOverTlsSurvivesADropout) {
+  models::SetComputeThreads(1);
+  auto data = simulations::ReadIdxDataset(simulations::kDefaultFashionMnistDir, "fashion-mnist");
+  ASSERT_TRUE(data.ok()) << data.status();
+  simulations::PartitionOptions partition;
+  partition.method = "iid";
+  partition.num_clients = 5;
+  partition.seed = 2;
+  auto shards =
+      simulations::PartitionExamples(data->train.labels, data->train.num_classes, partition);
+  ASSERT_TRUE(shards.ok());
+  models::ModelSpec spec;
+  spec.architecture = "mlp";
+  spec.input_shape = data->train.example_shape;
+  spec.num_classes = data->train.num_classes;
+  auto train = simulations::MakeExampleStore(std::move(data->train));
+  ASSERT_TRUE(train.ok());
+
+  const std::filesystem::path state = ScratchDir() / "secure-federation";
+  std::filesystem::remove_all(state);
+  const std::vector<std::string> ids = {"dev-1", "dev-2", "dev-3", "dev-4", "dev-5"};
+  {
+    FEDGE_ASSERT_OK_AND_ASSIGN(auto store, aggregator::StateStore::Open(state));
+    for (const std::string& id : ids) FEDGE_ASSERT_OK(store->EnrollClient(id, ""));
+  }
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto initial, models::ModelInstance::Create(spec, 1));
+  aggregator::AggregatorServerOptions options = testing_util::ServerOptions(state);
+  FEDGE_ASSERT_OK_AND_ASSIGN(
+      options.initial_model,
+      models::BuildFp32Artifact(spec, initial->parameters().layout(),
+                                initial->parameters().values(), models::ArtifactOptions{}));
+  options.policy.goal = 5;
+  options.policy.min_clients = 5;
+  options.policy.rounds = 1;
+  options.policy.train.set_batch_size(32);
+  options.policy.train.set_learning_rate(0.05f);
+  options.policy.train.set_max_steps(20);
+  aggregator::SecureAggregationOptions secure;
+  secure.protocol.protocol = v1::SecAggConfig::PROTOCOL_SECAGG_PLUS;
+  secure.protocol.neighbours = 4;
+  secure.protocol.threshold = 3;
+  secure.protocol.clip_bound = 1.0;
+  secure.max_weight = 60000;
+  options.secure_aggregation = secure;
+  options.secagg_phase_timeout = std::chrono::seconds(2);
+  std::vector<aggregator::RoundOutcome> outcomes;
+  std::mutex outcomes_mu;
+  options.on_round_closed = [&](const aggregator::RoundOutcome& outcome) {
+    std::lock_guard<std::mutex> lock(outcomes_mu);
+    outcomes.push_back(outcome);
+  };
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
+
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> devices;
+  std::vector<absl::Status> results(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    devices.emplace_back([&, i] {
+      auto transport = client::GrpcTransport::Create(CertDevice(ids[i], server->port()));
+      if (!transport.ok()) {
+        results[i] = transport.status();
+        return;
+      }
+      auto model = models::ModelInstance::Create(spec, 0);
+      client::LocalDataset local{*train,
+                                 std::make_shared<const std::vector<int32_t>>((*shards)[i])};
+      client::DeviceClient device(ids[i], local);
+      client::Trainer trainer;
+      if (i == 4) {
+        // The device that vanishes: trains, advertises its keys, shares them,
+        // then is gone before sending its masked input.
+        absl::StatusOr<client::TaskReport> report;
+        do {
+          report = device.RunTask(**transport, **model, trainer);
+        } while (absl::IsNotFound(report.status()));
+        if (!report.ok()) {
+          results[i] = report.status();
+          return;
+        }
+        for (int step = 0; step < 2;) {
+          absl::StatusOr<uint64_t> sent = device.SecAggStep(**transport);
+          if (sent.ok()) {
+            ++step;
+          } else if (!absl::IsUnavailable(sent.status())) {
+            results[i] = sent.status();
+            return;
+          }
+        }
+        return;
+      }
+      client::StaticKeyProvider key(client::StoreKey{static_cast<uint8_t>(i + 1)});
+      client::PendingUpdateStore pending(state / ("pending-" + ids[i]), &key);
+      client::DeviceRunnerOptions runner_options;
+      runner_options.max_tasks = 1;
+      runner_options.seed = i;
+      client::DeviceRunner runner(transport->get(), &pending, &device, model->get(), &trainer,
+                                  runner_options);
+      results[i] = runner.Run(stop);
+    });
+  }
+  for (std::thread& t : devices) t.join();
+  for (const absl::Status& result : results) FEDGE_EXPECT_OK(result);
+  FEDGE_ASSERT_OK(server->Wait());
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_EQ(outcomes[0].participants, 4);  // the sum of the four survivors
+  EXPECT_EQ(outcomes[0].cohort_size, 5);
+  EXPECT_EQ(server->latest_version(), 1u);
+  EXPECT_NE((*server->registry().Get(1))->parameters, (*server->registry().Get(0))->parameters);
+}
+
 }  // namespace
 }  // namespace fedge

@@ -65,6 +65,31 @@ TEST(MultiprocessTest, SameConfigSameCurveWithinNoise) {
   EXPECT_NEAR(json["final_accuracy"].get<double>(), multi.back(), 1e-9);
 }
 
+TEST(MultiprocessTest, SecureAggregationOverGrpcMatchesThePlainRun) {
+  const std::string dir = std::string(FEDGE_TEST_TMP_DIR) + "/multiprocess-secagg";
+  const std::string common =
+      "--set partition.num_clients=4 --set round.clients_per_round=4 --set round.rounds=2 "
+      "--set model.architecture=mlp --set train.max_steps=20 --set run.seed=5 "
+      "--set run.progress=off --mode multiprocess";
+  int code = 0;
+  std::string output = RunSim(common + " --out " + dir + "/plain", &code);
+  ASSERT_EQ(code, 0) << output;
+  output = RunSim(common + " --set secure_aggregation=secagg+ --out " + dir + "/secure", &code);
+  ASSERT_EQ(code, 0) << output;
+  const std::vector<double> plain = Accuracies(dir + "/plain");
+  const std::vector<double> secure = Accuracies(dir + "/secure");
+  ASSERT_EQ(secure.size(), 2u);
+  for (size_t r = 0; r < plain.size(); ++r) {
+    EXPECT_NEAR(plain[r], secure[r], 0.03) << "round " << r + 1;
+  }
+  // The aggregator ran the protocol, and never took an update in the clear.
+  std::ifstream log(dir + "/secure/multiprocess/aggregator.log");
+  std::stringstream text;
+  text << log.rdbuf();
+  EXPECT_NE(text.str().find("SECAGG_PHASE_UNMASKING"), std::string::npos);
+  EXPECT_EQ(text.str().find("update_accepted"), std::string::npos);
+}
+
 TEST(MultiprocessTest, RefusesWhatDeploymentsDoNotRunYet) {
   int code = 0;
   const std::string output = RunSim(

@@ -442,6 +442,39 @@ TEST_F(DeployTest, OfflineDeviceBuffersItsUpdateEncryptedAndDeliversItLater) {
   EXPECT_TRUE(pending.empty());
 }
 
+TEST_F(DeployTest, SecureAggregationRefusesImpostorsAndUpdatesInTheClear) {
+  Enroll(state_, "dev-1");
+  Enroll(state_, "dev-2");
+  aggregator::AggregatorServerOptions options = ServerOptions(state_);
+  options.secure_aggregation.emplace();
+  options.secure_aggregation->protocol.protocol = v1::SecAggConfig::PROTOCOL_SECAGG;
+  options.secure_aggregation->protocol.threshold = 1;
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
+  const int port = server->port();
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto one, client::GrpcTransport::Create(CertDevice("dev-1", port)));
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto two, client::GrpcTransport::Create(CertDevice("dev-2", port)));
+  v1::Task task_one, task_two;
+  std::thread poll_two([&] { task_two = *WaitForTask(*two); });
+  FEDGE_ASSERT_OK_AND_ASSIGN(task_one, WaitForTask(*one));
+  poll_two.join();
+  ASSERT_TRUE(task_one.has_secagg());
+  EXPECT_EQ(task_one.secagg().protocol(), v1::SecAggConfig::PROTOCOL_SECAGG);
+  // No update in the clear.
+  EXPECT_THAT(one->SubmitUpdate(MakeUpdate(task_one, testing_util::kSmallModelSize, 0.1f)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("secure aggregation")));
+  // dev-1 speaking for dev-2.
+  v1::SecAggClientMessage forged;
+  forged.set_round(task_one.round());
+  forged.set_client_id("dev-2");
+  EXPECT_THAT(one->SecAggSend(forged),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("as 'dev-2'")));
+  // A poll for a phase that has not closed waits, then says so.
+  EXPECT_THAT(one->SecAggPoll("dev-1", task_one.round(), v1::SECAGG_PHASE_ADVERTISE_KEYS),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(one->SecAggPoll("dev-2", task_one.round(), v1::SECAGG_PHASE_ADVERTISE_KEYS),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
 // A fake aggregator that serves tasks and whatever artifact the test puts in.
 class FakeAggregator final : public v1::Federation::Service {
  public:

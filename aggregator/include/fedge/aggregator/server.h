@@ -36,6 +36,7 @@
 
 #include "absl/status/statusor.h"
 #include "fedge/aggregator/round_manager.h"
+#include "fedge/aggregator/secure_aggregation.h"
 #include "fedge/aggregator/strategy.h"
 #include "fedge/models/artifact.h"
 #include "fedge/v1/federation.pb.h"
@@ -110,6 +111,17 @@ struct AggregatorServerOptions {
   int workers = 2;
   // Longest a PollTask may be held.
   std::chrono::milliseconds max_poll_wait{30'000};
+  // Secure aggregation (fedge/aggregator/secure_aggregation.h): the
+  // aggregator only learns each round's sum. Devices train, then run the
+  // four protocol phases (SecAggSend / SecAggPoll). The first phase closes
+  // when every cohort device has advertised its keys or at the round
+  // deadline; each later phase when every device of the phase before has
+  // answered or after `secagg_phase_timeout`. A round that falls below the
+  // threshold publishes nothing. Such a round does not survive a restart of
+  // the aggregator (its protocol secrets live only in memory): it is marked
+  // failed and the next round starts. Default: off.
+  std::optional<SecureAggregationOptions> secure_aggregation;
+  std::chrono::milliseconds secagg_phase_timeout{30'000};
   // The model of version 0, for an empty state directory: an fp32 artifact
   // (models::BuildFp32Artifact). Ignored when the directory has a version.
   std::optional<v1::ModelArtifact> initial_model;

@@ -86,6 +86,11 @@ class GrpcTransport : public ClientTransport {
   absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> FetchModel(uint64_t version) override;
   absl::Status SubmitUpdate(const v1::EncodedUpdate& update) override;
   absl::Status ReportDrift(const v1::DriftReport& report) override;
+  // Secure aggregation. SecAggPoll waits up to poll_wait for the phase to
+  // close; UNAVAILABLE when it has not (poll again).
+  absl::Status SecAggSend(const v1::SecAggClientMessage& message) override;
+  absl::StatusOr<v1::SecAggServerMessage> SecAggPoll(const std::string& client_id, uint64_t round,
+                                                     v1::SecAggPhase phase) override;
 
   absl::Status ReportMetrics(const v1::MetricsReport& report);
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat();

@@ -11,9 +11,11 @@
 // version is read back from its state directory and evaluated on the test
 // split, so the reports have the in-process mode's columns.
 //
-// Not every in-process feature has a deployment counterpart yet: privacy,
-// drift, proxy data, distillation, pruning and the Synthetic dataset are
-// refused (INVALID_ARGUMENT, naming the key). One process per client bounds
+// Secure aggregation (secure_aggregation: secagg | secagg+) runs over gRPC
+// as it would in a deployment. Not every in-process feature has a
+// deployment counterpart yet: privacy, drift, proxy data, distillation,
+// pruning, simulated secure-aggregation dropouts and the Synthetic dataset
+// are refused (INVALID_ARGUMENT, naming the key). One process per client bounds
 // the client count (each process loads LibTorch): at most 64.
 #ifndef FEDGE_SIMULATIONS_MULTIPROCESS_H_
 #define FEDGE_SIMULATIONS_MULTIPROCESS_H_
@@ -32,6 +34,9 @@ struct MultiprocessOptions {
   std::filesystem::path cert_script;        // scripts/make-dev-certs.sh
   // Scratch space: certificates, the aggregator's state, device states, logs.
   std::filesystem::path work_dir;
+  // Most training examples any client can hold (the training split's size):
+  // the weight cap of secure aggregation.
+  uint64_t max_client_examples = 0;
 };
 
 // Checks that `config` can run as a deployment; the error names the key.
