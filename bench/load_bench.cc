@@ -184,15 +184,19 @@ struct Results {
   std::vector<double> submit_seconds;
   int64_t errors = 0;
   std::map<std::string, int64_t> errors_by_step;  // "submit: UNAVAILABLE" -> count
-  std::vector<std::string> first_errors;          // the first few messages
+  std::vector<std::string> first_errors;          // the first few, with when
   int64_t submitted = 0;
+  Clock::time_point start = Clock::now();  // when the devices started
 
   void Error(const std::string& step, const absl::Status& status) {
     std::lock_guard<std::mutex> lock(mu);
     ++errors;
     ++errors_by_step[absl::StrCat(step, ": ", absl::StatusCodeToString(status.code()))];
-    if (first_errors.size() < 5)
-      first_errors.push_back(absl::StrCat(step, ": ", status.ToString()));
+    if (first_errors.size() < 5) {
+      first_errors.push_back(absl::StrFormat(
+          "at %.1f s, %s: %s", std::chrono::duration<double>(Clock::now() - start).count(), step,
+          status.ToString()));
+    }
   }
 };
 
@@ -539,6 +543,7 @@ int main(int argc, char** argv) {
   context.results = &results;
   context.stop = &stop;
   const Clock::time_point serve_start = Clock::now();
+  results.start = serve_start;
   std::vector<std::thread> devices;
   devices.reserve(n);
   for (int i = 0; i < n; ++i) devices.emplace_back(RunDevice, std::cref(context), i);
