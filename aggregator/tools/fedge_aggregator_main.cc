@@ -7,6 +7,7 @@
 //   fedge-aggregator rollback --state DIR --signing-key KEY VERSION
 //   fedge-aggregator versions --state DIR
 //   fedge-aggregator clients  --state DIR
+#include <malloc.h>
 #include <openssl/rand.h>
 #include <yaml-cpp/yaml.h>
 
@@ -281,10 +282,26 @@ absl::StatusOr<fedge::v1::ModelArtifact> InitialModel(const ServeConfig& config)
 
 volatile std::sig_atomic_t g_stop = 0;
 
+// Every large buffer the aggregator handles (an update's bytes, its decoded
+// delta, its journal record, model artifacts) is megabytes, allocated on one
+// gRPC or worker thread and freed on another. glibc's default raises its
+// mmap threshold to the size of the largest block freed so far, after which
+// such blocks come from per-thread arenas and stay in the process when freed:
+// with 1,000 devices submitting cnn-large (2.3 MB) updates, RSS grew by
+// about 1.4 MB per accepted update, to 2-4 GB (bench/load.sh). A fixed
+// threshold keeps blocks of 128 KiB and more in their own mappings, returned
+// to the system on free (peak RSS then stays flat at a few hundred MB).
+void ReturnLargeBlocksToTheSystem() {
+#ifdef __GLIBC__
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);  // setting it turns the dynamic threshold off
+#endif
+}
+
 int Serve(ServeConfig config) {
   if (config.server.state_dir.empty()) {
     return Fail(absl::InvalidArgumentError("state_dir is not set (--state DIR)"));
   }
+  ReturnLargeBlocksToTheSystem();
   absl::StatusOr<std::unique_ptr<fedge::aggregator::StateStore>> probe =
       fedge::aggregator::StateStore::Open(config.server.state_dir);
   if (!probe.ok()) return Fail(probe.status());
