@@ -21,3 +21,10 @@ if [ "${FEDGE_BENCH_DP:-0}" = 1 ]; then echo "== DP accuracy"; bench/dp_accuracy
 # The compression table (docs/compression.md) takes about half an hour on 2
 # cores: FEDGE_BENCH_COMPRESSION=1 bench/run_all.sh
 if [ "${FEDGE_BENCH_COMPRESSION:-0}" = 1 ]; then echo "== compression"; bench/compression.sh "$build" 30; fi
+# The aggregator load benchmark (docs/deployment.md: 100, 500 and 1,000 token
+# devices on loopback, cnn-large, 3 rounds) takes about 5 minutes on 2 cores
+# and ~8 GB of memory for the load generator: FEDGE_BENCH_LOAD=1 bench/run_all.sh
+if [ "${FEDGE_BENCH_LOAD:-0}" = 1 ]; then
+  cmake --build "$build" --target fedge_load_bench
+  echo "== aggregator load"; bench/load.sh "$build" 3
+fi

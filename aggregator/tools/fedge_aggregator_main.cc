@@ -7,6 +7,7 @@
 //   fedge-aggregator rollback --state DIR --signing-key KEY VERSION
 //   fedge-aggregator versions --state DIR
 //   fedge-aggregator clients  --state DIR
+#include <malloc.h>
 #include <yaml-cpp/yaml.h>
 
 #include <atomic>
@@ -344,6 +345,35 @@ absl::StatusOr<fedge::v1::ModelArtifact> InitialModel(const ServeConfig& config)
 
 volatile std::sig_atomic_t g_stop = 0;
 
+// Memory of the serve path goes back to the system (bench/load.sh, 1,000
+// devices submitting 2.3 MB cnn-large updates, 3 rounds, BDP probe off):
+//  * the large buffers (an update's bytes, the parsed update, its journal
+//    record, the decoded delta) are allocated on one thread and freed on
+//    another; glibc raises its mmap threshold to the largest block freed, so
+//    they end up in per-thread arenas and stay there: peak RSS 2.47 GB after
+//    2 rounds;
+//  * with a fixed 128 KiB threshold, gRPC's 64 KiB read slices still
+//    fragmented the arenas of its I/O threads (malloc_stats: 2.35 GB taken
+//    from the system, 315 MB in use): peak 2.40 GB; trimming once a second
+//    brought it to 1.96 GB;
+//  * a fixed 32 KiB threshold (read slices get their own mappings, unmapped
+//    on free) and the trim: peak 775 MB.
+// Set before serving; the library is left alone (embedders own their
+// allocator policy).
+void ReturnFreedMemoryToTheSystem() {
+#ifdef __GLIBC__
+  mallopt(M_MMAP_THRESHOLD, 32 * 1024);  // setting it turns the dynamic threshold off
+#endif
+}
+
+// Releases the free pages inside malloc's arenas (glibc otherwise returns
+// only an arena's top). Called about once a second; it costs milliseconds.
+void ReleaseFreeArenaPages() {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
+
 int Serve(ServeConfig config) {
   if (config.server.secure_aggregation.has_value()) {
     const auto protocol = config.server.secure_aggregation->protocol.protocol;
@@ -354,6 +384,7 @@ int Serve(ServeConfig config) {
   if (config.server.state_dir.empty()) {
     return Fail(absl::InvalidArgumentError("state_dir is not set (--state DIR)"));
   }
+  ReturnFreedMemoryToTheSystem();
   absl::StatusOr<std::unique_ptr<fedge::aggregator::StateStore>> probe =
       fedge::aggregator::StateStore::Open(config.server.state_dir);
   if (!probe.ok()) return Fail(probe.status());
@@ -378,11 +409,12 @@ int Serve(ServeConfig config) {
   std::signal(SIGTERM, [](int) { g_stop = 1; });
   std::atomic<bool> done{false};
   std::thread watcher([&] {
-    while (!done.load()) {
+    for (int tick = 1; !done.load(); ++tick) {
       if (g_stop) {
         (*server)->Shutdown();
         return;
       }
+      if (tick % 20 == 0) ReleaseFreeArenaPages();
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   });
