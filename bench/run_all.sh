@@ -28,3 +28,10 @@ if [ "${FEDGE_BENCH_LOAD:-0}" = 1 ]; then
   cmake --build "$build" --target fedge_load_bench
   echo "== aggregator load"; bench/load.sh "$build" 3
 fi
+# The secure-aggregation cost grid (docs/secure-aggregation.md: SecAgg+ for
+# n in {10, 100, 1000}, SecAgg for n in {10, 100}, d up to 10^6, dropouts
+# 0/10/30%) takes several minutes on 2 cores: FEDGE_BENCH_SECAGG=1 bench/run_all.sh
+if [ "${FEDGE_BENCH_SECAGG:-0}" = 1 ]; then
+  cmake --build "$build" --target fedge_secagg_round_bench
+  echo "== secure aggregation rounds"; bench/secagg_round.sh "$build" "$build/secagg_round.md"
+fi
