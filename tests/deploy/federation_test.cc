@@ -29,65 +29,87 @@ double Accuracy(const models::ModelSpec& spec, const std::vector<float>& paramet
   return metrics->accuracy;
 }
 
-TEST(FederationTest, FiveDevicesOverMutualTlsImproveTheModel) {
-  models::SetComputeThreads(1);
-  auto data = simulations::ReadIdxDataset(simulations::kDefaultFashionMnistDir, "fashion-mnist");
-  ASSERT_TRUE(data.ok()) << data.status();
-  simulations::PartitionOptions partition;
-  partition.method = "iid";
-  partition.num_clients = 5;
-  partition.seed = 1;
-  auto shards =
-      simulations::PartitionExamples(data->train.labels, data->train.num_classes, partition);
-  ASSERT_TRUE(shards.ok());
-  models::ModelSpec spec;
-  spec.architecture = "mlp";
-  spec.input_shape = data->train.example_shape;
-  spec.num_classes = data->train.num_classes;
-  auto train = simulations::MakeExampleStore(std::move(data->train));
-  auto test = simulations::MakeExampleStore(std::move(data->test));
-  ASSERT_TRUE(train.ok() && test.ok());
-
-  // The aggregator, with the zoo's mlp as version 0.
-  const std::filesystem::path state = ScratchDir() / "federation";
-  std::filesystem::remove_all(state);
-  const std::vector<std::string> ids = {"dev-1", "dev-2", "dev-3", "dev-4", "dev-5"};
-  {
-    FEDGE_ASSERT_OK_AND_ASSIGN(auto store, aggregator::StateStore::Open(state));
-    for (const std::string& id : ids) FEDGE_ASSERT_OK(store->EnrollClient(id, ""));
+// Fashion-MNIST split iid over the five devices, the mlp spec for it, and an
+// aggregator state directory with the devices enrolled by certificate.
+class FederationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    models::SetComputeThreads(1);
+    auto data = simulations::ReadIdxDataset(simulations::kDefaultFashionMnistDir, "fashion-mnist");
+    ASSERT_TRUE(data.ok()) << data.status();
+    simulations::PartitionOptions partition;
+    partition.method = "iid";
+    partition.num_clients = static_cast<int>(ids_.size());
+    partition.seed = 1;
+    auto shards =
+        simulations::PartitionExamples(data->train.labels, data->train.num_classes, partition);
+    ASSERT_TRUE(shards.ok());
+    shards_ = *std::move(shards);
+    spec_.architecture = "mlp";
+    spec_.input_shape = data->train.example_shape;
+    spec_.num_classes = data->train.num_classes;
+    auto train = simulations::MakeExampleStore(std::move(data->train));
+    auto test = simulations::MakeExampleStore(std::move(data->test));
+    ASSERT_TRUE(train.ok() && test.ok());
+    train_ = *std::move(train);
+    test_ = *std::move(test);
+    state_ = ScratchDir() / ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(state_);
+    FEDGE_ASSERT_OK_AND_ASSIGN(auto store, aggregator::StateStore::Open(state_));
+    for (const std::string& id : ids_) FEDGE_ASSERT_OK(store->EnrollClient(id, ""));
   }
-  FEDGE_ASSERT_OK_AND_ASSIGN(auto initial, models::ModelInstance::Create(spec, 1));
-  aggregator::AggregatorServerOptions options = testing_util::ServerOptions(state);
-  FEDGE_ASSERT_OK_AND_ASSIGN(
-      options.initial_model,
-      models::BuildFp32Artifact(spec, initial->parameters().layout(),
-                                initial->parameters().values(), models::ArtifactOptions{}));
-  options.policy.goal = 5;
-  options.policy.min_clients = 5;
+
+  // Aggregator options with the zoo's mlp (seed 1) as version 0, a round of
+  // all five devices, and 32-example batches.
+  aggregator::AggregatorServerOptions Options(int max_steps) {
+    aggregator::AggregatorServerOptions options = testing_util::ServerOptions(state_);
+    auto initial = models::ModelInstance::Create(spec_, 1);
+    EXPECT_TRUE(initial.ok());
+    auto artifact = models::BuildFp32Artifact(spec_, (*initial)->parameters().layout(),
+                                              (*initial)->parameters().values(), {});
+    EXPECT_TRUE(artifact.ok());
+    options.initial_model = *std::move(artifact);
+    options.policy.goal = static_cast<int>(ids_.size());
+    options.policy.min_clients = static_cast<int>(ids_.size());
+    options.policy.train.set_batch_size(32);
+    options.policy.train.set_learning_rate(0.05f);
+    options.policy.train.set_max_steps(max_steps);
+    return options;
+  }
+
+  client::LocalDataset Shard(size_t i) const {
+    return {train_, std::make_shared<const std::vector<int32_t>>(shards_[i])};
+  }
+
+  const std::vector<std::string> ids_ = {"dev-1", "dev-2", "dev-3", "dev-4", "dev-5"};
+  models::ModelSpec spec_;
+  std::shared_ptr<const client::ExampleStore> train_;
+  std::shared_ptr<const client::ExampleStore> test_;
+  simulations::Partition shards_;
+  std::filesystem::path state_;
+};
+
+TEST_F(FederationTest, FiveDevicesOverMutualTlsImproveTheModel) {
+  aggregator::AggregatorServerOptions options = Options(40);
   options.policy.rounds = 3;
-  options.policy.train.set_batch_size(32);
-  options.policy.train.set_learning_rate(0.05f);
   options.policy.train.set_momentum(0.9f);
-  options.policy.train.set_max_steps(40);
   FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
   const std::vector<float> initial_parameters = (*server->registry().Get(0))->parameters;
 
   std::atomic<bool> stop{false};
   std::vector<std::thread> devices;
-  std::vector<absl::Status> results(ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) {
+  std::vector<absl::Status> results(ids_.size());
+  for (size_t i = 0; i < ids_.size(); ++i) {
     devices.emplace_back([&, i] {
-      auto transport = client::GrpcTransport::Create(CertDevice(ids[i], server->port()));
+      auto transport = client::GrpcTransport::Create(CertDevice(ids_[i], server->port()));
       if (!transport.ok()) {
         results[i] = transport.status();
         return;
       }
-      auto model = models::ModelInstance::Create(spec, 0);
-      client::LocalDataset local{*train,
-                                 std::make_shared<const std::vector<int32_t>>((*shards)[i])};
-      client::DeviceClient device(ids[i], local);
+      auto model = models::ModelInstance::Create(spec_, 0);
+      client::DeviceClient device(ids_[i], Shard(i));
       client::StaticKeyProvider key(client::StoreKey{static_cast<uint8_t>(i + 1)});
-      client::PendingUpdateStore pending(state / ("pending-" + ids[i]), &key);
+      client::PendingUpdateStore pending(state_ / ("pending-" + ids_[i]), &key);
       client::Trainer trainer;
       client::DeviceRunnerOptions runner_options;
       runner_options.max_tasks = 3;
@@ -102,8 +124,8 @@ TEST(FederationTest, FiveDevicesOverMutualTlsImproveTheModel) {
   FEDGE_ASSERT_OK(server->Wait());
   EXPECT_EQ(server->closed_rounds(), 3u);
 
-  const double before = Accuracy(spec, initial_parameters, **test);
-  const double after = Accuracy(spec, (*server->registry().Latest())->parameters, **test);
+  const double before = Accuracy(spec_, initial_parameters, *test_);
+  const double after = Accuracy(spec_, (*server->registry().Latest())->parameters, *test_);
   EXPECT_LT(before, 0.3);
   EXPECT_GT(after, 0.6);
   EXPECT_GT(after, before + 0.3);
@@ -113,43 +135,9 @@ TEST(FederationTest, FiveDevicesOverMutualTlsImproveTheModel) {
 // Secure aggregation over gRPC: five devices start SecAgg+, one vanishes
 // after sharing its keys; the phase deadline closes the masked-input phase
 // without it, and the round still publishes the sum of the other four.
-TEST(FederationTest, SecureAggregationOverTlsSurvivesADropout) {
-  models::SetComputeThreads(1);
-  auto data = simulations::ReadIdxDataset(simulations::kDefaultFashionMnistDir, "fashion-mnist");
-  ASSERT_TRUE(data.ok()) << data.status();
-  simulations::PartitionOptions partition;
-  partition.method = "iid";
-  partition.num_clients = 5;
-  partition.seed = 2;
-  auto shards =
-      simulations::PartitionExamples(data->train.labels, data->train.num_classes, partition);
-  ASSERT_TRUE(shards.ok());
-  models::ModelSpec spec;
-  spec.architecture = "mlp";
-  spec.input_shape = data->train.example_shape;
-  spec.num_classes = data->train.num_classes;
-  auto train = simulations::MakeExampleStore(std::move(data->train));
-  ASSERT_TRUE(train.ok());
-
-  const std::filesystem::path state = ScratchDir() / "secure-federation";
-  std::filesystem::remove_all(state);
-  const std::vector<std::string> ids = {"dev-1", "dev-2", "dev-3", "dev-4", "dev-5"};
-  {
-    FEDGE_ASSERT_OK_AND_ASSIGN(auto store, aggregator::StateStore::Open(state));
-    for (const std::string& id : ids) FEDGE_ASSERT_OK(store->EnrollClient(id, ""));
-  }
-  FEDGE_ASSERT_OK_AND_ASSIGN(auto initial, models::ModelInstance::Create(spec, 1));
-  aggregator::AggregatorServerOptions options = testing_util::ServerOptions(state);
-  FEDGE_ASSERT_OK_AND_ASSIGN(
-      options.initial_model,
-      models::BuildFp32Artifact(spec, initial->parameters().layout(),
-                                initial->parameters().values(), models::ArtifactOptions{}));
-  options.policy.goal = 5;
-  options.policy.min_clients = 5;
+TEST_F(FederationTest, SecureAggregationOverTlsSurvivesADropout) {
+  aggregator::AggregatorServerOptions options = Options(20);
   options.policy.rounds = 1;
-  options.policy.train.set_batch_size(32);
-  options.policy.train.set_learning_rate(0.05f);
-  options.policy.train.set_max_steps(20);
   aggregator::SecureAggregationOptions secure;
   secure.protocol.protocol = v1::SecAggConfig::PROTOCOL_SECAGG_PLUS;
   secure.protocol.neighbours = 4;
@@ -168,18 +156,16 @@ TEST(FederationTest, SecureAggregationOverTlsSurvivesADropout) {
 
   std::atomic<bool> stop{false};
   std::vector<std::thread> devices;
-  std::vector<absl::Status> results(ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) {
+  std::vector<absl::Status> results(ids_.size());
+  for (size_t i = 0; i < ids_.size(); ++i) {
     devices.emplace_back([&, i] {
-      auto transport = client::GrpcTransport::Create(CertDevice(ids[i], server->port()));
+      auto transport = client::GrpcTransport::Create(CertDevice(ids_[i], server->port()));
       if (!transport.ok()) {
         results[i] = transport.status();
         return;
       }
-      auto model = models::ModelInstance::Create(spec, 0);
-      client::LocalDataset local{*train,
-                                 std::make_shared<const std::vector<int32_t>>((*shards)[i])};
-      client::DeviceClient device(ids[i], local);
+      auto model = models::ModelInstance::Create(spec_, 0);
+      client::DeviceClient device(ids_[i], Shard(i));
       client::Trainer trainer;
       if (i == 4) {
         // The device that vanishes: trains, advertises its keys, shares them,
@@ -204,7 +190,7 @@ TEST(FederationTest, SecureAggregationOverTlsSurvivesADropout) {
         return;
       }
       client::StaticKeyProvider key(client::StoreKey{static_cast<uint8_t>(i + 1)});
-      client::PendingUpdateStore pending(state / ("pending-" + ids[i]), &key);
+      client::PendingUpdateStore pending(state_ / ("pending-" + ids_[i]), &key);
       client::DeviceRunnerOptions runner_options;
       runner_options.max_tasks = 1;
       runner_options.seed = i;
