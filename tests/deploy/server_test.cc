@@ -475,6 +475,89 @@ TEST_F(DeployTest, SecureAggregationRefusesImpostorsAndUpdatesInTheClear) {
               StatusIs(absl::StatusCode::kPermissionDenied));
 }
 
+TEST_F(DeployTest, OverSelectedRoundsCloseAtTheGoalAndRefuseStragglers) {
+  for (const char* id : {"dev-1", "dev-2", "dev-3"}) Enroll(state_, id);
+  aggregator::AggregatorServerOptions options = ServerOptions(state_);
+  options.policy.goal = 2;
+  options.policy.min_clients = 3;
+  options.policy.over_selection = 0.5;  // 3 selected for a goal of 2
+  options.policy.rounds = 1;
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
+  std::vector<std::unique_ptr<client::GrpcTransport>> devices;
+  for (const char* id : {"dev-1", "dev-2", "dev-3"}) {
+    devices.push_back(*client::GrpcTransport::Create(CertDevice(id, server->port())));
+  }
+  std::vector<v1::Task> tasks(3);
+  std::vector<std::thread> polls;
+  for (size_t i = 0; i < 3; ++i)
+    polls.emplace_back([&, i] { tasks[i] = *WaitForTask(*devices[i]); });
+  for (std::thread& t : polls) t.join();
+  const size_t d = testing_util::kSmallModelSize;
+  FEDGE_ASSERT_OK(devices[0]->SubmitUpdate(MakeUpdate(tasks[0], d, 0.01f)));
+  FEDGE_ASSERT_OK(devices[1]->SubmitUpdate(MakeUpdate(tasks[1], d, 0.03f)));
+  FEDGE_ASSERT_OK(server->Wait());  // closed at the goal, not at the deadline
+  EXPECT_THAT(devices[2]->SubmitUpdate(MakeUpdate(tasks[2], d, 0.05f)),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  const std::vector<float> initial = InitialParameters();
+  const std::vector<float> final = Parameters(*server);
+  EXPECT_NEAR(final[5], initial[5] + 0.02f, 1e-6);  // the straggler is not in it
+}
+
+TEST_F(DeployTest, DeadlinesCloseWithWhatArrivedOrFailTheRound) {
+  for (const char* id : {"dev-1", "dev-2"}) Enroll(state_, id);
+  aggregator::AggregatorServerOptions options = ServerOptions(state_);
+  options.policy.goal = 2;
+  options.policy.min_updates = 1;
+  options.policy.rounds = 1;
+  options.policy.deadline = std::chrono::milliseconds(1500);
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto one,
+                             client::GrpcTransport::Create(CertDevice("dev-1", server->port())));
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto two,
+                             client::GrpcTransport::Create(CertDevice("dev-2", server->port())));
+  v1::Task task_one;
+  std::thread poll_two([&] { ASSERT_TRUE(WaitForTask(*two).ok()); });
+  FEDGE_ASSERT_OK_AND_ASSIGN(task_one, WaitForTask(*one));
+  poll_two.join();
+  FEDGE_ASSERT_OK(one->SubmitUpdate(MakeUpdate(task_one, testing_util::kSmallModelSize, 0.04f)));
+  FEDGE_ASSERT_OK(server->Wait());  // dev-2 never answers: the deadline closes the round
+  EXPECT_EQ(server->latest_version(), 1u);
+  EXPECT_NEAR(Parameters(*server)[7], InitialParameters()[7] + 0.04f, 1e-6);
+  server.reset();
+
+  // The same with min_updates 2: the round fails and publishes nothing.
+  const std::filesystem::path failing = state_ / "failing";
+  for (const char* id : {"dev-1", "dev-2"}) Enroll(failing, id);
+  options = ServerOptions(failing);
+  options.policy.goal = 2;
+  options.policy.min_updates = 2;
+  options.policy.deadline = std::chrono::milliseconds(1500);
+  std::atomic<int> failed{0};
+  options.on_round_closed = [&](const aggregator::RoundOutcome& outcome) {
+    if (outcome.new_version == 0) ++failed;
+  };
+  FEDGE_ASSERT_OK_AND_ASSIGN(server, aggregator::AggregatorServer::Start(options));
+  FEDGE_ASSERT_OK_AND_ASSIGN(one,
+                             client::GrpcTransport::Create(CertDevice("dev-1", server->port())));
+  FEDGE_ASSERT_OK_AND_ASSIGN(two,
+                             client::GrpcTransport::Create(CertDevice("dev-2", server->port())));
+  std::thread poll_again([&] { ASSERT_TRUE(WaitForTask(*two).ok()); });
+  FEDGE_ASSERT_OK_AND_ASSIGN(task_one, WaitForTask(*one));
+  poll_again.join();
+  FEDGE_ASSERT_OK(one->SubmitUpdate(MakeUpdate(task_one, testing_util::kSmallModelSize, 0.04f)));
+  for (int i = 0; i < 100 && failed.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(failed.load(), 1);
+  EXPECT_EQ(server->latest_version(), 0u);
+  server.reset();
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto store, aggregator::StateStore::Open(failing));
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto rounds, store->Rounds());
+  ASSERT_GE(rounds.size(), 1u);
+  EXPECT_EQ(rounds[0].state, aggregator::RoundState::kFailed);
+  EXPECT_THAT(rounds[0].reason, HasSubstr("fewer than the 2 required"));
+}
+
 // A fake aggregator that serves tasks and whatever artifact the test puts in.
 class FakeAggregator final : public v1::Federation::Service {
  public:
@@ -489,20 +572,30 @@ class FakeAggregator final : public v1::Federation::Service {
   grpc::Status DownloadModel(grpc::ServerContext*, const v1::DownloadModelRequest* request,
                              grpc::ServerWriter<v1::ModelChunk>* writer) override {
     std::lock_guard<std::mutex> lock(mu);
+    offsets.push_back(request->offset());
     const std::string bytes = artifact.SerializeAsString();
     v1::ModelChunk chunk;
     chunk.set_version(request->version());
     chunk.set_offset(request->offset());
     chunk.set_total_bytes(bytes.size());
+    if (break_next && request->offset() == 0) {
+      // Half of it, then the connection "breaks".
+      break_next = false;
+      chunk.set_data(bytes.substr(0, bytes.size() / 2));
+      writer->Write(chunk);
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection reset");
+    }
     chunk.set_data(bytes.substr(request->offset()));
     writer->Write(chunk);
     return grpc::Status::OK;
   }
   std::mutex mu;
   v1::ModelArtifact artifact;
+  bool break_next = false;
+  std::vector<uint64_t> offsets;
 };
 
-TEST(TamperedModelTest, DeviceRefusesATamperedModelAndKeepsItsCurrentOne) {
+TEST(TamperedModelTest, DownloadsResumeAndATamperedModelIsRefused) {
   FEDGE_ASSERT_OK_AND_ASSIGN(auto key, models::SigningKey::LoadPem(CertDir() / "signing.key"));
   FakeAggregator fake;
   grpc::ServerBuilder builder;
@@ -524,9 +617,20 @@ TEST(TamperedModelTest, DeviceRefusesATamperedModelAndKeepsItsCurrentOne) {
   good.mutable_header()->set_version(1);
   FEDGE_ASSERT_OK(models::SignArtifact(good, key));
   serve(good);
+  {
+    std::lock_guard<std::mutex> lock(fake.mu);
+    fake.break_next = true;
+  }
   FEDGE_ASSERT_OK(device->PollTask("dev-1").status());
+  // The first download breaks halfway; the second resumes where it stopped.
   FEDGE_ASSERT_OK(device->FetchModel(1).status());
   ASSERT_NE(device->current_model(), nullptr);
+  {
+    std::lock_guard<std::mutex> lock(fake.mu);
+    ASSERT_EQ(fake.offsets.size(), 2u);
+    EXPECT_EQ(fake.offsets[0], 0u);
+    EXPECT_EQ(fake.offsets[1], good.ByteSizeLong() / 2);
+  }
 
   // Version 2 with one tensor byte flipped after signing.
   v1::ModelArtifact flipped = good;
