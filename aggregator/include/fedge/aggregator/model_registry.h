@@ -5,7 +5,8 @@
 // say (fp32, or int8 to download about a quarter of the bytes; sparse for a
 // pruned model). Versions are immutable once published and are handed out as
 // shared pointers, so serving a version to many clients copies nothing. This registry lives in
-// memory; a durable one (SQLite + artifact files) sits behind the same interface in deployments.
+// memory; deployments also write each version to their StateStore (state_store.h) and, after a
+// restart, Adopt the latest one back.
 //
 // Thread safety: all methods may be called concurrently.
 #ifndef FEDGE_AGGREGATOR_MODEL_REGISTRY_H_
