@@ -8,6 +8,7 @@
 
 #include "deploy_fixture.h"
 #include "fedge/client/device_runner.h"
+#include "fedge/proto/status_macros.h"
 #include "fedge/models/model_instance.h"
 #include "fedge/simulations/dataset.h"
 #include "fedge/simulations/partition.h"
@@ -77,6 +78,23 @@ class FederationTest : public ::testing::Test {
     return options;
   }
 
+  // Device i's DeviceRunner loop (what fedge-client runs) for `tasks` tasks.
+  absl::Status RunDevice(size_t i, int port, int tasks) {
+    FEDGE_ASSIGN_OR_RETURN(auto transport,
+                           client::GrpcTransport::Create(CertDevice(ids_[i], port)));
+    FEDGE_ASSIGN_OR_RETURN(auto model, models::ModelInstance::Create(spec_, 0));
+    client::DeviceClient device(ids_[i], Shard(i));
+    client::StaticKeyProvider key(client::StoreKey{static_cast<uint8_t>(i + 1)});
+    client::PendingUpdateStore pending(state_ / ("pending-" + ids_[i]), &key);
+    client::Trainer trainer;
+    client::DeviceRunnerOptions options;
+    options.max_tasks = tasks;
+    options.seed = i;
+    client::DeviceRunner runner(transport.get(), &pending, &device, model.get(), &trainer, options);
+    std::atomic<bool> stop{false};
+    return runner.Run(stop);
+  }
+
   client::LocalDataset Shard(size_t i) const {
     return {train_, std::make_shared<const std::vector<int32_t>>(shards_[i])};
   }
@@ -96,28 +114,10 @@ TEST_F(FederationTest, FiveDevicesOverMutualTlsImproveTheModel) {
   FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
   const std::vector<float> initial_parameters = (*server->registry().Get(0))->parameters;
 
-  std::atomic<bool> stop{false};
   std::vector<std::thread> devices;
   std::vector<absl::Status> results(ids_.size());
   for (size_t i = 0; i < ids_.size(); ++i) {
-    devices.emplace_back([&, i] {
-      auto transport = client::GrpcTransport::Create(CertDevice(ids_[i], server->port()));
-      if (!transport.ok()) {
-        results[i] = transport.status();
-        return;
-      }
-      auto model = models::ModelInstance::Create(spec_, 0);
-      client::DeviceClient device(ids_[i], Shard(i));
-      client::StaticKeyProvider key(client::StoreKey{static_cast<uint8_t>(i + 1)});
-      client::PendingUpdateStore pending(state_ / ("pending-" + ids_[i]), &key);
-      client::Trainer trainer;
-      client::DeviceRunnerOptions runner_options;
-      runner_options.max_tasks = 3;
-      runner_options.seed = i;
-      client::DeviceRunner runner(transport->get(), &pending, &device, model->get(), &trainer,
-                                  runner_options);
-      results[i] = runner.Run(stop);
-    });
+    devices.emplace_back([&, i] { results[i] = RunDevice(i, server->port(), 3); });
   }
   for (std::thread& t : devices) t.join();
   for (const absl::Status& result : results) FEDGE_EXPECT_OK(result);
@@ -154,51 +154,41 @@ TEST_F(FederationTest, SecureAggregationOverTlsSurvivesADropout) {
   };
   FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
 
-  std::atomic<bool> stop{false};
   std::vector<std::thread> devices;
   std::vector<absl::Status> results(ids_.size());
-  for (size_t i = 0; i < ids_.size(); ++i) {
-    devices.emplace_back([&, i] {
-      auto transport = client::GrpcTransport::Create(CertDevice(ids_[i], server->port()));
-      if (!transport.ok()) {
-        results[i] = transport.status();
-        return;
-      }
-      auto model = models::ModelInstance::Create(spec_, 0);
-      client::DeviceClient device(ids_[i], Shard(i));
-      client::Trainer trainer;
-      if (i == 4) {
-        // The device that vanishes: trains, advertises its keys, shares them,
-        // then is gone before sending its masked input.
-        absl::StatusOr<client::TaskReport> report;
-        do {
-          report = device.RunTask(**transport, **model, trainer);
-        } while (absl::IsNotFound(report.status()));
-        if (!report.ok()) {
-          results[i] = report.status();
-          return;
-        }
-        for (int step = 0; step < 2;) {
-          absl::StatusOr<uint64_t> sent = device.SecAggStep(**transport);
-          if (sent.ok()) {
-            ++step;
-          } else if (!absl::IsUnavailable(sent.status())) {
-            results[i] = sent.status();
-            return;
-          }
-        }
-        return;
-      }
-      client::StaticKeyProvider key(client::StoreKey{static_cast<uint8_t>(i + 1)});
-      client::PendingUpdateStore pending(state_ / ("pending-" + ids_[i]), &key);
-      client::DeviceRunnerOptions runner_options;
-      runner_options.max_tasks = 1;
-      runner_options.seed = i;
-      client::DeviceRunner runner(transport->get(), &pending, &device, model->get(), &trainer,
-                                  runner_options);
-      results[i] = runner.Run(stop);
-    });
+  for (size_t i = 0; i + 1 < ids_.size(); ++i) {
+    devices.emplace_back([&, i] { results[i] = RunDevice(i, server->port(), 1); });
   }
+  // The device that vanishes: trains, advertises its keys, shares them, then
+  // is gone before sending its masked input.
+  devices.emplace_back([&] {
+    const size_t i = ids_.size() - 1;
+    auto transport = client::GrpcTransport::Create(CertDevice(ids_[i], server->port()));
+    auto model = models::ModelInstance::Create(spec_, 0);
+    if (!transport.ok() || !model.ok()) {
+      results[i] = absl::InternalError("cannot set up the vanishing device");
+      return;
+    }
+    client::DeviceClient device(ids_[i], Shard(i));
+    client::Trainer trainer;
+    absl::StatusOr<client::TaskReport> report;
+    do {
+      report = device.RunTask(**transport, **model, trainer);
+    } while (absl::IsNotFound(report.status()));
+    if (!report.ok()) {
+      results[i] = report.status();
+      return;
+    }
+    for (int step = 0; step < 2;) {
+      absl::StatusOr<uint64_t> sent = device.SecAggStep(**transport);
+      if (sent.ok()) {
+        ++step;
+      } else if (!absl::IsUnavailable(sent.status())) {
+        results[i] = sent.status();
+        return;
+      }
+    }
+  });
   for (std::thread& t : devices) t.join();
   for (const absl::Status& result : results) FEDGE_EXPECT_OK(result);
   FEDGE_ASSERT_OK(server->Wait());
