@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "fedge/aggregator/metrics.h"
 #include "fedge/aggregator/state_store.h"
 #include "fedge/models/signing.h"
 #include "fedge/proto/atomic_file.h"
@@ -114,6 +115,8 @@ class AggregatorServer::Impl {
 
   int port = 0;
   std::unique_ptr<ModelRegistry> registry;
+  AggregatorMetrics metrics;
+  std::unique_ptr<MetricsHttpServer> metrics_server;
 
  private:
   friend class AggregatorServer;
@@ -296,6 +299,7 @@ class SubmitReactor : public grpc::ServerReadReactor<v1::UpdateChunk> {
 
  private:
   void Fail(const absl::Status& status) {
+    impl_->metrics.updates_refused += 1;
     LogEvent("warning", "update_refused",
              {{"client", client_id_}, {"round", std::to_string(header_.round())}},
              status.ToString());
@@ -354,6 +358,7 @@ class FederationService final : public v1::Federation::CallbackService {
     }
     impl_->MarkAvailable(*id);
     impl_->FillJoin(response);
+    impl_->metrics.clients_joined += 1;
     LogEvent("info", "client_joined", {{"client", *id}, {"software", request->software()}});
     reactor->Finish(grpc::Status::OK);
     return reactor;
@@ -402,6 +407,7 @@ class FederationService final : public v1::Federation::CallbackService {
       };
       return new Refused(ToGrpc(bytes.status()));
     }
+    if (request->offset() == 0) impl_->metrics.model_downloads += 1;
     const uint32_t max_chunk = impl_->options().chunk_bytes;
     const uint32_t chunk =
         request->chunk_bytes() == 0 ? max_chunk : std::min(request->chunk_bytes(), max_chunk);
@@ -444,6 +450,7 @@ class FederationService final : public v1::Federation::CallbackService {
       } else if (absl::Status s = impl_->RecordDrift(*id, *request); !s.ok()) {
         id = s;
       } else {
+        impl_->metrics.drift_reports += 1;
         LogEvent("info", "drift_reported",
                  {{"client", *id},
                   {"model_version", std::to_string(request->model_version())},
@@ -577,6 +584,12 @@ absl::Status AggregatorServer::Impl::Init() {
   workers_ = std::make_unique<asio::thread_pool>(options_.workers);
   FEDGE_RETURN_IF_ERROR(RestoreOpenRound());
   FEDGE_RETURN_IF_ERROR(StartGrpc());
+  if (!options_.metrics_listen.empty()) {
+    FEDGE_ASSIGN_OR_RETURN(metrics_server,
+                           MetricsHttpServer::Start(options_.metrics_listen, &metrics));
+    LogEvent("info", "metrics_listening", {{"port", std::to_string(metrics_server->port())}});
+  }
+  if (auto latest = registry->Latest(); latest.ok()) metrics.model_version = (*latest)->version;
 
   work_.emplace(io_.get_executor());
   tick_timer_.emplace(io_);
@@ -842,6 +855,10 @@ void AggregatorServer::Impl::MaybeOpenRound() {
     submitted_.clear();
     round_metrics_.clear();
   }
+  metrics.rounds_opened += 1;
+  metrics.clients_selected += selected;
+  metrics.clients_available = available.size();
+  metrics.round_open = 1;
   LogEvent("info", "round_opened",
            {{"round", std::to_string(round)},
             {"model_version", std::to_string(record.model_version)},
@@ -915,11 +932,14 @@ void AggregatorServer::Impl::CloseRound(const char* why) {
     round_open_ = false;
   }
   deadline_timer_->cancel();
+  const auto close_start = Clock::now();
+  metrics.round_open = 0;
   absl::StatusOr<RoundOutcome> outcome = rounds_->CloseRound();
   if (!outcome.ok()) {
     if (outcome.status().code() != absl::StatusCode::kFailedPrecondition) {
       return Fatal(outcome.status());
     }
+    metrics.rounds_failed += 1;
     LogEvent("warning", "round_failed", {{"round", std::to_string(round)}, {"why", why}},
              std::string(outcome.status().message()));
     if (absl::Status s = store_->FailRound(round, std::string(outcome.status().message()));
@@ -974,6 +994,9 @@ void AggregatorServer::Impl::CloseRound(const char* why) {
     return Fatal(s);
   }
   Serve(record.version, *(*version)->artifact, *master);
+  metrics.rounds_closed += 1;
+  metrics.model_version = record.version;
+  metrics.last_close_seconds = std::chrono::duration<double>(Clock::now() - close_start).count();
   uint64_t closed;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -1290,6 +1313,8 @@ absl::Status AggregatorServer::Impl::SecAggReceive(const std::string& client_id,
   {
     std::lock_guard<std::mutex> lock(mu_);
     secagg_bytes_up_ += message.ByteSizeLong();
+    metrics.secagg_messages += 1;
+    metrics.update_bytes_received += message.ByteSizeLong();
     phase_senders_.insert(client_id);
     complete = phase_senders_.size() >= phase_expected_;
   }
@@ -1310,7 +1335,9 @@ absl::StatusOr<v1::SecAggServerMessage> AggregatorServer::Impl::SecAggAnswer(
 }
 
 absl::Status AggregatorServer::Impl::AcceptUpdate(const v1::EncodedUpdate& update) {
-  FEDGE_RETURN_IF_ERROR(rounds_->Submit(update));
+  if (absl::Status s = rounds_->Submit(update); !s.ok()) return s;
+  metrics.updates_accepted += 1;
+  metrics.update_bytes_received += update.ByteSizeLong();
   size_t accepted;
   size_t goal;
   {
@@ -1410,6 +1437,7 @@ void AggregatorServer::Impl::Shutdown() {
   io_.stop();
   if (io_thread_.joinable()) io_thread_.join();
   if (server_ != nullptr) server_->Wait();
+  metrics_server.reset();
 }
 
 absl::Status AggregatorServer::Impl::Wait() {
@@ -1431,6 +1459,9 @@ AggregatorServer::AggregatorServer(std::unique_ptr<Impl> impl) : impl_(std::move
 AggregatorServer::~AggregatorServer() { Shutdown(); }
 
 int AggregatorServer::port() const { return impl_->port; }
+int AggregatorServer::metrics_port() const {
+  return impl_->metrics_server != nullptr ? impl_->metrics_server->port() : 0;
+}
 absl::Status AggregatorServer::Wait() { return impl_->Wait(); }
 void AggregatorServer::Shutdown() { impl_->Shutdown(); }
 

@@ -110,6 +110,9 @@ const std::vector<Key>& Keys() {
   static const std::vector<Key> keys = {
       {"listen", "host:port to serve on (port 0: any free port)",
        StringKey([](ServeConfig& c, const std::string& v) { c.server.listen_address = v; })},
+      {"metrics.listen", "host:port of the Prometheus /metrics endpoint (plain HTTP; keep it on "
+                         "loopback); empty: none",
+       StringKey([](ServeConfig& c, const std::string& v) { c.server.metrics_listen = v; })},
       {"port_file", "write the bound port to this file once serving",
        StringKey([](ServeConfig& c, const std::string& v) { c.port_file = v; })},
       {"state_dir", "the aggregator's state directory (SQLite + model versions)",

@@ -122,6 +122,10 @@ struct AggregatorServerOptions {
   // failed and the next round starts. Default: off.
   std::optional<SecureAggregationOptions> secure_aggregation;
   std::chrono::milliseconds secagg_phase_timeout{30'000};
+  // host:port of the Prometheus metrics endpoint (GET /metrics, plain HTTP;
+  // see metrics.h). Keep it on loopback unless a scraper elsewhere needs
+  // it. Empty: no endpoint. Default: off.
+  std::string metrics_listen;
   // The model of version 0, for an empty state directory: an fp32 artifact
   // (models::BuildFp32Artifact). Ignored when the directory has a version.
   std::optional<v1::ModelArtifact> initial_model;
@@ -138,8 +142,9 @@ class AggregatorServer {
   static absl::StatusOr<std::unique_ptr<AggregatorServer>> Start(AggregatorServerOptions options);
   ~AggregatorServer();  // Shutdown()
 
-  // The port it listens on.
+  // The port it listens on, and the metrics port (0 without metrics).
   int port() const;
+  int metrics_port() const;
   // Blocks until `policy.rounds` rounds have closed or Shutdown is called;
   // returns the first error that stopped the server (e.g. the state
   // directory became unwritable), OK otherwise.
