@@ -31,29 +31,39 @@ std::string AggregatorMetrics::RenderPrometheus() const {
          absl::StrCat("fedge_rounds_total{outcome=\"opened\"} ", rounds_opened.load(), "\n",
                       "fedge_rounds_total{outcome=\"closed\"} ", rounds_closed.load(), "\n",
                       "fedge_rounds_total{outcome=\"failed\"} ", rounds_failed.load(), "\n"));
-  Metric(out, "fedge_clients_joined_total", "counter", "Join calls of authenticated devices.",
-         absl::StrCat("fedge_clients_joined_total ", clients_joined.load(), "\n"));
-  Metric(out, "fedge_clients_selected_total", "counter", "Devices selected into cohorts.",
-         absl::StrCat("fedge_clients_selected_total ", clients_selected.load(), "\n"));
-  Metric(out, "fedge_clients_available", "gauge", "Devices polling when the last round opened.",
-         absl::StrCat("fedge_clients_available ", clients_available.load(), "\n"));
   Metric(out, "fedge_updates_total", "counter", "Device updates by verdict.",
          absl::StrCat("fedge_updates_total{verdict=\"accepted\"} ", updates_accepted.load(), "\n",
                       "fedge_updates_total{verdict=\"refused\"} ", updates_refused.load(), "\n"));
-  Metric(out, "fedge_update_received_bytes_total", "counter",
-         "Serialized bytes of accepted updates (secure-aggregation messages included).",
-         absl::StrCat("fedge_update_received_bytes_total ", update_bytes_received.load(), "\n"));
-  Metric(out, "fedge_model_downloads_total", "counter", "Model downloads started.",
-         absl::StrCat("fedge_model_downloads_total ", model_downloads.load(), "\n"));
-  Metric(out, "fedge_drift_reports_total", "counter", "Drift reports recorded.",
-         absl::StrCat("fedge_drift_reports_total ", drift_reports.load(), "\n"));
-  Metric(out, "fedge_secagg_messages_total", "counter",
-         "Secure-aggregation protocol messages accepted.",
-         absl::StrCat("fedge_secagg_messages_total ", secagg_messages.load(), "\n"));
-  Metric(out, "fedge_model_version", "gauge", "Newest published model version.",
-         absl::StrCat("fedge_model_version ", model_version.load(), "\n"));
-  Metric(out, "fedge_round_open", "gauge", "1 while a round is open.",
-         absl::StrCat("fedge_round_open ", round_open.load(), "\n"));
+  // The metrics with one unlabelled sample.
+  struct Single {
+    const char* name;
+    const char* type;
+    const char* help;
+    uint64_t value;
+  };
+  for (const Single& m : {
+           Single{"fedge_clients_joined_total", "counter", "Join calls of authenticated devices.",
+                  clients_joined.load()},
+           Single{"fedge_clients_selected_total", "counter", "Devices selected into cohorts.",
+                  clients_selected.load()},
+           Single{"fedge_clients_available", "gauge", "Devices polling when the last round opened.",
+                  clients_available.load()},
+           Single{"fedge_update_received_bytes_total", "counter",
+                  "Serialized bytes of accepted updates (secure-aggregation messages included).",
+                  update_bytes_received.load()},
+           Single{"fedge_model_downloads_total", "counter", "Model downloads started.",
+                  model_downloads.load()},
+           Single{"fedge_drift_reports_total", "counter", "Drift reports recorded.",
+                  drift_reports.load()},
+           Single{"fedge_secagg_messages_total", "counter",
+                  "Secure-aggregation protocol messages accepted.", secagg_messages.load()},
+           Single{"fedge_model_version", "gauge", "Newest published model version.",
+                  model_version.load()},
+           Single{"fedge_round_open", "gauge", "1 while a round is open.",
+                  static_cast<uint64_t>(round_open.load())},
+       }) {
+    Metric(out, m.name, m.type, m.help, absl::StrCat(m.name, " ", m.value, "\n"));
+  }
   Metric(out, "fedge_round_close_seconds", "gauge",
          "Time the last round took to aggregate, publish and store its version.",
          absl::StrFormat("fedge_round_close_seconds %.6f\n", last_close_seconds.load()));

@@ -129,7 +129,10 @@ class AggregatorServer::Impl {
   void Checkpoint();
   void ArmDeadline(std::chrono::milliseconds after);
   void Serve(uint64_t version, const v1::ModelArtifact& artifact, const v1::ModelArtifact& master);
+  // Answers every held call (or one) that can be answered now.
   void WakeWaiters();
+  void WakeWaiter(uint64_t id);
+  void AnswerIfReady(uint64_t id, const std::function<std::function<void()>()>& probe);
   struct Waiter;
   void RegisterWaiter(uint64_t id, Waiter waiter, std::chrono::milliseconds wait);
   void CloseSecAggPhase(const char* why);
@@ -1176,8 +1179,9 @@ void AggregatorServer::Impl::RegisterWaiter(uint64_t id, Waiter waiter,
     expire();
   });
   // The call may have become answerable between the caller's check and the
-  // registration.
-  asio::post(io_, [this] { WakeWaiters(); });
+  // registration: probe this one waiter (not all of them, which would make a
+  // fleet's polls quadratic).
+  asio::post(io_, [this, id] { WakeWaiter(id); });
 }
 
 void AggregatorServer::Impl::AddWaiter(
@@ -1233,18 +1237,32 @@ void AggregatorServer::Impl::WakeWaiters() {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [id, waiter] : waiters_) probes.emplace_back(id, waiter.probe);
   }
-  for (auto& [id, probe] : probes) {
-    std::function<void()> completion = probe();
-    if (!completion) continue;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = waiters_.find(id);
-      if (it == waiters_.end()) continue;  // answered meanwhile
-      it->second.timer->cancel();
-      waiters_.erase(it);
-    }
-    completion();
+  for (auto& [id, probe] : probes) AnswerIfReady(id, probe);
+}
+
+void AggregatorServer::Impl::WakeWaiter(uint64_t id) {
+  std::function<std::function<void()>()> probe;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = waiters_.find(id);
+    if (it == waiters_.end()) return;
+    probe = it->second.probe;
   }
+  AnswerIfReady(id, probe);
+}
+
+void AggregatorServer::Impl::AnswerIfReady(uint64_t id,
+                                           const std::function<std::function<void()>()>& probe) {
+  std::function<void()> completion = probe();
+  if (!completion) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = waiters_.find(id);
+    if (it == waiters_.end()) return;  // answered meanwhile
+    it->second.timer->cancel();
+    waiters_.erase(it);
+  }
+  completion();
 }
 
 absl::StatusOr<std::shared_ptr<const std::string>> AggregatorServer::Impl::ServedBytes(
