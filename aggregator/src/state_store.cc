@@ -20,7 +20,7 @@
 namespace fedge::aggregator {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -37,7 +37,10 @@ CREATE TABLE IF NOT EXISTS versions(
   note TEXT NOT NULL,
   master_bytes INTEGER NOT NULL,
   artifact_bytes INTEGER NOT NULL,
-  metrics TEXT NOT NULL);
+  metrics TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'live'
+    CHECK(status IN ('live', 'canary', 'rejected', 'rolled_back')),
+  status_reason TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS rounds(
   round INTEGER PRIMARY KEY,
   model_version INTEGER NOT NULL,
@@ -302,7 +305,18 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::filesyst
         absl::StrCat(db_path.string(), " is not a fedge state database: ", s.message()));
   }
   FEDGE_ASSIGN_OR_RETURN(std::string schema, store->GetSetting("schema_version"));
-  if (schema.empty()) {
+  if (schema == "1") {
+    // Version 1 had no rollout status: every stored version was live.
+    Transaction txn(store->db_);
+    FEDGE_RETURN_IF_ERROR(txn.status());
+    FEDGE_RETURN_IF_ERROR(
+        Exec(store->db_,
+             "ALTER TABLE versions ADD COLUMN status TEXT NOT NULL DEFAULT 'live' "
+             "CHECK(status IN ('live', 'canary', 'rejected', 'rolled_back'));"
+             "ALTER TABLE versions ADD COLUMN status_reason TEXT NOT NULL DEFAULT '';"
+             "UPDATE settings SET value = '2' WHERE key = 'schema_version';"));
+    FEDGE_RETURN_IF_ERROR(txn.Commit());
+  } else if (schema.empty()) {
     FEDGE_RETURN_IF_ERROR(store->PutSetting("schema_version", std::to_string(kSchemaVersion)));
   } else if (schema != std::to_string(kSchemaVersion)) {
     return absl::FailedPreconditionError(absl::StrCat(db_path.string(), " has schema version ",
@@ -400,7 +414,8 @@ absl::Status StateStore::WriteVersionFiles(uint64_t version, const v1::ModelArti
 absl::Status StateStore::InsertVersionLocked(const VersionRecord& record) {
   Statement insert(db_,
                    "INSERT OR REPLACE INTO versions(version, parent, created_at, round, note, "
-                   "master_bytes, artifact_bytes, metrics) VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+                   "master_bytes, artifact_bytes, metrics, status, status_reason) "
+                   "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   FEDGE_RETURN_IF_ERROR(insert.status());
   insert.Bind(1, static_cast<int64_t>(record.version))
       .Bind(2, static_cast<int64_t>(record.parent))
@@ -409,7 +424,9 @@ absl::Status StateStore::InsertVersionLocked(const VersionRecord& record) {
       .Bind(5, record.note)
       .Bind(6, static_cast<int64_t>(record.master_bytes))
       .Bind(7, static_cast<int64_t>(record.artifact_bytes))
-      .Bind(8, MetricsText(record.metrics));
+      .Bind(8, MetricsText(record.metrics))
+      .Bind(9, record.status)
+      .Bind(10, record.status_reason);
   return insert.Run();
 }
 
@@ -427,7 +444,7 @@ absl::StatusOr<std::vector<VersionRecord>> StateStore::Versions() const {
   std::lock_guard<std::mutex> lock(mu_);
   Statement query(db_,
                   "SELECT version, parent, created_at, round, note, master_bytes, artifact_bytes, "
-                  "metrics FROM versions ORDER BY version");
+                  "metrics, status, status_reason FROM versions ORDER BY version");
   FEDGE_RETURN_IF_ERROR(query.status());
   std::vector<VersionRecord> versions;
   while (query.Step()) {
@@ -440,6 +457,8 @@ absl::StatusOr<std::vector<VersionRecord>> StateStore::Versions() const {
     record.master_bytes = static_cast<uint64_t>(query.Int(5));
     record.artifact_bytes = static_cast<uint64_t>(query.Int(6));
     record.metrics = ParseMetrics(query.Text(7));
+    record.status = query.Text(8);
+    record.status_reason = query.Text(9);
     versions.push_back(std::move(record));
   }
   FEDGE_RETURN_IF_ERROR(query.step_status());
@@ -450,6 +469,31 @@ absl::StatusOr<VersionRecord> StateStore::LatestVersion() const {
   FEDGE_ASSIGN_OR_RETURN(std::vector<VersionRecord> versions, Versions());
   if (versions.empty()) return absl::NotFoundError("no model version has been published yet");
   return versions.back();
+}
+
+absl::StatusOr<VersionRecord> StateStore::LatestLiveVersion() const {
+  FEDGE_ASSIGN_OR_RETURN(std::vector<VersionRecord> versions, Versions());
+  for (auto it = versions.rbegin(); it != versions.rend(); ++it) {
+    if (it->status == "live") return *it;
+  }
+  return absl::NotFoundError("no model version is live");
+}
+
+absl::Status StateStore::SetVersionStatus(uint64_t version, const std::string& status,
+                                          const std::string& reason) {
+  if (status != "live" && status != "canary" && status != "rejected" && status != "rolled_back") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "version status '", status, "' is not one of live, canary, rejected, rolled_back"));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement update(db_, "UPDATE versions SET status = ?, status_reason = ? WHERE version = ?");
+  FEDGE_RETURN_IF_ERROR(update.status());
+  update.Bind(1, status).Bind(2, reason).Bind(3, static_cast<int64_t>(version));
+  FEDGE_RETURN_IF_ERROR(update.Run());
+  if (sqlite3_changes(db_) == 0) {
+    return absl::NotFoundError(absl::StrCat("no model version ", version));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::ModelArtifact> StateStore::ReadMaster(uint64_t version) const {

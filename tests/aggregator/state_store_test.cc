@@ -151,6 +151,34 @@ TEST_F(StateStoreTest, ACorruptCheckpointOrArtifactIsDataLossNamingTheFile) {
   EXPECT_THAT(store->ReadArtifact(0), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("v0.int8")));
 }
 
+TEST_F(StateStoreTest, VersionStatusesPersistAndTheLatestLiveVersionSkipsHeldOnes) {
+  {
+    FEDGE_ASSERT_OK_AND_ASSIGN(auto store, StateStore::Open(dir_));
+    for (uint64_t v : {0, 1, 2}) {
+      VersionRecord record;
+      record.version = v;
+      FEDGE_ASSERT_OK(store->AddVersion(record, Artifact(v, 1), Artifact(v, 1)));
+    }
+    FEDGE_ASSERT_OK(store->SetVersionStatus(2, "canary", "awaiting 3 canary reports"));
+    FEDGE_ASSERT_OK(store->SetVersionStatus(1, "rejected", "validation accuracy 0.41 < 0.52"));
+    EXPECT_THAT(store->SetVersionStatus(1, "maybe", ""),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'maybe'")));
+    EXPECT_THAT(store->SetVersionStatus(9, "live", ""),
+                StatusIs(absl::StatusCode::kNotFound, HasSubstr("9")));
+  }
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto store, StateStore::Open(dir_));
+  FEDGE_ASSERT_OK_AND_ASSIGN(VersionRecord live, store->LatestLiveVersion());
+  EXPECT_EQ(live.version, 0u);
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<VersionRecord> versions, store->Versions());
+  ASSERT_EQ(versions.size(), 3u);
+  EXPECT_EQ(versions[1].status, "rejected");
+  EXPECT_EQ(versions[1].status_reason, "validation accuracy 0.41 < 0.52");
+  EXPECT_EQ(versions[2].status, "canary");
+  FEDGE_ASSERT_OK(store->SetVersionStatus(2, "live", "canary held"));
+  FEDGE_ASSERT_OK_AND_ASSIGN(live, store->LatestLiveVersion());
+  EXPECT_EQ(live.version, 2u);
+}
+
 TEST_F(StateStoreTest, FailedRoundsKeepNoJournal) {
   FEDGE_ASSERT_OK_AND_ASSIGN(auto store, StateStore::Open(dir_));
   FEDGE_ASSERT_OK(store->BeginRound(Round(4)));

@@ -57,6 +57,13 @@ struct VersionRecord {
   uint64_t master_bytes = 0;
   uint64_t artifact_bytes = 0;
   std::map<std::string, double> metrics;
+  // Where the version stands in a gated rollout (see RolloutPolicy in
+  // server.h): "live" (served to every device; the default), "canary"
+  // (served to the canary devices only, awaiting their reports),
+  // "rejected" (failed validation; never served) or "rolled_back" (its
+  // canary regressed, or an operator withdrew it). `status_reason` says why.
+  std::string status = "live";
+  std::string status_reason;
 };
 
 enum class RoundState { kOpen, kClosed, kFailed };
@@ -115,6 +122,14 @@ class StateStore {
   absl::StatusOr<std::vector<VersionRecord>> Versions() const;
   // NOT_FOUND when there is no version yet.
   absl::StatusOr<VersionRecord> LatestVersion() const;
+  // The newest version whose status is "live" (what devices are served);
+  // NOT_FOUND when there is none.
+  absl::StatusOr<VersionRecord> LatestLiveVersion() const;
+  // Sets a version's rollout status and its reason. NOT_FOUND for an
+  // unknown version; INVALID_ARGUMENT for a status other than those of
+  // VersionRecord::status.
+  absl::Status SetVersionStatus(uint64_t version, const std::string& status,
+                                const std::string& reason);
   // Reads a version's files back; DATA_LOSS when one does not parse.
   absl::StatusOr<v1::ModelArtifact> ReadMaster(uint64_t version) const;
   absl::StatusOr<v1::ModelArtifact> ReadArtifact(uint64_t version) const;
