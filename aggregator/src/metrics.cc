@@ -4,6 +4,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <cmath>
 #include <memory>
 
 #include "absl/strings/numbers.h"
@@ -25,8 +26,36 @@ void Metric(std::string& out, const char* name, const char* type, const char* he
 
 }  // namespace
 
+void AggregatorMetrics::CountAlert(const std::string& rule) {
+  size_t i = 0;
+  while (i + 1 < std::size(kAlertRules) && rule != kAlertRules[i]) ++i;
+  alerts[i] += 1;
+}
+
 std::string AggregatorMetrics::RenderPrometheus() const {
   std::string out;
+  Metric(out, "fedge_rollouts_total", "counter",
+         "Gated-rollout decisions on new versions: promoted (went live), rejected by "
+         "validation, rolled back after their canary.",
+         absl::StrCat("fedge_rollouts_total{outcome=\"promoted\"} ", rollouts_promoted.load(), "\n",
+                      "fedge_rollouts_total{outcome=\"rejected_validation\"} ",
+                      rollouts_rejected.load(), "\n",
+                      "fedge_rollouts_total{outcome=\"rolled_back_canary\"} ",
+                      rollouts_rolled_back.load(), "\n"));
+  std::string alert_samples;
+  for (size_t i = 0; i < std::size(kAlertRules); ++i) {
+    absl::StrAppend(&alert_samples, "fedge_alerts_total{rule=\"", kAlertRules[i], "\"} ",
+                    alerts[i].load(), "\n");
+  }
+  Metric(out, "fedge_alerts_total", "counter", "Operator alerts raised, by rule.", alert_samples);
+  Metric(out, "fedge_live_model_version", "gauge", "The model version every device is served.",
+         absl::StrCat("fedge_live_model_version ", live_version.load(), "\n"));
+  // Only once the live version was evaluated (no validation set: absent).
+  if (const double accuracy = live_validation_accuracy.load(); !std::isnan(accuracy)) {
+    Metric(out, "fedge_live_model_validation_accuracy", "gauge",
+           "Validation-set accuracy of the live version.",
+           absl::StrCat("fedge_live_model_validation_accuracy ", accuracy, "\n"));
+  }
   Metric(out, "fedge_rounds_total", "counter", "Rounds by outcome (opened, closed, failed).",
          absl::StrCat("fedge_rounds_total{outcome=\"opened\"} ", rounds_opened.load(), "\n",
                       "fedge_rounds_total{outcome=\"closed\"} ", rounds_closed.load(), "\n",

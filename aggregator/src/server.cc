@@ -13,6 +13,8 @@
 #include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <future>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -106,16 +108,21 @@ class AggregatorServer::Impl {
                                  const v1::UpdateHeader& header) const;
   const AggregatorServerOptions& options() const { return options_; }
   void RecordMetrics(const v1::MetricsReport& report);
-  absl::Status RecordDrift(const std::string& client_id, const v1::DriftReport& report) {
-    v1::DriftReport stored = report;
-    stored.set_client_id(client_id);
-    return store_->RecordDrift(stored);
-  }
+  absl::Status RecordDrift(const std::string& client_id, const v1::DriftReport& report);
   v1::HeartbeatResponse HeartbeatFor(const std::string& client_id);
+
+  // Publishes `target`'s model again as the newest, live version; runs on
+  // the round thread (waits for it when called from another thread).
+  absl::StatusOr<uint64_t> RollBackTo(uint64_t target, const std::string& reason);
+  uint64_t live_version() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return live_version_;
+  }
 
   int port = 0;
   std::unique_ptr<ModelRegistry> registry;
   AggregatorMetrics metrics;
+  EventLog events;
   std::unique_ptr<MetricsHttpServer> metrics_server;
 
  private:
@@ -137,6 +144,19 @@ class AggregatorServer::Impl {
   void RegisterWaiter(uint64_t id, Waiter waiter, std::chrono::milliseconds wait);
   void CloseSecAggPhase(const char* why);
   void Fatal(const absl::Status& status);
+  // --- gated rollout and alerts (round thread) ---
+  absl::Status RestoreRollout();
+  // Evaluates `master` with options_.validate: {accuracy, loss}.
+  absl::StatusOr<std::pair<double, double>> Validate(const v1::ModelArtifact& master);
+  // Publishes `target`'s stored model as a new live version.
+  absl::StatusOr<uint64_t> Republish(uint64_t target, const std::string& note);
+  // Starts a waiting canary, or acts on a running one's verdict.
+  void AdvanceRollout();
+  void GoLive(uint64_t version, double validation_accuracy);
+  void RaiseAlerts(const std::vector<Alert>& alerts);
+  // Devices that polled within the longest poll wait (plus a second); mu_ held.
+  std::vector<std::string> AvailableLocked() const;
+  std::optional<v1::PollTaskResponse> EvaluationTaskLocked(const std::string& client_id) const;
 
   AggregatorServerOptions options_;
   std::unique_ptr<StateStore> store_;
@@ -191,6 +211,18 @@ class AggregatorServer::Impl {
   std::set<std::string, std::less<>> phase_senders_;
   size_t phase_expected_ = 0;
   uint64_t secagg_bytes_up_ = 0;  // protocol messages received this round
+
+  // Rollout: the version every device is served, its validation accuracy
+  // (NaN when not evaluated), and a validated candidate whose canary has
+  // not started yet (no device was available).
+  uint64_t live_version_ = 0;
+  double live_accuracy_ = std::numeric_limits<double>::quiet_NaN();
+  std::unique_ptr<RolloutGate> rollout_;
+  std::optional<uint64_t> canary_waiting_;
+  uint64_t candidate_round_ = 0;
+  double candidate_accuracy_ = std::numeric_limits<double>::quiet_NaN();
+  std::unique_ptr<AlertMonitor> alerts_;
+  std::map<std::string, Clock::time_point, std::less<>> last_drift_;
 
   std::mutex upload_mu_;
   int uploads_active_ = 0;
@@ -437,7 +469,11 @@ class FederationService final : public v1::Federation::CallbackService {
                                           v1::Ack* response) override {
     auto* reactor = context->DefaultReactor();
     absl::StatusOr<std::string> id = impl_->Authenticate(context, request->client_id());
-    if (id.ok()) impl_->RecordMetrics(*request);
+    if (id.ok()) {
+      v1::MetricsReport report = *request;
+      report.set_client_id(*id);
+      impl_->RecordMetrics(report);
+    }
     reactor->Finish(ToGrpc(id.status()));
     return reactor;
   }
@@ -547,6 +583,14 @@ absl::Status AggregatorServer::Impl::Init() {
   if (options_.signing_key_file.empty()) {
     return absl::InvalidArgumentError("the aggregator needs a model-signing key (signing_key)");
   }
+  FEDGE_RETURN_IF_ERROR(ValidateRolloutPolicy(options_.rollout));
+  FEDGE_RETURN_IF_ERROR(ValidateAlertRules(options_.alerts));
+  if (options_.rollout.enabled && !options_.validate) {
+    return absl::InvalidArgumentError(
+        "rollout.enabled needs a validation set to evaluate new versions on (validation.*)");
+  }
+  if (options_.rollout.enabled) rollout_ = std::make_unique<RolloutGate>(options_.rollout);
+  alerts_ = std::make_unique<AlertMonitor>(options_.alerts);
   absl::StatusOr<models::SigningKey> key = models::SigningKey::LoadPem(options_.signing_key_file);
   if (!key.ok()) {
     return absl::Status(key.status().code(), absl::StrCat("signing key: ", key.status().message()));
@@ -554,6 +598,7 @@ absl::Status AggregatorServer::Impl::Init() {
   key_.emplace(*std::move(key));
   FEDGE_ASSIGN_OR_RETURN(store_, StateStore::Open(options_.state_dir));
   FEDGE_RETURN_IF_ERROR(RestoreOrInitModel());
+  FEDGE_RETURN_IF_ERROR(RestoreRollout());
 
   FEDGE_ASSIGN_OR_RETURN(std::unique_ptr<Strategy> strategy,
                          CreateStrategy(options_.strategy, options_.strategy_options));
@@ -788,7 +833,18 @@ absl::Status AggregatorServer::Impl::StartGrpc() {
 
 // --- Impl: rounds ----------------------------------------------------------------
 
+std::vector<std::string> AggregatorServer::Impl::AvailableLocked() const {
+  // Available: polled within the longest poll wait plus a second of grace.
+  std::vector<std::string> available;
+  const auto horizon = Clock::now() - options_.max_poll_wait - std::chrono::seconds(1);
+  for (const auto& [id, seen] : last_seen_) {
+    if (seen >= horizon) available.push_back(id);
+  }
+  return available;
+}
+
 void AggregatorServer::Impl::Tick() {
+  AdvanceRollout();
   MaybeOpenRound();
   tick_timer_->expires_after(std::chrono::milliseconds(50));
   tick_timer_->async_wait([this](const boost::system::error_code& ec) {
@@ -803,11 +859,9 @@ void AggregatorServer::Impl::MaybeOpenRound() {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_ || finished_ || round_open_) return;
     if (options_.policy.rounds > 0 && closed_rounds_ >= options_.policy.rounds) return;
-    // Available: polled within the longest poll wait plus a second of grace.
-    const auto horizon = Clock::now() - options_.max_poll_wait - std::chrono::seconds(1);
-    for (const auto& [id, seen] : last_seen_) {
-      if (seen >= horizon) available.push_back(id);
-    }
+    // Rounds train from the live version only: none opens during a canary.
+    if (canary_waiting_.has_value() || (rollout_ != nullptr && rollout_->canary_active())) return;
+    available = AvailableLocked();
     round = next_round_;
   }
   const RoundPolicy& policy = options_.policy;
@@ -928,11 +982,15 @@ void AggregatorServer::Impl::CloseSecAggPhase(const char* why) {
 
 void AggregatorServer::Impl::CloseRound(const char* why) {
   uint64_t round;
+  int selected;
+  int reported;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!round_open_) return;
     round = round_;
     round_open_ = false;
+    selected = static_cast<int>(cohort_.size());
+    reported = static_cast<int>(submitted_.size());
   }
   deadline_timer_->cancel();
   const auto close_start = Clock::now();
@@ -943,8 +1001,14 @@ void AggregatorServer::Impl::CloseRound(const char* why) {
       return Fatal(outcome.status());
     }
     metrics.rounds_failed += 1;
-    LogEvent("warning", "round_failed", {{"round", std::to_string(round)}, {"why", why}},
-             std::string(outcome.status().message()));
+    events.Record(
+        "warning", "round_failed",
+        absl::StrCat("round ", round, " failed (", why, "): ", outcome.status().message()),
+        {{"round", std::to_string(round)}, {"why", why}});
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      RaiseAlerts(alerts_->OnRound(round, true, selected, reported));
+    }
     if (absl::Status s = store_->FailRound(round, std::string(outcome.status().message()));
         !s.ok()) {
       return Fatal(s);
@@ -991,6 +1055,38 @@ void AggregatorServer::Impl::CloseRound(const char* why) {
     std::lock_guard<std::mutex> lock(mu_);
     record.metrics["bytes_up"] = static_cast<double>(outcome->bytes_up + secagg_bytes_up_);
   }
+  // The rollout gates: validation now, then (see AdvanceRollout) a canary.
+  double accuracy = std::numeric_limits<double>::quiet_NaN();
+  std::optional<RolloutDecision> decision;
+  std::string validation_error;
+  if (options_.validate) {
+    absl::StatusOr<std::pair<double, double>> evaluated = Validate(*master);
+    if (evaluated.ok()) {
+      accuracy = evaluated->first;
+      record.metrics["validation_accuracy"] = evaluated->first;
+      record.metrics["validation_loss"] = evaluated->second;
+      std::lock_guard<std::mutex> lock(mu_);
+      RaiseAlerts(alerts_->OnVersion(record.version, accuracy, live_accuracy_));
+    } else {
+      validation_error = std::string(evaluated.status().message());
+      LogEvent("error", "validation_failed", {{"version", std::to_string(record.version)}},
+               validation_error);
+    }
+  }
+  if (rollout_ != nullptr) {
+    if (!validation_error.empty()) {
+      decision =
+          RolloutDecision{.kind = RolloutDecision::Kind::kReject,
+                          .reason = absl::StrCat("version ", record.version,
+                                                 " could not be validated: ", validation_error)};
+    } else {
+      decision = rollout_->Validate(record.version, accuracy, live_accuracy_);
+    }
+    record.status = decision->kind == RolloutDecision::Kind::kReject    ? "rejected"
+                    : decision->kind == RolloutDecision::Kind::kPending ? "canary"
+                                                                        : "live";
+    record.status_reason = decision->reason;
+  }
   if (absl::Status s = store_->CloseRound(round, outcome->participants, record, *master,
                                           *(*version)->artifact, rounds_->StrategyState());
       !s.ok()) {
@@ -999,6 +1095,33 @@ void AggregatorServer::Impl::CloseRound(const char* why) {
   Serve(record.version, *(*version)->artifact, *master);
   metrics.rounds_closed += 1;
   metrics.model_version = record.version;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    RaiseAlerts(alerts_->OnRound(round, false, selected, outcome->participants));
+  }
+  if (!decision.has_value()) {
+    GoLive(record.version, accuracy);
+  } else if (decision->kind == RolloutDecision::Kind::kPromote) {
+    metrics.rollouts_promoted += 1;
+    events.Record("info", "rollout_promoted", decision->reason,
+                  {{"version", std::to_string(record.version)}, {"stage", "validation"}});
+    GoLive(record.version, accuracy);
+  } else if (decision->kind == RolloutDecision::Kind::kReject) {
+    metrics.rollouts_rejected += 1;
+    events.Record("warning", "rollout_rejected", decision->reason,
+                  {{"version", std::to_string(record.version)}, {"stage", "validation"}});
+    const uint64_t live = live_version();
+    if (absl::StatusOr<uint64_t> republished = Republish(
+            live, absl::StrCat("rollback to ", live, ": version ", record.version, " rejected"));
+        !republished.ok()) {
+      return Fatal(republished.status());
+    }
+  } else {
+    std::lock_guard<std::mutex> lock(mu_);
+    canary_waiting_ = record.version;
+    candidate_round_ = round;
+    candidate_accuracy_ = accuracy;
+  }
   metrics.last_close_seconds = std::chrono::duration<double>(Clock::now() - close_start).count();
   uint64_t closed;
   {
@@ -1025,6 +1148,300 @@ void AggregatorServer::Impl::CloseRound(const char* why) {
   WakeWaiters();
 }
 
+// --- Impl: gated rollout and alerts ---------------------------------------------
+
+absl::Status AggregatorServer::Impl::RestoreRollout() {
+  FEDGE_ASSIGN_OR_RETURN(VersionRecord latest, store_->LatestVersion());
+  FEDGE_ASSIGN_OR_RETURN(VersionRecord live, store_->LatestLiveVersion());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    live_version_ = live.version;
+  }
+  if (live.version != latest.version) {
+    // A candidate is held back: keep serving the live version beside it.
+    FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact master, store_->ReadMaster(live.version));
+    FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact artifact, store_->ReadArtifact(live.version));
+    for (const v1::ModelArtifact* stored : {&master, &artifact}) {
+      if (absl::Status s = models::VerifySignedArtifact(*stored, key_->public_key()); !s.ok()) {
+        return absl::DataLossError(
+            absl::StrCat("stored model version ", live.version,
+                         " does not verify with the signing key: ", s.message()));
+      }
+    }
+    Serve(live.version, artifact, master);
+  }
+  if (auto it = live.metrics.find("validation_accuracy"); it != live.metrics.end()) {
+    live_accuracy_ = it->second;
+  } else if (options_.validate) {
+    FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact master, store_->ReadMaster(live.version));
+    absl::StatusOr<std::pair<double, double>> evaluated = Validate(master);
+    if (!evaluated.ok()) {
+      return absl::Status(evaluated.status().code(),
+                          absl::StrCat("validating the live model version ", live.version, ": ",
+                                       evaluated.status().message()));
+    }
+    live_accuracy_ = evaluated->first;
+  }
+  metrics.live_version = live.version;
+  metrics.live_validation_accuracy = live_accuracy_;
+  if (latest.status == "canary") {
+    if (rollout_ != nullptr) {
+      // The canary's reports lived in memory: it starts over.
+      candidate_round_ = latest.round;
+      auto it = latest.metrics.find("validation_accuracy");
+      candidate_accuracy_ = it != latest.metrics.end() ? it->second : candidate_accuracy_;
+      canary_waiting_ = latest.version;
+    } else {
+      FEDGE_RETURN_IF_ERROR(
+          store_->SetVersionStatus(latest.version, "live", "the rollout gate was turned off"));
+      GoLive(latest.version, std::numeric_limits<double>::quiet_NaN());
+    }
+  } else if (latest.status != "live") {
+    // Stopped between refusing a version and publishing the live one again.
+    FEDGE_RETURN_IF_ERROR(
+        Republish(live.version, absl::StrCat("rollback to ", live.version, ": version ",
+                                             latest.version, " ", latest.status))
+            .status());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::pair<double, double>> AggregatorServer::Impl::Validate(
+    const v1::ModelArtifact& master) {
+  absl::StatusOr<std::map<std::string, double>> evaluated = options_.validate(master);
+  if (!evaluated.ok()) return evaluated.status();
+  auto accuracy = evaluated->find("accuracy");
+  auto loss = evaluated->find("loss");
+  if (accuracy == evaluated->end() || loss == evaluated->end() ||
+      !(accuracy->second >= 0.0 && accuracy->second <= 1.0) || !std::isfinite(loss->second)) {
+    return absl::InternalError(
+        "the validation hook must return an accuracy in [0, 1] and a finite loss");
+  }
+  LogEvent("info", "version_validated",
+           {{"version", std::to_string(master.header().version())},
+            {"accuracy", std::to_string(accuracy->second)},
+            {"loss", std::to_string(loss->second)}});
+  return std::make_pair(accuracy->second, loss->second);
+}
+
+absl::StatusOr<uint64_t> AggregatorServer::Impl::Republish(uint64_t target,
+                                                           const std::string& note) {
+  FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact stored, store_->ReadMaster(target));
+  if (absl::Status s = models::VerifySignedArtifact(stored, key_->public_key()); !s.ok()) {
+    return absl::DataLossError(absl::StrCat(
+        "stored model version ", target, " does not verify with the signing key: ", s.message()));
+  }
+  std::vector<float> parameters(static_cast<size_t>(models::LayoutSize(layout_)));
+  FEDGE_RETURN_IF_ERROR(models::DecodeArtifact(stored, layout_, parameters));
+  // Its parent is the version it restores, when the registry still holds
+  // it, else the newest; "rollback_of" names the restored version either way.
+  uint64_t parent = target;
+  if (!registry->Get(target).ok()) {
+    FEDGE_ASSIGN_OR_RETURN(std::shared_ptr<const ModelVersion> latest, registry->Latest());
+    parent = latest->version;
+  }
+  std::map<std::string, double> version_metrics = {{"rollback_of", static_cast<double>(target)}};
+  FEDGE_ASSIGN_OR_RETURN(auto published, registry->Publish(parameters, parent, version_metrics));
+  models::ArtifactOptions master_options;
+  master_options.version = published->version;
+  master_options.parent_version = published->parent_version;
+  master_options.created_at_unix_ms = published->artifact->header().created_at_unix_ms();
+  master_options.metrics = version_metrics;
+  FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact master,
+                         models::BuildFp32Artifact(spec_, layout_, parameters, master_options));
+  FEDGE_RETURN_IF_ERROR(models::SignArtifact(master, *key_));
+  VersionRecord record;
+  record.version = published->version;
+  record.parent = published->parent_version;
+  record.created_at_ms = master_options.created_at_unix_ms;
+  record.note = note;
+  record.master_bytes = master.ByteSizeLong();
+  record.artifact_bytes = published->artifact_bytes;
+  record.metrics = version_metrics;
+  // The same model: its validation figures carry over.
+  FEDGE_ASSIGN_OR_RETURN(std::vector<VersionRecord> versions, store_->Versions());
+  double accuracy = std::numeric_limits<double>::quiet_NaN();
+  for (const VersionRecord& v : versions) {
+    if (v.version != target) continue;
+    for (const char* key : {"validation_accuracy", "validation_loss"}) {
+      if (auto it = v.metrics.find(key); it != v.metrics.end()) record.metrics[key] = it->second;
+    }
+    if (auto it = v.metrics.find("validation_accuracy"); it != v.metrics.end()) {
+      accuracy = it->second;
+    }
+  }
+  if (std::isnan(accuracy) && target == live_version() && !std::isnan(live_accuracy_)) {
+    accuracy = live_accuracy_;  // evaluated at start, not stored with its version
+    record.metrics["validation_accuracy"] = accuracy;
+  }
+  FEDGE_RETURN_IF_ERROR(store_->AddVersion(record, master, *published->artifact));
+  Serve(record.version, *published->artifact, master);
+  metrics.model_version = record.version;
+  GoLive(record.version, accuracy);
+  events.Record(
+      "warning", "rollback",
+      absl::StrCat("version ", record.version, " republishes version ", target, " (", note, ")"),
+      {{"version", std::to_string(record.version)}, {"of", std::to_string(target)}});
+  WakeWaiters();
+  return record.version;
+}
+
+absl::StatusOr<uint64_t> AggregatorServer::Impl::RollBackTo(uint64_t target,
+                                                            const std::string& reason) {
+  auto task = std::make_shared<std::packaged_task<absl::StatusOr<uint64_t>()>>(
+      [this, target, reason]() -> absl::StatusOr<uint64_t> {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (round_open_) {
+            return absl::FailedPreconditionError(absl::StrCat(
+                "round ", round_, " is open; roll back once it closes (or pause rounds first)"));
+          }
+          if (rollout_ != nullptr && rollout_->canary_active()) {
+            const uint64_t candidate = rollout_->candidate();
+            rollout_->Cancel();
+            store_->SetVersionStatus(candidate, "rolled_back", reason).IgnoreError();
+          }
+          if (canary_waiting_.has_value()) {
+            store_->SetVersionStatus(*canary_waiting_, "rolled_back", reason).IgnoreError();
+            canary_waiting_.reset();
+          }
+        }
+        return Republish(target, absl::StrCat("rollback to ", target, ": ", reason));
+      });
+  std::future<absl::StatusOr<uint64_t>> result = task->get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return absl::UnavailableError("the aggregator is shutting down");
+  }
+  if (io_thread_.get_id() == std::this_thread::get_id()) {
+    (*task)();
+  } else {
+    asio::post(io_, [task] { (*task)(); });
+  }
+  return result.get();
+}
+
+void AggregatorServer::Impl::GoLive(uint64_t version, double validation_accuracy) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    live_version_ = version;
+  }
+  live_accuracy_ = validation_accuracy;
+  metrics.live_version = version;
+  metrics.live_validation_accuracy = validation_accuracy;
+}
+
+void AggregatorServer::Impl::AdvanceRollout() {
+  if (rollout_ == nullptr) return;
+  RolloutDecision decision;
+  uint64_t candidate = 0;
+  uint64_t baseline = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (canary_waiting_.has_value()) {
+      const std::vector<std::string> available = AvailableLocked();
+      if (available.empty()) return;
+      if (absl::Status s =
+              rollout_->StartCanary(*canary_waiting_, live_version_, available, Clock::now());
+          !s.ok()) {
+        LogEvent("error", "canary_not_started", {}, s.ToString());
+        return;
+      }
+      canary_waiting_.reset();
+      events.Record("info", "rollout_canary",
+                    absl::StrCat("version ", rollout_->candidate(), " goes to ",
+                                 rollout_->canary_devices().size(), " of ", available.size(),
+                                 " devices for evaluation against version ", live_version_),
+                    {{"version", std::to_string(rollout_->candidate())},
+                     {"devices", std::to_string(rollout_->canary_devices().size())}});
+      candidate = 0;  // started: wake the canary devices' held polls below
+    } else {
+      if (!rollout_->canary_active()) return;
+      candidate = rollout_->candidate();
+      baseline = rollout_->baseline();
+      decision = rollout_->Decide(Clock::now());
+    }
+  }
+  if (decision.kind == RolloutDecision::Kind::kPending) {
+    if (candidate == 0) WakeWaiters();  // the canary started: its devices may hold polls
+    return;
+  }
+  const std::map<std::string, std::string> fields = {
+      {"version", std::to_string(candidate)},
+      {"stage", "canary"},
+      {"reports", std::to_string(decision.reports)},
+      {"accuracy_change", std::to_string(decision.accuracy_change)},
+      {"loss_change", std::to_string(decision.loss_change)}};
+  if (decision.kind == RolloutDecision::Kind::kPromote) {
+    if (absl::Status s = store_->SetVersionStatus(candidate, "live", decision.reason); !s.ok()) {
+      return Fatal(s);
+    }
+    metrics.rollouts_promoted += 1;
+    events.Record("info", "rollout_promoted", decision.reason, fields);
+    GoLive(candidate, candidate_accuracy_);
+  } else {
+    if (absl::Status s = store_->SetVersionStatus(candidate, "rolled_back", decision.reason);
+        !s.ok()) {
+      return Fatal(s);
+    }
+    metrics.rollouts_rolled_back += 1;
+    events.Record("warning", "rollout_rolled_back", decision.reason, fields);
+    if (absl::StatusOr<uint64_t> republished =
+            Republish(baseline, absl::StrCat("rollback to ", baseline, ": canary of version ",
+                                             candidate, " regressed"));
+        !republished.ok()) {
+      return Fatal(republished.status());
+    }
+  }
+  WakeWaiters();
+}
+
+std::optional<v1::PollTaskResponse> AggregatorServer::Impl::EvaluationTaskLocked(
+    const std::string& client_id) const {
+  const uint64_t candidate = rollout_->candidate();
+  auto served = served_.find(candidate);
+  if (served == served_.end()) return std::nullopt;
+  v1::PollTaskResponse response;
+  v1::Task* task = response.mutable_task();
+  task->set_kind(v1::Task::KIND_EVALUATE);
+  task->set_round(candidate_round_);
+  task->set_model_version(candidate);
+  task->set_baseline_version(rollout_->baseline());
+  task->set_client_id(client_id);
+  task->mutable_train()->set_batch_size(std::max<uint32_t>(options_.policy.train.batch_size(), 32));
+  response.set_artifact_bytes(served->second.artifact->size());
+  response.set_artifact_sha256(served->second.artifact_sha256);
+  response.set_deadline_ms(static_cast<uint32_t>(options_.rollout.canary_timeout.count()));
+  return response;
+}
+
+void AggregatorServer::Impl::RaiseAlerts(const std::vector<Alert>& alerts) {
+  for (const Alert& alert : alerts) {
+    metrics.CountAlert(alert.rule);
+    events.Record("warning", "alert", alert.message,
+                  {{"rule", alert.rule},
+                   {"value", std::to_string(alert.value)},
+                   {"threshold", std::to_string(alert.threshold)}});
+  }
+}
+
+absl::Status AggregatorServer::Impl::RecordDrift(const std::string& client_id,
+                                                 const v1::DriftReport& report) {
+  v1::DriftReport stored = report;
+  stored.set_client_id(client_id);
+  FEDGE_RETURN_IF_ERROR(store_->RecordDrift(stored));
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto now = Clock::now();
+  last_drift_[client_id] = now;
+  const auto horizon = now - options_.alerts.drift_window;
+  size_t drifting = 0;
+  for (const auto& [id, at] : last_drift_) drifting += at >= horizon ? 1 : 0;
+  size_t seen = 0;
+  for (const auto& [id, at] : last_seen_) seen += at >= horizon ? 1 : 0;
+  RaiseAlerts(alerts_->OnDrift(drifting, std::max(seen, drifting)));
+  return absl::OkStatus();
+}
+
 void AggregatorServer::Impl::Checkpoint() {
   absl::StatusOr<v1::RoundCheckpoint> checkpoint = rounds_->Checkpoint();
   if (!checkpoint.ok()) return;  // the round closed meanwhile
@@ -1040,7 +1457,10 @@ void AggregatorServer::Impl::Serve(uint64_t version, const v1::ModelArtifact& ar
   served.master = std::make_shared<const std::string>(master.SerializeAsString());
   std::lock_guard<std::mutex> lock(mu_);
   served_[version] = std::move(served);
-  while (served_.size() > 4) served_.erase(served_.begin());
+  // The four newest stay served, and the live version always.
+  for (auto it = served_.begin(); served_.size() > 4 && it != served_.end();) {
+    it = it->first == live_version_ ? std::next(it) : served_.erase(it);
+  }
 }
 
 void AggregatorServer::Impl::Fatal(const absl::Status& status) {
@@ -1112,8 +1532,7 @@ void AggregatorServer::Impl::MarkAvailable(const std::string& client_id) {
 void AggregatorServer::Impl::FillJoin(v1::JoinResponse* response) const {
   response->set_protocol_version(1);
   *response->mutable_model() = models::ToProto(spec_);
-  absl::StatusOr<std::shared_ptr<const ModelVersion>> latest = registry->Latest();
-  if (latest.ok()) response->set_latest_version((*latest)->version);
+  response->set_latest_version(live_version());
   response->set_signing_key_id(key_->key_id());
   response->set_max_chunk_bytes(options_.chunk_bytes);
   response->set_heartbeat_interval_ms(10'000);
@@ -1121,6 +1540,12 @@ void AggregatorServer::Impl::FillJoin(v1::JoinResponse* response) const {
 
 std::optional<v1::PollTaskResponse> AggregatorServer::Impl::TaskNow(
     const std::string& client_id) const {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (rollout_ != nullptr && rollout_->AwaitingReport(client_id)) {
+      return EvaluationTaskLocked(client_id);
+    }
+  }
   absl::StatusOr<v1::Task> task = rounds_->TaskFor(client_id);
   if (!task.ok()) return std::nullopt;
   if (secure_ != nullptr) {
@@ -1406,6 +1831,27 @@ void AggregatorServer::Impl::ReleaseUploadSlot() {
 
 void AggregatorServer::Impl::RecordMetrics(const v1::MetricsReport& report) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (rollout_ != nullptr && rollout_->canary_active() &&
+      report.model_version() == rollout_->candidate() &&
+      report.metrics().contains("eval_accuracy")) {
+    auto figure = [&](const char* key) {
+      auto it = report.metrics().find(key);
+      return it == report.metrics().end() ? std::numeric_limits<double>::quiet_NaN() : it->second;
+    };
+    CanaryReport canary{.accuracy = figure("eval_accuracy"),
+                        .loss = figure("eval_loss"),
+                        .baseline_accuracy = figure("baseline_accuracy"),
+                        .baseline_loss = figure("baseline_loss"),
+                        .examples = static_cast<int64_t>(figure("eval_examples"))};
+    absl::Status added = rollout_->AddReport(report.client_id(), report.model_version(), canary);
+    LogEvent(added.ok() ? "info" : "warning", "canary_report",
+             {{"client", report.client_id()},
+              {"version", std::to_string(report.model_version())},
+              {"accuracy", std::to_string(canary.accuracy)},
+              {"baseline_accuracy", std::to_string(canary.baseline_accuracy)}},
+             added.ok() ? std::string() : std::string(added.message()));
+    return;
+  }
   if (!round_open_ || report.round() != round_) return;
   for (const auto& [key, value] : report.metrics()) {
     if (std::isfinite(value)) round_metrics_[key][report.client_id()] = value;
@@ -1415,8 +1861,7 @@ void AggregatorServer::Impl::RecordMetrics(const v1::MetricsReport& report) {
 v1::HeartbeatResponse AggregatorServer::Impl::HeartbeatFor(const std::string& client_id) {
   MarkAvailable(client_id);
   v1::HeartbeatResponse response;
-  absl::StatusOr<std::shared_ptr<const ModelVersion>> latest = registry->Latest();
-  if (latest.ok()) response.set_latest_version((*latest)->version);
+  response.set_latest_version(live_version());
   response.set_round_open(rounds_->round_open());
   return response;
 }
@@ -1486,6 +1931,15 @@ void AggregatorServer::Shutdown() { impl_->Shutdown(); }
 uint64_t AggregatorServer::latest_version() const {
   absl::StatusOr<std::shared_ptr<const ModelVersion>> latest = impl_->registry->Latest();
   return latest.ok() ? (*latest)->version : 0;
+}
+
+uint64_t AggregatorServer::live_version() const { return impl_->live_version(); }
+
+const EventLog& AggregatorServer::events() const { return impl_->events; }
+const AggregatorMetrics& AggregatorServer::metrics() const { return impl_->metrics; }
+
+absl::StatusOr<uint64_t> AggregatorServer::RollBackTo(uint64_t target, const std::string& reason) {
+  return impl_->RollBackTo(target, reason);
 }
 
 uint64_t AggregatorServer::closed_rounds() const {

@@ -32,7 +32,9 @@
 #include "fedge/models/signing.h"
 #include "fedge/privacy/secagg/protocol.h"
 #include "fedge/proto/atomic_file.h"
+#include "fedge/proto/log.h"
 #include "fedge/proto/status_macros.h"
+#include "validation_set.h"
 
 namespace {
 
@@ -47,6 +49,9 @@ struct ServeConfig {
   std::string port_file;
   // Secure-aggregation settings, applied when secure_aggregation is on.
   fedge::aggregator::SecureAggregationOptions secagg;
+  // The validation set (IDX directory; empty: none) and its size.
+  std::string validation_dir;
+  int64_t validation_examples = 2000;
 };
 
 struct Key {
@@ -265,6 +270,68 @@ const std::vector<Key>& Keys() {
                       std::chrono::milliseconds(static_cast<int64_t>(v * 1000));
                 },
                 0.001, 1e6)},
+      {"validation.data",
+       "IDX directory whose test split is the aggregator's validation set (every new version "
+       "is evaluated on it; needed by rollout.enabled)",
+       StringKey([](ServeConfig& c, const std::string& v) { c.validation_dir = v; })},
+      {"validation.examples", "validation examples used (the first N of the test split)",
+       IntKey("validation.examples", [](ServeConfig& c, int64_t v) { c.validation_examples = v; },
+              1)},
+      {"rollout.enabled", "gate new versions: validation, then a canary, else automatic rollback",
+       BoolKey("rollout.enabled", [](ServeConfig& c, bool v) { c.server.rollout.enabled = v; })},
+      {"rollout.max_validation_accuracy_drop",
+       "largest validation-accuracy drop against the live version a new version may show",
+       FloatKey("rollout.max_validation_accuracy_drop",
+                [](ServeConfig& c, double v) { c.server.rollout.max_validation_accuracy_drop = v; },
+                0.0, 1.0)},
+      {"rollout.canary_fraction", "fraction of the devices that evaluate a candidate (0: no canary)",
+       FloatKey("rollout.canary_fraction",
+                [](ServeConfig& c, double v) { c.server.rollout.canary_fraction = v; }, 0.0, 1.0)},
+      {"rollout.min_canary_reports", "fewest canary reports a verdict needs",
+       IntKey("rollout.min_canary_reports",
+              [](ServeConfig& c, int64_t v) { c.server.rollout.min_canary_reports = v; }, 1)},
+      {"rollout.max_canary_accuracy_drop",
+       "largest mean paired accuracy drop on the canary devices",
+       FloatKey("rollout.max_canary_accuracy_drop",
+                [](ServeConfig& c, double v) { c.server.rollout.max_canary_accuracy_drop = v; },
+                0.0, 1.0)},
+      {"rollout.max_canary_loss_increase", "largest mean paired loss rise on the canary devices",
+       FloatKey("rollout.max_canary_loss_increase",
+                [](ServeConfig& c, double v) { c.server.rollout.max_canary_loss_increase = v; },
+                0.0, 1e6)},
+      {"rollout.canary_timeout_s", "seconds the canary waits for reports",
+       FloatKey("rollout.canary_timeout_s",
+                [](ServeConfig& c, double v) {
+                  c.server.rollout.canary_timeout =
+                      std::chrono::milliseconds(static_cast<int64_t>(v * 1000));
+                },
+                0.001, 1e7)},
+      {"alerts.round_failure_rate", "alert when this share of the recent rounds failed (0: off)",
+       FloatKey("alerts.round_failure_rate",
+                [](ServeConfig& c, double v) { c.server.alerts.round_failure_rate = v; }, 0.0,
+                1.0)},
+      {"alerts.failure_window", "rounds the failure rate is taken over",
+       IntKey("alerts.failure_window",
+              [](ServeConfig& c, int64_t v) { c.server.alerts.failure_window = v; }, 1)},
+      {"alerts.dropout", "alert when this share of a round's cohort sent no update (0: off)",
+       FloatKey("alerts.dropout", [](ServeConfig& c, double v) { c.server.alerts.dropout = v; },
+                0.0, 1.0)},
+      {"alerts.drift_share", "alert when this share of the recently seen devices reports drift",
+       FloatKey("alerts.drift_share",
+                [](ServeConfig& c, double v) { c.server.alerts.drift_share = v; }, 0.0, 1.0)},
+      {"alerts.drift_window_s", "seconds of drift reports and device activity the share counts",
+       FloatKey("alerts.drift_window_s",
+                [](ServeConfig& c, double v) {
+                  c.server.alerts.drift_window =
+                      std::chrono::milliseconds(static_cast<int64_t>(v * 1000));
+                },
+                0.001, 1e7)},
+      {"alerts.accuracy_drop", "alert when a new version's validation accuracy drops this much",
+       FloatKey("alerts.accuracy_drop",
+                [](ServeConfig& c, double v) { c.server.alerts.accuracy_drop = v; }, 0.0, 1.0)},
+      {"alerts.epsilon_budget", "alert when this share of the privacy budget is spent",
+       FloatKey("alerts.epsilon_budget",
+                [](ServeConfig& c, double v) { c.server.alerts.epsilon_budget = v; }, 0.0, 1.0)},
       {"checkpoint_every", "checkpoint the open round every N accepted updates (0: journal only)",
        IntKey(
            "checkpoint_every", [](ServeConfig& c, int64_t v) { c.server.checkpoint_every = v; },
@@ -388,6 +455,20 @@ int Serve(ServeConfig config) {
     return Fail(absl::InvalidArgumentError("state_dir is not set (--state DIR)"));
   }
   ReturnFreedMemoryToTheSystem();
+  if (!config.validation_dir.empty()) {
+    absl::StatusOr<std::shared_ptr<const fedge::aggregator::ValidationSet>> validation =
+        fedge::aggregator::ValidationSet::Load(config.validation_dir, config.validation_examples);
+    if (!validation.ok()) {
+      return Fail(absl::Status(validation.status().code(),
+                               absl::StrCat("validation.data: ", validation.status().message())));
+    }
+    fedge::LogEvent(
+        "info", "validation_set",
+        {{"dir", config.validation_dir}, {"examples", std::to_string((*validation)->size())}});
+    config.server.validate = [set = *validation](const fedge::v1::ModelArtifact& master) {
+      return set->Evaluate(master);
+    };
+  }
   absl::StatusOr<std::unique_ptr<fedge::aggregator::StateStore>> probe =
       fedge::aggregator::StateStore::Open(config.server.state_dir);
   if (!probe.ok()) return Fail(probe.status());
@@ -588,11 +669,13 @@ int main(int argc, char** argv) {
     }
     auto versions = (*store)->Versions();
     if (!versions.ok()) return Fail(versions.status());
-    std::cout << absl::StrFormat("%-8s %-8s %-6s %-12s %-12s %s\n", "version", "parent", "round",
-                                 "int8_bytes", "fp32_bytes", "note");
+    std::cout << absl::StrFormat("%-8s %-8s %-6s %-12s %-12s %-12s %s\n", "version", "parent",
+                                 "round", "int8_bytes", "fp32_bytes", "status", "note");
     for (const auto& v : *versions) {
-      std::cout << absl::StrFormat("%-8d %-8d %-6d %-12d %-12d %s\n", v.version, v.parent, v.round,
-                                   v.artifact_bytes, v.master_bytes, v.note);
+      std::string note = v.note;
+      if (!v.status_reason.empty()) note += (note.empty() ? "" : "; ") + v.status_reason;
+      std::cout << absl::StrFormat("%-8d %-8d %-6d %-12d %-12d %-12s %s\n", v.version, v.parent,
+                                   v.round, v.artifact_bytes, v.master_bytes, v.status, note);
     }
     return 0;
   }

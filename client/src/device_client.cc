@@ -1,5 +1,7 @@
 #include "fedge/client/device_client.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <optional>
 
@@ -17,6 +19,64 @@ absl::Status Annotate(const absl::Status& status, const std::string& step) {
   return absl::Status(status.code(), absl::StrCat(step, ": ", status.message()));
 }
 
+// Fetches `version`, checks it is the device's architecture and loads it
+// into `model`; `stored`, when given, receives the sparse artifact's mask.
+absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> LoadVersion(ClientTransport& transport,
+                                                                     uint64_t version,
+                                                                     models::ModelInstance& model,
+                                                                     std::vector<uint8_t>* stored) {
+  absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> artifact = transport.FetchModel(version);
+  if (!artifact.ok()) return Annotate(artifact.status(), "fetching the model");
+  const v1::ModelSpecProto& spec = (*artifact)->header().model();
+  if (spec.architecture() != model.spec().architecture) {
+    return absl::FailedPreconditionError(absl::StrCat("model version ", version, " is a '",
+                                                      spec.architecture(), "', this device runs '",
+                                                      model.spec().architecture, "'"));
+  }
+  const bool sparse = models::IsSparse(**artifact);
+  if (absl::Status s =
+          models::DecodeArtifact(**artifact, model.parameters().layout(),
+                                 model.parameters().values(), sparse ? stored : nullptr);
+      !s.ok()) {
+    return Annotate(s, "loading the model");
+  }
+  return artifact;
+}
+
+// Evaluates `model` on the first `limit` of the device's examples.
+absl::StatusOr<EvalMetrics> EvaluateLocal(models::ModelInstance& model, const LocalDataset& data,
+                                          int64_t limit, int64_t batch_size) {
+  if (data.size() == 0) return absl::FailedPreconditionError("the device has no local examples");
+  const int64_t n = std::min(data.size(), limit);
+  const std::vector<int32_t>& indices = *data.indices;
+  try {
+    torch::NoGradGuard no_grad;
+    model.network().eval();
+    double loss_sum = 0.0;
+    int64_t correct = 0;
+    for (int64_t start = 0; start < n; start += batch_size) {
+      const int64_t b = std::min(batch_size, n - start);
+      const torch::Tensor idx =
+          torch::from_blob(const_cast<int32_t*>(indices.data() + start), {b}, torch::kInt32)
+              .to(torch::kInt64);
+      const torch::Tensor logits = model.network().forward(data.store->GatherFeatures(idx));
+      const torch::Tensor y = data.store->GatherLabels(idx);
+      loss_sum +=
+          torch::nn::functional::cross_entropy(
+              logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+              .item<double>();
+      correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+    }
+    EvalMetrics metrics;
+    metrics.examples = n;
+    metrics.loss = loss_sum / static_cast<double>(n);
+    metrics.accuracy = static_cast<double>(correct) / static_cast<double>(n);
+    return metrics;
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("evaluating on the local data: ", e.what()));
+  }
+}
+
 }  // namespace
 
 DeviceClient::DeviceClient(std::string id, LocalDataset data, DeviceClientOptions options)
@@ -26,6 +86,7 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
                                                  models::ModelInstance& model,
                                                  const Trainer& trainer) {
   FEDGE_ASSIGN_OR_RETURN(v1::Task task, transport.PollTask(id_));
+  if (task.kind() == v1::Task::KIND_EVALUATE) return RunEvaluation(transport, task, model);
   if (codec_ == nullptr) {
     absl::StatusOr<std::unique_ptr<models::UpdateCodec>> codec =
         models::CreateUpdateCodec(options_.codec, options_.codec_options);
@@ -38,25 +99,10 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
         "exactly, but this device encodes with the lossy codec '",
         std::string(codec_->name()), "'; distributed DP needs 'fp32'"));
   }
-  absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> artifact =
-      transport.FetchModel(task.model_version());
-  if (!artifact.ok()) return Annotate(artifact.status(), "fetching the model");
-
-  const v1::ModelSpecProto& spec = (*artifact)->header().model();
-  if (spec.architecture() != model.spec().architecture) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("model version ", task.model_version(), " is a '", spec.architecture(),
-                     "', this device runs '", model.spec().architecture, "'"));
-  }
   // A sparse (pruned) artifact's unstored entries stay zero while training.
   std::vector<uint8_t> stored;
-  const bool sparse = models::IsSparse(**artifact);
-  if (absl::Status s =
-          models::DecodeArtifact(**artifact, model.parameters().layout(),
-                                 model.parameters().values(), sparse ? &stored : nullptr);
-      !s.ok()) {
-    return Annotate(s, "loading the model");
-  }
+  FEDGE_ASSIGN_OR_RETURN(std::shared_ptr<const v1::ModelArtifact> artifact,
+                         LoadVersion(transport, task.model_version(), model, &stored));
 
   absl::StatusOr<LocalUpdate> local = trainer.Fit(model, data_, task.train(), stored);
   if (!local.ok()) return Annotate(local.status(), "local training");
@@ -93,7 +139,7 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
   }
 
   if (task.has_secagg() && task.secagg().protocol() != v1::SecAggConfig::PROTOCOL_NONE) {
-    return StartSecAgg(task, *local, **artifact);
+    return StartSecAgg(task, *local, *artifact);
   }
 
   v1::EncodedUpdate update;
@@ -118,7 +164,7 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
   report.model_version = task.model_version();
   report.num_examples = local->num_examples;
   report.metrics = local->metrics;
-  report.bytes_down = task.ByteSizeLong() + (*artifact)->ByteSizeLong();
+  report.bytes_down = task.ByteSizeLong() + artifact->ByteSizeLong();
   report.bytes_up = update.ByteSizeLong();
   if (absl::Status s = transport.SubmitUpdate(update); !s.ok()) {
     // The aggregator never counted it: what it carried goes back into the
@@ -128,6 +174,32 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
     }
     return Annotate(s, "submitting the update");
   }
+  return report;
+}
+
+absl::StatusOr<TaskReport> DeviceClient::RunEvaluation(ClientTransport& transport,
+                                                       const v1::Task& task,
+                                                       models::ModelInstance& model) {
+  const int64_t batch = std::max<int64_t>(task.train().batch_size(), 32);
+  TaskReport report;
+  report.round = task.round();
+  report.model_version = task.model_version();
+  report.num_examples = std::min(data_.size(), kMaxEvaluationExamples);
+  report.evaluation = true;
+  report.bytes_down = task.ByteSizeLong();
+  for (const auto& [version, prefix] :
+       {std::pair<uint64_t, const char*>{task.model_version(), "eval"},
+        {task.baseline_version(), "baseline"}}) {
+    FEDGE_ASSIGN_OR_RETURN(std::shared_ptr<const v1::ModelArtifact> artifact,
+                           LoadVersion(transport, version, model, nullptr));
+    report.bytes_down += artifact->ByteSizeLong();
+    absl::StatusOr<EvalMetrics> metrics =
+        EvaluateLocal(model, data_, kMaxEvaluationExamples, batch);
+    if (!metrics.ok()) return Annotate(metrics.status(), "evaluating the model");
+    report.evaluation_metrics[absl::StrCat(prefix, "_loss")] = metrics->loss;
+    report.evaluation_metrics[absl::StrCat(prefix, "_accuracy")] = metrics->accuracy;
+  }
+  report.evaluation_metrics["eval_examples"] = static_cast<double>(report.num_examples);
   return report;
 }
 

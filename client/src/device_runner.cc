@@ -89,8 +89,13 @@ absl::Status DeviceRunner::Run(const std::atomic<bool>& stop) {
       metrics.set_client_id(id);
       metrics.set_round(report->round);
       metrics.set_model_version(report->model_version);
-      (*metrics.mutable_metrics())["train_loss"] = report->metrics.loss;
-      (*metrics.mutable_metrics())["train_accuracy"] = report->metrics.accuracy;
+      if (report->evaluation) {
+        metrics.mutable_metrics()->insert(report->evaluation_metrics.begin(),
+                                          report->evaluation_metrics.end());
+      } else {
+        (*metrics.mutable_metrics())["train_loss"] = report->metrics.loss;
+        (*metrics.mutable_metrics())["train_accuracy"] = report->metrics.accuracy;
+      }
       if (absl::Status s = transport_->ReportMetrics(metrics); !s.ok() && !IsUnreachable(s)) {
         LogEvent("warning", "metrics_refused", {{"client", id}}, s.ToString());
       }
@@ -103,7 +108,7 @@ absl::Status DeviceRunner::Run(const std::atomic<bool>& stop) {
           }
         }
       }
-      LogEvent("info", "task_done",
+      LogEvent("info", report->evaluation ? "evaluation_done" : "task_done",
                {{"client", id},
                 {"round", std::to_string(report->round)},
                 {"model_version", std::to_string(report->model_version)},

@@ -25,6 +25,7 @@ class FakeTransport final : public ClientTransport {
     return *task;
   }
   absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> FetchModel(uint64_t version) override {
+    if (baseline != nullptr && baseline->header().version() == version) return baseline;
     if (artifact == nullptr || artifact->header().version() != version) {
       return absl::NotFoundError("no such version");
     }
@@ -37,6 +38,7 @@ class FakeTransport final : public ClientTransport {
 
   std::optional<v1::Task> task;
   std::shared_ptr<const v1::ModelArtifact> artifact;
+  std::shared_ptr<const v1::ModelArtifact> baseline;  // evaluation tasks
   std::vector<v1::EncodedUpdate> submitted;
   absl::Status submit_status;
 };
@@ -105,6 +107,47 @@ TEST_F(DeviceClientTest, RunsTheTaskAndSubmitsAnUpdateAgainstTheDownloadedModel)
   for (size_t i = 0; i < delta.size(); i += 31) {
     EXPECT_NEAR(delta[i], local[i] - global[i], 1e-6) << i;
   }
+}
+
+TEST_F(DeviceClientTest, AnEvaluationTaskEvaluatesBothVersionsAndSubmitsNothing) {
+  // The baseline (version 2) has other weights than the candidate (3).
+  auto baseline_model = models::ModelInstance::Create(spec_, 5);
+  ASSERT_TRUE(baseline_model.ok());
+  models::ArtifactOptions options;
+  options.version = 2;
+  transport_.baseline = std::make_shared<const v1::ModelArtifact>(
+      *models::BuildFp32Artifact(spec_, (*baseline_model)->parameters().layout(),
+                                 (*baseline_model)->parameters().values(), options));
+  transport_.task->set_kind(v1::Task::KIND_EVALUATE);
+  transport_.task->set_baseline_version(2);
+
+  DeviceClient client("phone-1", data_);
+  auto report = client.RunTask(transport_, *device_model_, Trainer());
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->evaluation);
+  EXPECT_TRUE(transport_.submitted.empty());
+  EXPECT_EQ(report->model_version, 3u);
+  // The device's examples are rows [10, 50) of the store: the same figures
+  // as evaluating each version there directly.
+  auto candidate = Evaluate(*global_, *store_, 10, 50, 32);
+  auto baseline = Evaluate(**baseline_model, *store_, 10, 50, 32);
+  ASSERT_TRUE(candidate.ok() && baseline.ok());
+  const std::map<std::string, double>& m = report->evaluation_metrics;
+  EXPECT_NEAR(m.at("eval_accuracy"), candidate->accuracy, 1e-9);
+  EXPECT_NEAR(m.at("eval_loss"), candidate->loss, 1e-5);
+  EXPECT_NEAR(m.at("baseline_accuracy"), baseline->accuracy, 1e-9);
+  EXPECT_NEAR(m.at("baseline_loss"), baseline->loss, 1e-5);
+  EXPECT_EQ(m.at("eval_examples"), 40);
+  EXPECT_NE(m.at("eval_loss"), m.at("baseline_loss"));
+  // The model ends up holding the baseline: the version the device runs.
+  const auto held = device_model_->parameters().values();
+  const auto expected = (*baseline_model)->parameters().values();
+  for (size_t i = 0; i < held.size(); i += 7) EXPECT_EQ(held[i], expected[i]) << i;
+
+  // A baseline the aggregator does not have fails the task, naming the step.
+  transport_.task->set_baseline_version(9);
+  EXPECT_THAT(client.RunTask(transport_, *device_model_, Trainer()).status().message(),
+              HasSubstr("fetching the model"));
 }
 
 TEST_F(DeviceClientTest, ClipsTheUpdateWhenAskedTo) {

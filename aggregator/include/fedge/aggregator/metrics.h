@@ -15,6 +15,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <iterator>
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
@@ -40,6 +42,19 @@ struct AggregatorMetrics {
   std::atomic<int> round_open{0};
   std::atomic<uint64_t> clients_available{0};
   std::atomic<double> last_close_seconds{0.0};  // aggregation + publishing
+  // Gated rollout: decisions, and the live version with its validation
+  // accuracy (NaN when it was not evaluated).
+  std::atomic<uint64_t> rollouts_promoted{0};
+  std::atomic<uint64_t> rollouts_rejected{0};     // by validation
+  std::atomic<uint64_t> rollouts_rolled_back{0};  // by their canary
+  std::atomic<uint64_t> live_version{0};
+  std::atomic<double> live_validation_accuracy{
+      std::numeric_limits<double>::quiet_NaN()};  // not rendered while NaN
+  // Alerts raised, by rule (see alerts.h); unknown rules count as "other".
+  static constexpr const char* kAlertRules[] = {
+      "round_failure_rate", "dropout", "drift_share", "accuracy_drop", "epsilon_budget", "other"};
+  std::atomic<uint64_t> alerts[std::size(kAlertRules)] = {};
+  void CountAlert(const std::string& rule);
 
   // The exposition-format text of every metric above.
   std::string RenderPrometheus() const;

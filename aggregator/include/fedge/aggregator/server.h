@@ -30,11 +30,16 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "fedge/aggregator/alerts.h"
+#include "fedge/aggregator/event_log.h"
+#include "fedge/aggregator/metrics.h"
+#include "fedge/aggregator/rollout.h"
 #include "fedge/aggregator/round_manager.h"
 #include "fedge/aggregator/secure_aggregation.h"
 #include "fedge/aggregator/strategy.h"
@@ -126,6 +131,21 @@ struct AggregatorServerOptions {
   // see metrics.h). Keep it on loopback unless a scraper elsewhere needs
   // it. Empty: no endpoint. Default: off.
   std::string metrics_listen;
+  // Evaluates a version's fp32 master on the aggregator's validation set;
+  // returns at least "accuracy" and "loss" (fedge-aggregator evaluates with
+  // LibTorch on an IDX data set: validation.*). Called on the round thread
+  // for the first live version and for every version a round produces; the
+  // figures are stored as the version's validation_accuracy and
+  // validation_loss. Empty: versions are not evaluated.
+  std::function<absl::StatusOr<std::map<std::string, double>>(const v1::ModelArtifact& master)>
+      validate;
+  // Gated rollout (see rollout.h): new versions go live only through
+  // validation and a canary stage. REQUIRES: `validate` when enabled.
+  // Default: off.
+  RolloutPolicy rollout;
+  // Operator alerts (see alerts.h): raised as events of kind "alert",
+  // counted in fedge_alerts_total and logged.
+  AlertRules alerts;
   // The model of version 0, for an empty state directory: an fp32 artifact
   // (models::BuildFp32Artifact). Ignored when the directory has a version.
   std::optional<v1::ModelArtifact> initial_model;
@@ -155,6 +175,17 @@ class AggregatorServer {
 
   // The newest published version and the number of closed rounds.
   uint64_t latest_version() const;
+  // The version every device is served (the newest that went live).
+  uint64_t live_version() const;
+  // Fleet events (rounds, rollout decisions, alerts, operator actions).
+  const EventLog& events() const;
+  // The counters and gauges the metrics endpoint renders.
+  const AggregatorMetrics& metrics() const;
+  // Publishes version `target`'s model again as a new live version (its
+  // lineage notes the rollback and `reason`), cancelling a running canary.
+  // Returns the new version. NOT_FOUND for an unknown target;
+  // FAILED_PRECONDITION while a round is open.
+  absl::StatusOr<uint64_t> RollBackTo(uint64_t target, const std::string& reason);
   uint64_t closed_rounds() const;
   const ModelRegistry& registry() const;
 

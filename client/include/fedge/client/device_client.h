@@ -25,6 +25,7 @@
 #define FEDGE_CLIENT_DEVICE_CLIENT_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -71,10 +72,18 @@ struct TaskReport {
   // Secure aggregation: the update is encoded and the protocol session
   // opened; the driver then calls DeviceClient::SecAggStep once per phase.
   bool secagg = false;
+  // An evaluation task (a rollout canary; see v1::Task::KIND_EVALUATE): no
+  // update was sent; these are the figures to report with ReportMetrics for
+  // `model_version` (eval_loss, eval_accuracy, baseline_loss,
+  // baseline_accuracy, eval_examples).
+  bool evaluation = false;
+  std::map<std::string, double> evaluation_metrics;
 };
 
 class DeviceClient {
  public:
+  static constexpr int64_t kMaxEvaluationExamples = 4096;
+
   DeviceClient(std::string id, LocalDataset data, DeviceClientOptions options = {});
 
   const std::string& id() const { return id_; }
@@ -84,6 +93,8 @@ class DeviceClient {
   void SetData(LocalDataset data) { data_ = std::move(data); }
 
   // Runs the task the transport has for this client, training on `model`
+  // (or, for an evaluation task, evaluating the two versions it names on
+  // the local data, at most kMaxEvaluationExamples of it)
   // (whose architecture must match the artifact). When the artifact is
   // sparse (a pruned model), the entries it does not store stay zero
   // throughout local training. NOT_FOUND when there is no task; other
@@ -111,6 +122,10 @@ class DeviceClient {
   const models::ErrorFeedback* error_feedback() const { return feedback_.get(); }
 
  private:
+  // An evaluation task: evaluates the candidate, then the baseline (so the
+  // model ends up holding the baseline, the version the device runs).
+  absl::StatusOr<TaskReport> RunEvaluation(ClientTransport& transport, const v1::Task& task,
+                                           models::ModelInstance& model);
   absl::StatusOr<TaskReport> StartSecAgg(const v1::Task& task, const LocalUpdate& local,
                                          const v1::ModelArtifact& artifact);
 
