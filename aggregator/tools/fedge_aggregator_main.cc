@@ -45,6 +45,7 @@ struct ServeConfig {
   int64_t num_classes = 10;
   uint64_t model_seed = 1;
   std::string port_file;
+  std::string ops_port_file;
   // Secure-aggregation settings, applied when secure_aggregation is on.
   fedge::aggregator::SecureAggregationOptions secagg;
 };
@@ -130,6 +131,8 @@ const std::vector<Key>& Keys() {
        "aggregator's certificate; keep it on loopback); empty: none",
        HostPortKey("ops.listen",
                    [](ServeConfig& c, const std::string& v) { c.server.ops.listen = v; })},
+      {"ops.port_file", "write the ops endpoint's bound port to this file once serving",
+       StringKey([](ServeConfig& c, const std::string& v) { c.ops_port_file = v; })},
       {"ops.token_file", "operator token file, created (mode 0600) when missing; default: "
                          "<state_dir>/ops.token",
        StringKey([](ServeConfig& c, const std::string& v) { c.server.ops.token_file = v; })},
@@ -440,6 +443,14 @@ int Serve(ServeConfig config) {
   if (!config.port_file.empty()) {
     absl::Status s =
         fedge::proto::WriteFileAtomic(config.port_file, std::to_string((*server)->port()) + "\n");
+    if (!s.ok()) return Fail(s);
+  }
+  if (!config.ops_port_file.empty()) {
+    if ((*server)->ops_port() == 0) {
+      return Fail(absl::InvalidArgumentError("ops.port_file is set but ops.listen is not"));
+    }
+    absl::Status s = fedge::proto::WriteFileAtomic(config.ops_port_file,
+                                                   std::to_string((*server)->ops_port()) + "\n");
     if (!s.ok()) return Fail(s);
   }
   // SIGINT/SIGTERM: stop serving; an open round stays open in the state
