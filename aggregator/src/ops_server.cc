@@ -353,8 +353,11 @@ void OpsHttpServer::Impl::Accept() {
   acceptor_.async_accept(asio::make_strand(io_), [this](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (!ec) {
+      // Without TCP_NODELAY a response larger than one TLS record (16 KiB)
+      // waited ~40 ms for the client's delayed ACK (bench/ops_bench.cc).
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
       if (open_.load() >= options_.max_connections) {
-        beast::error_code ignored;
         socket.close(ignored);
       } else if (tls_) {
         std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(this, std::move(socket),
