@@ -1783,10 +1783,16 @@ absl::StatusOr<std::vector<VersionStatus>> AggregatorServer::Impl::Versions() co
       std::lock_guard<std::mutex> lock(mu_);
       status.served = served_.contains(it->version);
     }
-    // Files never change once written, so each version is verified once.
-    std::lock_guard<std::mutex> lock(fleet_mu_);
-    auto cached = signatures_.find(it->version);
-    if (cached == signatures_.end()) {
+    // Files never change once written, so each version is verified once
+    // (outside fleet_mu_: reading a large model must not hold up devices).
+    std::optional<std::string> cached;
+    {
+      std::lock_guard<std::mutex> lock(fleet_mu_);
+      if (auto found = signatures_.find(it->version); found != signatures_.end()) {
+        cached = found->second;
+      }
+    }
+    if (!cached.has_value()) {
       std::string verdict = "verified";
       for (bool master : {true, false}) {
         absl::StatusOr<v1::ModelArtifact> artifact =
@@ -1800,9 +1806,10 @@ absl::StatusOr<std::vector<VersionStatus>> AggregatorServer::Impl::Versions() co
           break;
         }
       }
-      cached = signatures_.emplace(it->version, std::move(verdict)).first;
+      std::lock_guard<std::mutex> lock(fleet_mu_);
+      cached = signatures_.emplace(it->version, std::move(verdict)).first->second;
     }
-    status.signature = cached->second;
+    status.signature = *cached;
     out.push_back(std::move(status));
   }
   return out;

@@ -205,9 +205,10 @@ void Print(const std::string& command, const json& j) {
         "devices          %s: %s active, %s idle, %s revoked, %s with "
         "drift\n",
         Num(d["total"]), Num(d["active"]), Num(d["idle"]), Num(d["revoked"]), Num(d["with_drift"]));
-    std::cout << absl::StrFormat(
-        "privacy          epsilon %s of %s\n", Num(j["epsilon"]["spent"]),
-        j["epsilon"]["budget"].is_null() ? "no budget" : Num(j["epsilon"]["budget"]));
+    std::cout << absl::StrFormat("privacy          epsilon %s %s\n", Num(j["epsilon"]["spent"], 2),
+                                 j["epsilon"]["budget"].is_null()
+                                     ? std::string("(no budget)")
+                                     : absl::StrCat("of ", Num(j["epsilon"]["budget"], 2)));
     std::cout << absl::StrFormat("rounds           %s closed, %s failed\n",
                                  Num(j["rounds"]["closed"]), Num(j["rounds"]["failed"]));
     std::cout << absl::StrFormat("alerts           %s (events up to #%s)\n", Num(j["alerts"]),
