@@ -28,6 +28,12 @@ if [ "${FEDGE_BENCH_LOAD:-0}" = 1 ]; then
   cmake --build "$build" --target fedge_load_bench
   echo "== aggregator load"; bench/load.sh "$build" 3
 fi
+# The status API with 10,000 registered devices (docs/operations.md) takes
+# about a minute: FEDGE_BENCH_OPS=1 bench/run_all.sh
+if [ "${FEDGE_BENCH_OPS:-0}" = 1 ]; then
+  cmake --build "$build" --target fedge_ops_bench
+  echo "== status API at 10,000 devices"; "$build/bench/fedge_ops_bench" 10000 400 4 3 2>/dev/null
+fi
 # The secure-aggregation cost grid (docs/secure-aggregation.md: SecAgg+ for
 # n in {10, 100, 1000}, SecAgg for n in {10, 100}, d up to 10^6, dropouts
 # 0/10/30%) takes several minutes on 2 cores: FEDGE_BENCH_SECAGG=1 bench/run_all.sh

@@ -11,6 +11,7 @@ PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist
+  chromium  # headless, for the dashboard browser test (tests/deploy/dashboard_browser_test.sh)
 )
 
 missing=()

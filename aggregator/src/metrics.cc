@@ -1,23 +1,20 @@
 #include "fedge/aggregator/metrics.h"
 
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <chrono>
 #include <cmath>
-#include <memory>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace fedge::aggregator {
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = boost::beast::http;
-using tcp = asio::ip::tcp;
+// Integers as integers; other values with enough digits; no NaN/Inf (the
+// caller reports 0 or leaves the sample out).
+std::string FormatValue(double v) {
+  if (!std::isfinite(v)) return "0";
+  if (v == std::floor(v) && std::fabs(v) < 1e15) return absl::StrCat(static_cast<int64_t>(v));
+  return absl::StrFormat("%.9g", v);
+}
 
 void Metric(std::string& out, const char* name, const char* type, const char* help,
             const std::string& samples) {
@@ -48,14 +45,6 @@ std::string AggregatorMetrics::RenderPrometheus() const {
                     alerts[i].load(), "\n");
   }
   Metric(out, "fedge_alerts_total", "counter", "Operator alerts raised, by rule.", alert_samples);
-  Metric(out, "fedge_live_model_version", "gauge", "The model version every device is served.",
-         absl::StrCat("fedge_live_model_version ", live_version.load(), "\n"));
-  // Only once the live version was evaluated (no validation set: absent).
-  if (const double accuracy = live_validation_accuracy.load(); !std::isnan(accuracy)) {
-    Metric(out, "fedge_live_model_validation_accuracy", "gauge",
-           "Validation-set accuracy of the live version.",
-           absl::StrCat("fedge_live_model_validation_accuracy ", accuracy, "\n"));
-  }
   Metric(out, "fedge_rounds_total", "counter", "Rounds by outcome (opened, closed, failed).",
          absl::StrCat("fedge_rounds_total{outcome=\"opened\"} ", rounds_opened.load(), "\n",
                       "fedge_rounds_total{outcome=\"closed\"} ", rounds_closed.load(), "\n",
@@ -84,6 +73,14 @@ std::string AggregatorMetrics::RenderPrometheus() const {
                   model_downloads.load()},
            Single{"fedge_drift_reports_total", "counter", "Drift reports recorded.",
                   drift_reports.load()},
+           Single{"fedge_clients_reported_total", "counter",
+                  "Cohort devices whose update a finished round counted.", clients_reported.load()},
+           Single{"fedge_clients_dropped_total", "counter",
+                  "Cohort devices without a counted update when their round finished.",
+                  clients_dropped.load()},
+           Single{"fedge_model_served_bytes_total", "counter",
+                  "Model bytes sent to devices (downloads, from their requested offset).",
+                  model_bytes_served.load()},
            Single{"fedge_secagg_messages_total", "counter",
                   "Secure-aggregation protocol messages accepted.", secagg_messages.load()},
            Single{"fedge_model_version", "gauge", "Newest published model version.",
@@ -96,128 +93,37 @@ std::string AggregatorMetrics::RenderPrometheus() const {
   Metric(out, "fedge_round_close_seconds", "gauge",
          "Time the last round took to aggregate, publish and store its version.",
          absl::StrFormat("fedge_round_close_seconds %.6f\n", last_close_seconds.load()));
+  Metric(out, "fedge_round_close_seconds_total", "counter",
+         "Time spent aggregating, publishing and storing versions, over every closed round.",
+         absl::StrFormat("fedge_round_close_seconds_total %.6f\n", close_seconds_sum.load()));
+  Metric(out, "fedge_round_duration_seconds", "gauge",
+         "Wall time of the last finished round, from opening to closing.",
+         absl::StrFormat("fedge_round_duration_seconds %.6f\n", last_round_seconds.load()));
   return out;
 }
 
-class MetricsHttpServer::Impl {
- public:
-  Impl(const AggregatorMetrics* metrics) : metrics_(metrics), acceptor_(io_) {}
-
-  absl::Status Listen(const std::string& address) {
-    const size_t colon = address.rfind(':');
-    int port = 0;
-    if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
-        port < 0 || port > 65535) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("metrics address '", address, "' is not host:port"));
-    }
-    boost::system::error_code ec;
-    const auto ip = asio::ip::make_address(address.substr(0, colon), ec);
-    if (ec) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("metrics address '", address, "': ", ec.message()));
-    }
-    const tcp::endpoint endpoint(ip, static_cast<unsigned short>(port));
-    acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(endpoint, ec);
-    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot serve metrics on ", address, ": ", ec.message()));
-    }
-    port_ = acceptor_.local_endpoint().port();
-    Accept();
-    thread_ = std::thread([this] { io_.run(); });
-    return absl::OkStatus();
-  }
-
-  ~Impl() {
-    asio::post(io_, [this] {
-      boost::system::error_code ignored;
-      acceptor_.close(ignored);
-    });
-    io_.stop();
-    if (thread_.joinable()) thread_.join();
-  }
-
-  int port() const { return port_; }
-
- private:
-  void Accept() {
-    acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
-      if (ec) return;
-      Serve(std::move(socket));
-      Accept();
-    });
-  }
-
-  // One request per connection. Reads and writes give up after two
-  // seconds, so a client that connects and sends nothing cannot hold the
-  // endpoint.
-  class Session : public std::enable_shared_from_this<Session> {
-   public:
-    Session(tcp::socket socket, const AggregatorMetrics* metrics)
-        : stream_(std::move(socket)), metrics_(metrics) {}
-    void Start() {
-      stream_.expires_after(std::chrono::seconds(2));
-      http::async_read(stream_, buffer_, request_,
-                       [self = shared_from_this()](boost::system::error_code ec, size_t) {
-                         if (!ec) self->Respond();
-                       });
-    }
-
-   private:
-    void Respond() {
-      response_.version(request_.version());
-      response_.keep_alive(false);
-      if (request_.method() != http::verb::get) {
-        response_.result(http::status::method_not_allowed);
-        response_.body() = "only GET\n";
-      } else if (request_.target() != "/metrics") {
-        response_.result(http::status::not_found);
-        response_.body() = "not found; try /metrics\n";
-      } else {
-        response_.result(http::status::ok);
-        response_.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-        response_.body() = metrics_->RenderPrometheus();
+void AppendMetricFamily(std::string& out, const std::string& name, const std::string& type,
+                        const std::string& help, const std::string& label,
+                        const std::map<std::string, double>& samples) {
+  absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+  for (const auto& [key, value] : samples) {
+    std::string escaped;
+    for (char c : key) {
+      if (c == '\\' || c == '"') escaped.push_back('\\');
+      if (c == '\n') {
+        escaped += "\\n";
+        continue;
       }
-      response_.prepare_payload();
-      stream_.expires_after(std::chrono::seconds(2));
-      http::async_write(stream_, response_,
-                        [self = shared_from_this()](boost::system::error_code, size_t) {
-                          boost::system::error_code ignored;
-                          self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-                        });
+      escaped.push_back(c);
     }
-
-    beast::tcp_stream stream_;
-    const AggregatorMetrics* metrics_;
-    beast::flat_buffer buffer_;
-    http::request<http::string_body> request_;
-    http::response<http::string_body> response_;
-  };
-
-  void Serve(tcp::socket socket) {
-    std::make_shared<Session>(std::move(socket), metrics_)->Start();
+    absl::StrAppend(&out, name, "{", label, "=\"", escaped, "\"} ", FormatValue(value), "\n");
   }
-
-  const AggregatorMetrics* metrics_;
-  asio::io_context io_;
-  tcp::acceptor acceptor_;
-  std::thread thread_;
-  int port_ = 0;
-};
-
-absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
-    const std::string& address, const AggregatorMetrics* metrics) {
-  auto impl = std::make_unique<Impl>(metrics);
-  if (absl::Status s = impl->Listen(address); !s.ok()) return s;
-  return std::unique_ptr<MetricsHttpServer>(new MetricsHttpServer(std::move(impl)));
 }
 
-MetricsHttpServer::MetricsHttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-MetricsHttpServer::~MetricsHttpServer() = default;
-int MetricsHttpServer::port() const { return impl_->port(); }
+void AppendMetric(std::string& out, const std::string& name, const std::string& type,
+                  const std::string& help, double value) {
+  absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ",
+                  FormatValue(value), "\n");
+}
 
 }  // namespace fedge::aggregator

@@ -22,12 +22,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "fedge/aggregator/metrics.h"
+#include "fedge/aggregator/ops_server.h"
 #include "fedge/aggregator/state_store.h"
 #include "fedge/models/signing.h"
 #include "fedge/proto/atomic_file.h"
 #include "fedge/proto/log.h"
 #include "fedge/proto/status_macros.h"
 #include "fedge/v1/service.grpc.pb.h"
+#include "ops_api.h"
 
 namespace fedge::aggregator {
 namespace {
@@ -63,7 +65,7 @@ class FederationService;
 
 }  // namespace
 
-class AggregatorServer::Impl {
+class AggregatorServer::Impl : public FleetControl {
  public:
   explicit Impl(AggregatorServerOptions options) : options_(std::move(options)) {}
   ~Impl() { Shutdown(); }
@@ -111,9 +113,6 @@ class AggregatorServer::Impl {
   absl::Status RecordDrift(const std::string& client_id, const v1::DriftReport& report);
   v1::HeartbeatResponse HeartbeatFor(const std::string& client_id);
 
-  // Publishes `target`'s model again as the newest, live version; runs on
-  // the round thread (waits for it when called from another thread).
-  absl::StatusOr<uint64_t> RollBackTo(uint64_t target, const std::string& reason);
   uint64_t live_version() const {
     std::lock_guard<std::mutex> lock(mu_);
     return live_version_;
@@ -122,8 +121,27 @@ class AggregatorServer::Impl {
   int port = 0;
   std::unique_ptr<ModelRegistry> registry;
   AggregatorMetrics metrics;
-  EventLog events;
-  std::unique_ptr<MetricsHttpServer> metrics_server;
+  // Fleet events for operators (status API, dashboard, fedge_events_total).
+  EventLog event_log;
+  std::unique_ptr<OpsHttpServer> ops_server;
+  std::string ops_token;
+
+  // --- operations (FleetControl; see the "fleet status" section) -----------
+  FleetOverview Overview() const override;
+  CurrentRound Round() const override;
+  std::vector<RoundSummary> RoundHistory(size_t limit, uint64_t before) const override;
+  absl::StatusOr<DevicePage> Devices(const DeviceQuery& query) const override;
+  absl::StatusOr<std::vector<VersionStatus>> Versions() const override;
+  const EventLog& events() const override { return event_log; }
+  std::string RenderMetrics() const override;
+  absl::Status RevokeDevice(const std::string& id, const std::string& reason) override;
+  absl::Status PauseRounds(const std::string& reason) override;
+  absl::Status ResumeRounds(const std::string& reason) override;
+  absl::Status Promote(uint64_t version, const std::string& reason) override;
+  absl::StatusOr<uint64_t> RollBackTo(uint64_t version, const std::string& reason) override;
+  // Device tracking: what the status API reports per device.
+  void NoteDownload(const std::string& client_id, uint64_t version, uint64_t bytes);
+  void NoteRefused(const std::string& client_id);
 
  private:
   friend class AggregatorServer;
@@ -157,6 +175,15 @@ class AggregatorServer::Impl {
   // Devices that polled within the longest poll wait (plus a second); mu_ held.
   std::vector<std::string> AvailableLocked() const;
   std::optional<v1::PollTaskResponse> EvaluationTaskLocked(const std::string& client_id) const;
+  // Fleet status: restores the device table and round history; runs `task`
+  // on the round thread (inline when called from it).
+  absl::Status RestoreFleet();
+  absl::Status StartOps();
+  absl::Status RunOnRoundThread(const std::function<absl::Status()>& task);
+  absl::Status RollBackOnRoundThread(uint64_t target, const std::string& reason,
+                                     uint64_t* published);
+  void UpdateDevice(const std::string& client_id, const std::function<void(DeviceStatus&)>& update);
+  std::string DeviceState(const DeviceStatus& device, int64_t now_ms) const;
 
   AggregatorServerOptions options_;
   std::unique_ptr<StateStore> store_;
@@ -227,6 +254,16 @@ class AggregatorServer::Impl {
   std::mutex upload_mu_;
   int uploads_active_ = 0;
   std::deque<std::function<void()>> upload_queue_;
+
+  // Fleet status. `paused_` and `round_summary_` are guarded by mu_; the
+  // device table, the round history and the signature cache by fleet_mu_
+  // (never held while taking mu_).
+  bool paused_ = false;
+  RoundSummary round_summary_;  // the open round's figures so far
+  mutable std::mutex fleet_mu_;
+  std::map<std::string, DeviceStatus, std::less<>> devices_;
+  std::deque<RoundSummary> history_;  // finished rounds, oldest first
+  mutable std::map<uint64_t, std::string> signatures_;
 };
 
 namespace {
@@ -335,6 +372,7 @@ class SubmitReactor : public grpc::ServerReadReactor<v1::UpdateChunk> {
  private:
   void Fail(const absl::Status& status) {
     impl_->metrics.updates_refused += 1;
+    impl_->NoteRefused(client_id_);
     LogEvent("warning", "update_refused",
              {{"client", client_id_}, {"round", std::to_string(header_.round())}},
              status.ToString());
@@ -443,6 +481,7 @@ class FederationService final : public v1::Federation::CallbackService {
       return new Refused(ToGrpc(bytes.status()));
     }
     if (request->offset() == 0) impl_->metrics.model_downloads += 1;
+    impl_->NoteDownload(*id, request->version(), (*bytes)->size() - request->offset());
     const uint32_t max_chunk = impl_->options().chunk_bytes;
     const uint32_t chunk =
         request->chunk_bytes() == 0 ? max_chunk : std::min(request->chunk_bytes(), max_chunk);
@@ -631,12 +670,9 @@ absl::Status AggregatorServer::Impl::Init() {
   next_round_ = last_round + 1;
   workers_ = std::make_unique<asio::thread_pool>(options_.workers);
   FEDGE_RETURN_IF_ERROR(RestoreOpenRound());
+  FEDGE_RETURN_IF_ERROR(RestoreFleet());
   FEDGE_RETURN_IF_ERROR(StartGrpc());
-  if (!options_.metrics_listen.empty()) {
-    FEDGE_ASSIGN_OR_RETURN(metrics_server,
-                           MetricsHttpServer::Start(options_.metrics_listen, &metrics));
-    LogEvent("info", "metrics_listening", {{"port", std::to_string(metrics_server->port())}});
-  }
+  FEDGE_RETURN_IF_ERROR(StartOps());
   if (auto latest = registry->Latest(); latest.ok()) metrics.model_version = (*latest)->version;
 
   work_.emplace(io_.get_executor());
@@ -751,6 +787,13 @@ absl::Status AggregatorServer::Impl::RestoreOpenRound() {
   std::lock_guard<std::mutex> lock(mu_);
   round_open_ = true;
   round_ = record.round;
+  // The deadline is re-armed in full at start (see Init).
+  deadline_wall_ms_ = WallMs() + options_.policy.deadline.count();
+  round_summary_ = RoundSummary{.round = record.round,
+                                .model_version = record.model_version,
+                                .outcome = "open",
+                                .opened_at_ms = record.opened_at_ms,
+                                .selected = record.cohort.size()};
   cohort_.insert(record.cohort.begin(), record.cohort.end());
   FEDGE_ASSIGN_OR_RETURN(std::vector<std::string> accepted, store_->AcceptedClients(record.round));
   submitted_.insert(accepted.begin(), accepted.end());
@@ -857,7 +900,7 @@ void AggregatorServer::Impl::MaybeOpenRound() {
   uint64_t round;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_ || finished_ || round_open_) return;
+    if (stopping_ || finished_ || round_open_ || paused_) return;
     if (options_.policy.rounds > 0 && closed_rounds_ >= options_.policy.rounds) return;
     // Rounds train from the live version only: none opens during a canary.
     if (canary_waiting_.has_value() || (rollout_ != nullptr && rollout_->canary_active())) return;
@@ -911,18 +954,28 @@ void AggregatorServer::Impl::MaybeOpenRound() {
     cohort_ = {cohort->begin(), cohort->end()};
     submitted_.clear();
     round_metrics_.clear();
+    round_summary_ = RoundSummary{.round = round,
+                                  .model_version = record.model_version,
+                                  .outcome = "open",
+                                  .opened_at_ms = record.opened_at_ms,
+                                  .selected = selected};
+  }
+  for (const std::string& id : *cohort) {
+    UpdateDevice(id, [](DeviceStatus& d) { d.rounds_selected += 1; });
   }
   metrics.rounds_opened += 1;
   metrics.clients_selected += selected;
   metrics.clients_available = available.size();
   metrics.round_open = 1;
-  LogEvent("info", "round_opened",
-           {{"round", std::to_string(round)},
-            {"model_version", std::to_string(record.model_version)},
-            {"available", std::to_string(available.size())},
-            {"selected", std::to_string(selected)},
-            {"goal", std::to_string(goal)},
-            {"deadline_ms", std::to_string(policy.deadline.count())}});
+  event_log.Record("info", "round_opened",
+                   absl::StrCat("round ", round, " opened on version ", record.model_version,
+                                " with ", selected, " of ", available.size(), " devices"),
+                   {{"round", std::to_string(round)},
+                    {"model_version", std::to_string(record.model_version)},
+                    {"available", std::to_string(available.size())},
+                    {"selected", std::to_string(selected)},
+                    {"goal", std::to_string(goal)},
+                    {"deadline_ms", std::to_string(policy.deadline.count())}});
   ArmDeadline(policy.deadline);
   WakeWaiters();
 }
@@ -984,6 +1037,8 @@ void AggregatorServer::Impl::CloseRound(const char* why) {
   uint64_t round;
   int selected;
   int reported;
+  RoundSummary summary;
+  std::vector<std::string> missing;  // cohort devices without an accepted update
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!round_open_) return;
@@ -991,7 +1046,33 @@ void AggregatorServer::Impl::CloseRound(const char* why) {
     round_open_ = false;
     selected = static_cast<int>(cohort_.size());
     reported = static_cast<int>(submitted_.size());
+    summary = round_summary_;
+    if (secure_ == nullptr) {
+      for (const std::string& id : cohort_) {
+        if (!submitted_.contains(id)) missing.push_back(id);
+      }
+    }
   }
+  // The round's figures for the history and the metrics; `reported` is
+  // the number of updates the round counted.
+  auto finish = [&](const char* outcome, uint64_t reported, uint64_t new_version,
+                    std::string reason) {
+    summary.outcome = outcome;
+    summary.closed_at_ms = WallMs();
+    summary.reported = reported;
+    summary.dropped = summary.selected > reported ? summary.selected - reported : 0;
+    summary.new_version = new_version;
+    summary.reason = std::move(reason);
+    metrics.clients_reported += reported;
+    metrics.clients_dropped += summary.dropped;
+    metrics.last_round_seconds = (summary.closed_at_ms - summary.opened_at_ms) / 1000.0;
+    std::lock_guard<std::mutex> lock(fleet_mu_);
+    for (const std::string& id : missing) {
+      if (auto it = devices_.find(id); it != devices_.end()) it->second.tasks_failed += 1;
+    }
+    history_.push_back(summary);
+    while (history_.size() > 10'000) history_.pop_front();
+  };
   deadline_timer_->cancel();
   const auto close_start = Clock::now();
   metrics.round_open = 0;
@@ -1001,7 +1082,9 @@ void AggregatorServer::Impl::CloseRound(const char* why) {
       return Fatal(outcome.status());
     }
     metrics.rounds_failed += 1;
-    events.Record(
+    if (secure_ != nullptr) missing.clear();
+    finish("failed", 0, 0, std::string(outcome.status().message()));
+    event_log.Record(
         "warning", "round_failed",
         absl::StrCat("round ", round, " failed (", why, "): ", outcome.status().message()),
         {{"round", std::to_string(round)}, {"why", why}});
@@ -1054,6 +1137,9 @@ void AggregatorServer::Impl::CloseRound(const char* why) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     record.metrics["bytes_up"] = static_cast<double>(outcome->bytes_up + secagg_bytes_up_);
+    record.metrics["bytes_down"] = static_cast<double>(round_summary_.bytes_down);
+    summary.bytes_up = outcome->bytes_up + secagg_bytes_up_;
+    summary.bytes_down = round_summary_.bytes_down;
   }
   // The rollout gates: validation now, then (see AdvanceRollout) a canary.
   double accuracy = std::numeric_limits<double>::quiet_NaN();
@@ -1103,13 +1189,13 @@ void AggregatorServer::Impl::CloseRound(const char* why) {
     GoLive(record.version, accuracy);
   } else if (decision->kind == RolloutDecision::Kind::kPromote) {
     metrics.rollouts_promoted += 1;
-    events.Record("info", "rollout_promoted", decision->reason,
-                  {{"version", std::to_string(record.version)}, {"stage", "validation"}});
+    event_log.Record("info", "rollout_promoted", decision->reason,
+                     {{"version", std::to_string(record.version)}, {"stage", "validation"}});
     GoLive(record.version, accuracy);
   } else if (decision->kind == RolloutDecision::Kind::kReject) {
     metrics.rollouts_rejected += 1;
-    events.Record("warning", "rollout_rejected", decision->reason,
-                  {{"version", std::to_string(record.version)}, {"stage", "validation"}});
+    event_log.Record("warning", "rollout_rejected", decision->reason,
+                     {{"version", std::to_string(record.version)}, {"stage", "validation"}});
     const uint64_t live = live_version();
     if (absl::StatusOr<uint64_t> republished = Republish(
             live, absl::StrCat("rollback to ", live, ": version ", record.version, " rejected"));
@@ -1123,6 +1209,8 @@ void AggregatorServer::Impl::CloseRound(const char* why) {
     candidate_accuracy_ = accuracy;
   }
   metrics.last_close_seconds = std::chrono::duration<double>(Clock::now() - close_start).count();
+  metrics.close_seconds_sum = metrics.close_seconds_sum.load() + metrics.last_close_seconds.load();
+  finish("closed", static_cast<uint64_t>(outcome->participants), record.version, why);
   uint64_t closed;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -1130,15 +1218,17 @@ void AggregatorServer::Impl::CloseRound(const char* why) {
     submitted_.clear();
     cohort_.clear();
   }
-  LogEvent("info", "round_closed",
-           {{"round", std::to_string(round)},
-            {"why", why},
-            {"participants", std::to_string(outcome->participants)},
-            {"cohort", std::to_string(outcome->cohort_size)},
-            {"new_version", std::to_string(record.version)},
-            {"train_loss", std::to_string(outcome->train_loss)},
-            {"artifact_bytes", std::to_string(record.artifact_bytes)},
-            {"fp32_bytes", std::to_string(record.master_bytes)}});
+  event_log.Record("info", "round_closed",
+                   absl::StrCat("round ", round, " closed (", why, ") with ", outcome->participants,
+                                " of ", outcome->cohort_size, " updates: version ", record.version),
+                   {{"round", std::to_string(round)},
+                    {"why", why},
+                    {"participants", std::to_string(outcome->participants)},
+                    {"cohort", std::to_string(outcome->cohort_size)},
+                    {"new_version", std::to_string(record.version)},
+                    {"train_loss", std::to_string(outcome->train_loss)},
+                    {"artifact_bytes", std::to_string(record.artifact_bytes)},
+                    {"fp32_bytes", std::to_string(record.master_bytes)}});
   if (options_.on_round_closed) options_.on_round_closed(*outcome);
   if (options_.policy.rounds > 0 && closed >= options_.policy.rounds) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -1182,8 +1272,6 @@ absl::Status AggregatorServer::Impl::RestoreRollout() {
     }
     live_accuracy_ = evaluated->first;
   }
-  metrics.live_version = live.version;
-  metrics.live_validation_accuracy = live_accuracy_;
   if (latest.status == "canary") {
     if (rollout_ != nullptr) {
       // The canary's reports lived in memory: it starts over.
@@ -1226,99 +1314,10 @@ absl::StatusOr<std::pair<double, double>> AggregatorServer::Impl::Validate(
 
 absl::StatusOr<uint64_t> AggregatorServer::Impl::Republish(uint64_t target,
                                                            const std::string& note) {
-  FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact stored, store_->ReadMaster(target));
-  if (absl::Status s = models::VerifySignedArtifact(stored, key_->public_key()); !s.ok()) {
-    return absl::DataLossError(absl::StrCat(
-        "stored model version ", target, " does not verify with the signing key: ", s.message()));
-  }
-  std::vector<float> parameters(static_cast<size_t>(models::LayoutSize(layout_)));
-  FEDGE_RETURN_IF_ERROR(models::DecodeArtifact(stored, layout_, parameters));
-  // Its parent is the version it restores, when the registry still holds
-  // it, else the newest; "rollback_of" names the restored version either way.
-  uint64_t parent = target;
-  if (!registry->Get(target).ok()) {
-    FEDGE_ASSIGN_OR_RETURN(std::shared_ptr<const ModelVersion> latest, registry->Latest());
-    parent = latest->version;
-  }
-  std::map<std::string, double> version_metrics = {{"rollback_of", static_cast<double>(target)}};
-  FEDGE_ASSIGN_OR_RETURN(auto published, registry->Publish(parameters, parent, version_metrics));
-  models::ArtifactOptions master_options;
-  master_options.version = published->version;
-  master_options.parent_version = published->parent_version;
-  master_options.created_at_unix_ms = published->artifact->header().created_at_unix_ms();
-  master_options.metrics = version_metrics;
-  FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact master,
-                         models::BuildFp32Artifact(spec_, layout_, parameters, master_options));
-  FEDGE_RETURN_IF_ERROR(models::SignArtifact(master, *key_));
-  VersionRecord record;
-  record.version = published->version;
-  record.parent = published->parent_version;
-  record.created_at_ms = master_options.created_at_unix_ms;
-  record.note = note;
-  record.master_bytes = master.ByteSizeLong();
-  record.artifact_bytes = published->artifact_bytes;
-  record.metrics = version_metrics;
-  // The same model: its validation figures carry over.
-  FEDGE_ASSIGN_OR_RETURN(std::vector<VersionRecord> versions, store_->Versions());
-  double accuracy = std::numeric_limits<double>::quiet_NaN();
-  for (const VersionRecord& v : versions) {
-    if (v.version != target) continue;
-    for (const char* key : {"validation_accuracy", "validation_loss"}) {
-      if (auto it = v.metrics.find(key); it != v.metrics.end()) record.metrics[key] = it->second;
-    }
-    if (auto it = v.metrics.find("validation_accuracy"); it != v.metrics.end()) {
-      accuracy = it->second;
-    }
-  }
-  if (std::isnan(accuracy) && target == live_version() && !std::isnan(live_accuracy_)) {
-    accuracy = live_accuracy_;  // evaluated at start, not stored with its version
-    record.metrics["validation_accuracy"] = accuracy;
-  }
-  FEDGE_RETURN_IF_ERROR(store_->AddVersion(record, master, *published->artifact));
-  Serve(record.version, *published->artifact, master);
-  metrics.model_version = record.version;
-  GoLive(record.version, accuracy);
-  events.Record(
-      "warning", "rollback",
-      absl::StrCat("version ", record.version, " republishes version ", target, " (", note, ")"),
-      {{"version", std::to_string(record.version)}, {"of", std::to_string(target)}});
+  uint64_t published = 0;
+  FEDGE_RETURN_IF_ERROR(RollBackOnRoundThread(target, note, &published));
   WakeWaiters();
-  return record.version;
-}
-
-absl::StatusOr<uint64_t> AggregatorServer::Impl::RollBackTo(uint64_t target,
-                                                            const std::string& reason) {
-  auto task = std::make_shared<std::packaged_task<absl::StatusOr<uint64_t>()>>(
-      [this, target, reason]() -> absl::StatusOr<uint64_t> {
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          if (round_open_) {
-            return absl::FailedPreconditionError(absl::StrCat(
-                "round ", round_, " is open; roll back once it closes (or pause rounds first)"));
-          }
-          if (rollout_ != nullptr && rollout_->canary_active()) {
-            const uint64_t candidate = rollout_->candidate();
-            rollout_->Cancel();
-            store_->SetVersionStatus(candidate, "rolled_back", reason).IgnoreError();
-          }
-          if (canary_waiting_.has_value()) {
-            store_->SetVersionStatus(*canary_waiting_, "rolled_back", reason).IgnoreError();
-            canary_waiting_.reset();
-          }
-        }
-        return Republish(target, absl::StrCat("rollback to ", target, ": ", reason));
-      });
-  std::future<absl::StatusOr<uint64_t>> result = task->get_future();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return absl::UnavailableError("the aggregator is shutting down");
-  }
-  if (io_thread_.get_id() == std::this_thread::get_id()) {
-    (*task)();
-  } else {
-    asio::post(io_, [task] { (*task)(); });
-  }
-  return result.get();
+  return published;
 }
 
 void AggregatorServer::Impl::GoLive(uint64_t version, double validation_accuracy) {
@@ -1327,8 +1326,6 @@ void AggregatorServer::Impl::GoLive(uint64_t version, double validation_accuracy
     live_version_ = version;
   }
   live_accuracy_ = validation_accuracy;
-  metrics.live_version = version;
-  metrics.live_validation_accuracy = validation_accuracy;
 }
 
 void AggregatorServer::Impl::AdvanceRollout() {
@@ -1348,12 +1345,12 @@ void AggregatorServer::Impl::AdvanceRollout() {
         return;
       }
       canary_waiting_.reset();
-      events.Record("info", "rollout_canary",
-                    absl::StrCat("version ", rollout_->candidate(), " goes to ",
-                                 rollout_->canary_devices().size(), " of ", available.size(),
-                                 " devices for evaluation against version ", live_version_),
-                    {{"version", std::to_string(rollout_->candidate())},
-                     {"devices", std::to_string(rollout_->canary_devices().size())}});
+      event_log.Record("info", "rollout_canary",
+                       absl::StrCat("version ", rollout_->candidate(), " goes to ",
+                                    rollout_->canary_devices().size(), " of ", available.size(),
+                                    " devices for evaluation against version ", live_version_),
+                       {{"version", std::to_string(rollout_->candidate())},
+                        {"devices", std::to_string(rollout_->canary_devices().size())}});
       candidate = 0;  // started: wake the canary devices' held polls below
     } else {
       if (!rollout_->canary_active()) return;
@@ -1377,7 +1374,7 @@ void AggregatorServer::Impl::AdvanceRollout() {
       return Fatal(s);
     }
     metrics.rollouts_promoted += 1;
-    events.Record("info", "rollout_promoted", decision.reason, fields);
+    event_log.Record("info", "rollout_promoted", decision.reason, fields);
     GoLive(candidate, candidate_accuracy_);
   } else {
     if (absl::Status s = store_->SetVersionStatus(candidate, "rolled_back", decision.reason);
@@ -1385,7 +1382,7 @@ void AggregatorServer::Impl::AdvanceRollout() {
       return Fatal(s);
     }
     metrics.rollouts_rolled_back += 1;
-    events.Record("warning", "rollout_rolled_back", decision.reason, fields);
+    event_log.Record("warning", "rollout_rolled_back", decision.reason, fields);
     if (absl::StatusOr<uint64_t> republished =
             Republish(baseline, absl::StrCat("rollback to ", baseline, ": canary of version ",
                                              candidate, " regressed"));
@@ -1418,10 +1415,10 @@ std::optional<v1::PollTaskResponse> AggregatorServer::Impl::EvaluationTaskLocked
 void AggregatorServer::Impl::RaiseAlerts(const std::vector<Alert>& alerts) {
   for (const Alert& alert : alerts) {
     metrics.CountAlert(alert.rule);
-    events.Record("warning", "alert", alert.message,
-                  {{"rule", alert.rule},
-                   {"value", std::to_string(alert.value)},
-                   {"threshold", std::to_string(alert.threshold)}});
+    event_log.Record("warning", "alert", alert.message,
+                     {{"rule", alert.rule},
+                      {"value", std::to_string(alert.value)},
+                      {"threshold", std::to_string(alert.threshold)}});
   }
 }
 
@@ -1430,6 +1427,14 @@ absl::Status AggregatorServer::Impl::RecordDrift(const std::string& client_id,
   v1::DriftReport stored = report;
   stored.set_client_id(client_id);
   FEDGE_RETURN_IF_ERROR(store_->RecordDrift(stored));
+  UpdateDevice(client_id, [&](DeviceStatus& d) {
+    d.last_drift_ms = WallMs();
+    d.drift_reports += 1;
+    if (report.events_size() > 0) {
+      d.last_drift_detector = report.events(0).detector();
+      d.last_drift_stream = report.events(0).stream();
+    }
+  });
   std::lock_guard<std::mutex> lock(mu_);
   const auto now = Clock::now();
   last_drift_[client_id] = now;
@@ -1525,8 +1530,11 @@ absl::StatusOr<std::string> AggregatorServer::Impl::Authenticate(
 }
 
 void AggregatorServer::Impl::MarkAvailable(const std::string& client_id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  last_seen_[client_id] = Clock::now();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_seen_[client_id] = Clock::now();
+  }
+  UpdateDevice(client_id, [](DeviceStatus&) {});
 }
 
 void AggregatorServer::Impl::FillJoin(v1::JoinResponse* response) const {
@@ -1781,6 +1789,11 @@ absl::Status AggregatorServer::Impl::AcceptUpdate(const v1::EncodedUpdate& updat
   if (absl::Status s = rounds_->Submit(update); !s.ok()) return s;
   metrics.updates_accepted += 1;
   metrics.update_bytes_received += update.ByteSizeLong();
+  UpdateDevice(update.client_id(), [&](DeviceStatus& d) {
+    d.updates_accepted += 1;
+    d.model_version = update.model_version();
+    d.has_model_version = true;
+  });
   size_t accepted;
   size_t goal;
   {
@@ -1830,6 +1843,11 @@ void AggregatorServer::Impl::ReleaseUploadSlot() {
 }
 
 void AggregatorServer::Impl::RecordMetrics(const v1::MetricsReport& report) {
+  UpdateDevice(report.client_id(), [&](DeviceStatus& d) {
+    for (const auto& [key, value] : report.metrics()) {
+      if (std::isfinite(value)) d.last_metrics[key] = value;
+    }
+  });
   std::lock_guard<std::mutex> lock(mu_);
   if (rollout_ != nullptr && rollout_->canary_active() &&
       report.model_version() == rollout_->candidate() &&
@@ -1880,6 +1898,7 @@ void AggregatorServer::Impl::Shutdown() {
     waiters.swap(waiters_);
     done_cv_.notify_all();
   }
+  ops_server.reset();  // no admin action starts from here on
   for (auto& [id, waiter] : waiters) {
     waiter.timer->cancel();
     waiter.abort(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the aggregator is shutting down"));
@@ -1900,13 +1919,578 @@ void AggregatorServer::Impl::Shutdown() {
   io_.stop();
   if (io_thread_.joinable()) io_thread_.join();
   if (server_ != nullptr) server_->Wait();
-  metrics_server.reset();
 }
 
 absl::Status AggregatorServer::Impl::Wait() {
   std::unique_lock<std::mutex> lock(mu_);
   done_cv_.wait(lock, [this] { return finished_; });
   return fatal_;
+}
+
+// --- Impl: fleet status and operator actions (FleetControl) ---------------------
+
+absl::Status AggregatorServer::Impl::RestoreFleet() {
+  FEDGE_ASSIGN_OR_RETURN(std::vector<ClientRecord> clients, store_->Clients());
+  FEDGE_ASSIGN_OR_RETURN(std::vector<v1::DriftReport> drift, store_->DriftReports());
+  FEDGE_ASSIGN_OR_RETURN(std::vector<RoundRecord> rounds, store_->Rounds());
+  FEDGE_ASSIGN_OR_RETURN(std::vector<VersionRecord> versions, store_->Versions());
+  FEDGE_ASSIGN_OR_RETURN(std::string paused, store_->GetSetting("rounds_paused"));
+  std::map<uint64_t, const VersionRecord*> by_version;
+  for (const VersionRecord& v : versions) by_version[v.version] = &v;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    paused_ = paused == "1";
+  }
+  std::lock_guard<std::mutex> lock(fleet_mu_);
+  for (const ClientRecord& c : clients) {
+    DeviceStatus& d = devices_[c.id];
+    d.id = c.id;
+    d.auth = c.token_sha256.empty() ? "certificate" : "token";
+    d.enrolled_at_ms = c.enrolled_at_ms;
+    if (c.revoked) d.status = "revoked";
+  }
+  for (const v1::DriftReport& report : drift) {
+    auto it = devices_.find(report.client_id());
+    if (it == devices_.end() || report.events_size() == 0) continue;
+    it->second.drift_reports += 1;
+    // Devices stamp events in ms since the epoch (simulations: a round number).
+    const int64_t time = report.events(0).time();
+    it->second.last_drift_ms = time > 100'000'000'000 ? time : 0;
+    it->second.last_drift_detector = report.events(0).detector();
+    it->second.last_drift_stream = report.events(0).stream();
+  }
+  for (const RoundRecord& r : rounds) {
+    for (const std::string& id : r.cohort) {
+      if (auto it = devices_.find(id); it != devices_.end()) it->second.rounds_selected += 1;
+    }
+    if (r.state == RoundState::kOpen) continue;
+    RoundSummary summary{.round = r.round,
+                         .model_version = r.model_version,
+                         .outcome = r.state == RoundState::kClosed ? "closed" : "failed",
+                         .opened_at_ms = r.opened_at_ms,
+                         .closed_at_ms = r.deadline_at_ms,  // failed rounds: at their deadline
+                         .selected = r.cohort.size(),
+                         .reported = static_cast<uint64_t>(std::max(r.participants, 0)),
+                         .new_version = r.new_version,
+                         .reason = r.reason};
+    summary.dropped = summary.selected > summary.reported ? summary.selected - summary.reported : 0;
+    if (auto it = by_version.find(r.new_version);
+        r.state == RoundState::kClosed && it != by_version.end()) {
+      const VersionRecord& v = *it->second;
+      summary.closed_at_ms = v.created_at_ms;
+      if (auto m = v.metrics.find("bytes_up"); m != v.metrics.end()) summary.bytes_up = m->second;
+      if (auto m = v.metrics.find("bytes_down"); m != v.metrics.end()) {
+        summary.bytes_down = m->second;
+      }
+    }
+    history_.push_back(summary);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AggregatorServer::Impl::StartOps() {
+  OpsOptions ops = options_.ops;
+  if (ops.listen.empty() && !options_.metrics_listen.empty()) {
+    ops.listen = options_.metrics_listen;
+    ops.metrics_public = true;
+  }
+  if (ops.listen.empty()) return absl::OkStatus();
+  if (ops.active_window.count() <= 0) {
+    return absl::InvalidArgumentError("ops.active_window must be > 0");
+  }
+  if (!ops.token.empty()) {
+    ops_token = ops.token;
+  } else {
+    FEDGE_ASSIGN_OR_RETURN(
+        ops_token, LoadOrCreateOpsToken(ops.token_file.empty() ? options_.state_dir / "ops.token"
+                                                               : ops.token_file));
+  }
+  OpsServerOptions server;
+  server.listen = ops.listen;
+  server.token = ops_token;
+  server.threads = ops.threads;
+  if (!options_.tls.insecure) {
+    server.cert_file = options_.tls.cert_file;
+    server.key_file = options_.tls.key_file;
+  }
+  FEDGE_ASSIGN_OR_RETURN(ops_server,
+                         OpsHttpServer::Start(server, FleetOpsRoutes(this, ops.metrics_public)));
+  LogEvent("info", "ops_listening",
+           {{"port", std::to_string(ops_server->port())},
+            {"tls", ops_server->tls() ? "on" : "off"},
+            {"metrics_public", ops.metrics_public ? "true" : "false"}});
+  return absl::OkStatus();
+}
+
+void AggregatorServer::Impl::UpdateDevice(const std::string& client_id,
+                                          const std::function<void(DeviceStatus&)>& update) {
+  const int64_t now = WallMs();
+  std::lock_guard<std::mutex> lock(fleet_mu_);
+  auto it = devices_.find(client_id);
+  if (it == devices_.end()) return;  // only enrolled devices get this far
+  it->second.last_seen_ms = now;
+  update(it->second);
+}
+
+void AggregatorServer::Impl::NoteDownload(const std::string& client_id, uint64_t version,
+                                          uint64_t bytes) {
+  metrics.model_bytes_served += bytes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (round_open_) round_summary_.bytes_down += bytes;
+  }
+  UpdateDevice(client_id, [version](DeviceStatus& d) {
+    d.model_version = version;
+    d.has_model_version = true;
+  });
+}
+
+void AggregatorServer::Impl::NoteRefused(const std::string& client_id) {
+  UpdateDevice(client_id, [](DeviceStatus& d) { d.updates_refused += 1; });
+}
+
+std::string AggregatorServer::Impl::DeviceState(const DeviceStatus& device, int64_t now_ms) const {
+  if (device.status == "revoked") return "revoked";
+  return device.last_seen_ms > 0 &&
+                 now_ms - device.last_seen_ms <= options_.ops.active_window.count()
+             ? "active"
+             : "idle";
+}
+
+CurrentRound AggregatorServer::Impl::Round() const {
+  CurrentRound current;
+  const auto horizon = Clock::now() - options_.max_poll_wait - std::chrono::seconds(1);
+  std::lock_guard<std::mutex> lock(mu_);
+  current.open = round_open_;
+  current.paused = paused_;
+  current.min_clients = static_cast<uint64_t>(options_.policy.min_clients);
+  current.next_round = next_round_;
+  current.closed_rounds = closed_rounds_;
+  for (const auto& [id, seen] : last_seen_) current.devices_available += seen >= horizon ? 1 : 0;
+  if (round_open_) {
+    current.round = round_summary_;
+    current.round.reported = secure_ != nullptr ? phase_senders_.size() : submitted_.size();
+    current.goal = goal_;
+    current.deadline_at_ms = deadline_wall_ms_;
+    current.phase = secure_ != nullptr ? v1::SecAggPhase_Name(secure_->phase()) : "training";
+  } else if (finished_) {
+    current.phase = "finished";
+  } else {
+    current.phase = paused_ ? "paused" : "waiting";
+  }
+  return current;
+}
+
+std::vector<RoundSummary> AggregatorServer::Impl::RoundHistory(size_t limit,
+                                                               uint64_t before) const {
+  std::vector<RoundSummary> out;
+  std::lock_guard<std::mutex> lock(fleet_mu_);
+  for (auto it = history_.rbegin(); it != history_.rend() && out.size() < limit; ++it) {
+    if (before == 0 || it->round < before) out.push_back(*it);
+  }
+  return out;
+}
+
+absl::StatusOr<DevicePage> AggregatorServer::Impl::Devices(const DeviceQuery& query) const {
+  if (query.limit < 1 || query.limit > 1000) {
+    return absl::InvalidArgumentError("limit must be in [1, 1000]");
+  }
+  if (!query.status.empty() && query.status != "active" && query.status != "idle" &&
+      query.status != "revoked") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("status '", query.status, "' is not active, idle or revoked"));
+  }
+  DevicePage page;
+  page.offset = query.offset;
+  const int64_t now = WallMs();
+  std::lock_guard<std::mutex> lock(fleet_mu_);
+  for (const auto& [id, device] : devices_) {
+    if (!query.id_contains.empty() && id.find(query.id_contains) == std::string::npos) continue;
+    if (query.drift.has_value() && (device.drift_reports > 0) != *query.drift) continue;
+    std::string state = DeviceState(device, now);
+    if (!query.status.empty() && state != query.status) continue;
+    if (page.total++ < query.offset || page.devices.size() >= query.limit) continue;
+    page.devices.push_back(device);
+    page.devices.back().status = std::move(state);
+  }
+  return page;
+}
+
+absl::StatusOr<std::vector<VersionStatus>> AggregatorServer::Impl::Versions() const {
+  FEDGE_ASSIGN_OR_RETURN(std::vector<VersionRecord> records, store_->Versions());
+  std::vector<VersionStatus> out;
+  out.reserve(records.size());
+  for (auto it = records.rbegin(); it != records.rend(); ++it) {
+    VersionStatus status;
+    status.record = *it;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      status.served = served_.contains(it->version);
+    }
+    // Files never change once written, so each version is verified once
+    // (outside fleet_mu_: reading a large model must not hold up devices).
+    std::optional<std::string> cached;
+    {
+      std::lock_guard<std::mutex> lock(fleet_mu_);
+      if (auto found = signatures_.find(it->version); found != signatures_.end()) {
+        cached = found->second;
+      }
+    }
+    if (!cached.has_value()) {
+      std::string verdict = "verified";
+      for (bool master : {true, false}) {
+        absl::StatusOr<v1::ModelArtifact> artifact =
+            master ? store_->ReadMaster(it->version) : store_->ReadArtifact(it->version);
+        if (!artifact.ok()) {
+          verdict = absl::StrCat("missing: ", artifact.status().message());
+          break;
+        }
+        if (absl::Status s = models::VerifySignedArtifact(*artifact, key_->public_key()); !s.ok()) {
+          verdict = absl::StrCat("invalid: ", s.message());
+          break;
+        }
+      }
+      std::lock_guard<std::mutex> lock(fleet_mu_);
+      cached = signatures_.emplace(it->version, std::move(verdict)).first->second;
+    }
+    status.signature = *cached;
+    out.push_back(std::move(status));
+  }
+  return out;
+}
+
+FleetOverview AggregatorServer::Impl::Overview() const {
+  FleetOverview overview;
+  overview.round = Round();
+  if (auto latest = registry->Latest(); latest.ok()) overview.latest_version = (*latest)->version;
+  absl::StatusOr<VersionRecord> live = absl::NotFoundError("no live version");
+  if (absl::StatusOr<std::vector<VersionRecord>> versions = store_->Versions(); versions.ok()) {
+    const uint64_t served = live_version();
+    for (const VersionRecord& v : *versions) {
+      if (v.version == served) live = v;
+    }
+  }
+  if (live.ok()) {
+    overview.live_version = live->version;
+    auto metric = [&](const char* key) -> std::optional<double> {
+      auto it = live->metrics.find(key);
+      if (it == live->metrics.end() || !std::isfinite(it->second)) return std::nullopt;
+      return it->second;
+    };
+    overview.accuracy = metric("validation_accuracy");
+    overview.accuracy_source = "validation_accuracy";
+    if (!overview.accuracy.has_value()) {
+      overview.accuracy = metric("clients_train_accuracy");
+      overview.accuracy_source = overview.accuracy.has_value() ? "clients_train_accuracy" : "";
+    }
+    overview.loss = metric("validation_loss");
+    if (!overview.loss.has_value()) overview.loss = metric("clients_train_loss");
+    overview.epsilon_spent = metric("epsilon_spent").value_or(0.0);
+    overview.epsilon_budget = metric("epsilon_budget");
+  }
+  const std::map<std::string, uint64_t> counts = event_log.CountsByKind();
+  if (auto it = counts.find("alert"); it != counts.end()) overview.alerts = it->second;
+  overview.last_event = event_log.last_sequence();
+  overview.rounds_failed = metrics.rounds_failed.load();
+  {
+    std::lock_guard<std::mutex> lock(fleet_mu_);
+    const int64_t now = WallMs();
+    for (const char* s : {"active", "idle", "revoked"}) overview.devices_by_status[s] = 0;
+    for (const auto& [id, device] : devices_) {
+      overview.devices_by_status[DeviceState(device, now)] += 1;
+      overview.devices_with_drift += device.drift_reports > 0 ? 1 : 0;
+    }
+    overview.devices = devices_.size();
+  }
+  return overview;
+}
+
+std::string AggregatorServer::Impl::RenderMetrics() const {
+  std::string out = metrics.RenderPrometheus();
+  const FleetOverview overview = Overview();
+  std::map<std::string, double> by_status, by_version;
+  for (const auto& [status, count] : overview.devices_by_status) by_status[status] = count;
+  {
+    std::lock_guard<std::mutex> lock(fleet_mu_);
+    for (const auto& [id, device] : devices_) {
+      if (device.has_model_version) by_version[std::to_string(device.model_version)] += 1;
+    }
+  }
+  AppendMetricFamily(out, "fedge_devices", "gauge",
+                     "Enrolled devices by status (active: seen within the active window).",
+                     "status", by_status);
+  AppendMetric(out, "fedge_clients_connected", "gauge",
+               "Devices seen within the active window (ops.active_window_s).", by_status["active"]);
+  AppendMetricFamily(out, "fedge_devices_by_model_version", "gauge",
+                     "Devices by the model version they last downloaded or trained on.",
+                     "model_version", by_version);
+  std::map<std::string, double> events;
+  for (const auto& [kind, count] : event_log.CountsByKind()) events[kind] = count;
+  AppendMetricFamily(out, "fedge_events_total", "counter", "Fleet events by kind.", "kind", events);
+  AppendMetric(out, "fedge_live_model_version", "gauge", "Newest live (served) model version.",
+               static_cast<double>(overview.live_version.value_or(0)));
+  std::map<std::string, double> accuracy, loss;
+  if (overview.accuracy.has_value()) accuracy[overview.accuracy_source] = *overview.accuracy;
+  if (overview.loss.has_value()) loss[overview.accuracy_source] = *overview.loss;
+  AppendMetricFamily(out, "fedge_model_accuracy", "gauge",
+                     "Accuracy of the live version: its validation accuracy, else the mean "
+                     "train accuracy devices reported in the round that produced it.",
+                     "source", accuracy);
+  AppendMetricFamily(out, "fedge_model_loss", "gauge",
+                     "Loss of the live version (same sources as fedge_model_accuracy).", "source",
+                     loss);
+  AppendMetric(out, "fedge_privacy_epsilon_spent", "gauge",
+               "Differential-privacy epsilon spent (0 without differential privacy).",
+               overview.epsilon_spent);
+  std::map<std::string, double> budget;
+  if (overview.epsilon_budget.has_value()) budget["total"] = *overview.epsilon_budget;
+  AppendMetricFamily(out, "fedge_privacy_epsilon_budget", "gauge",
+                     "Differential-privacy epsilon budget (no sample without one).", "budget",
+                     budget);
+  AppendMetric(out, "fedge_rounds_paused", "gauge", "1 while an operator has paused rounds.",
+               overview.round.paused ? 1 : 0);
+  return out;
+}
+
+absl::Status AggregatorServer::Impl::RunOnRoundThread(const std::function<absl::Status()>& task) {
+  if (io_.get_executor().running_in_this_thread()) return task();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return absl::UnavailableError("the aggregator is shutting down");
+  }
+  auto promise = std::make_shared<std::promise<absl::Status>>();
+  std::future<absl::Status> done = promise->get_future();
+  asio::post(io_, [promise, task] { promise->set_value(task()); });
+  if (done.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    return absl::DeadlineExceededError("the round thread did not run the action within 60 s");
+  }
+  return done.get();
+}
+
+absl::Status AggregatorServer::Impl::RevokeDevice(const std::string& id,
+                                                  const std::string& reason) {
+  absl::StatusOr<ClientRecord> client = store_->GetClient(id);
+  if (absl::IsNotFound(client.status())) {
+    return absl::NotFoundError(absl::StrCat("unknown device '", id, "'"));
+  }
+  FEDGE_RETURN_IF_ERROR(client.status());
+  if (client->revoked) {
+    return absl::FailedPreconditionError(absl::StrCat("device '", id, "' is revoked already"));
+  }
+  FEDGE_RETURN_IF_ERROR(store_->RevokeClient(id));
+  {
+    std::lock_guard<std::mutex> lock(fleet_mu_);
+    if (auto it = devices_.find(id); it != devices_.end()) it->second.status = "revoked";
+  }
+  bool dropped = false;
+  bool close = false;
+  uint64_t round = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_seen_.erase(id);
+    if (round_open_ && !submitted_.contains(id) && cohort_.erase(id) > 0) {
+      dropped = true;
+      round = round_;
+      // The goal cannot exceed the devices left to deliver.
+      goal_ = std::max<size_t>(1, std::min(goal_, cohort_.size()));
+      close = secure_ == nullptr && !submitted_.empty() && submitted_.size() >= goal_;
+    }
+  }
+  event_log.Record("warning", "device_revoked",
+                   absl::StrCat("device ", id, " revoked",
+                                dropped ? absl::StrCat(" and dropped from round ", round) : "",
+                                reason.empty() ? "" : ": " + reason),
+                   {{"device", id}, {"reason", reason}});
+  if (close) asio::post(io_, [this] { CloseRound("goal reached after a revocation"); });
+  return absl::OkStatus();
+}
+
+absl::Status AggregatorServer::Impl::PauseRounds(const std::string& reason) {
+  bool open;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (paused_) return absl::FailedPreconditionError("rounds are paused already");
+    paused_ = true;
+    open = round_open_;
+  }
+  FEDGE_RETURN_IF_ERROR(store_->PutSetting("rounds_paused", "1"));
+  event_log.Record("info", "rounds_paused",
+                   absl::StrCat("rounds paused", open ? " (the open round finishes)" : "",
+                                reason.empty() ? "" : ": " + reason),
+                   {{"reason", reason}});
+  return absl::OkStatus();
+}
+
+absl::Status AggregatorServer::Impl::ResumeRounds(const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!paused_) return absl::FailedPreconditionError("rounds are not paused");
+    paused_ = false;
+  }
+  FEDGE_RETURN_IF_ERROR(store_->PutSetting("rounds_paused", "0"));
+  event_log.Record("info", "rounds_resumed",
+                   absl::StrCat("rounds resumed", reason.empty() ? "" : ": " + reason),
+                   {{"reason", reason}});
+  return absl::OkStatus();
+}
+
+absl::Status AggregatorServer::Impl::Promote(uint64_t version, const std::string& reason) {
+  return RunOnRoundThread([&]() -> absl::Status {
+    FEDGE_ASSIGN_OR_RETURN(std::vector<VersionRecord> versions, store_->Versions());
+    auto it = std::find_if(versions.begin(), versions.end(),
+                           [&](const VersionRecord& v) { return v.version == version; });
+    if (it == versions.end()) {
+      return absl::NotFoundError(absl::StrCat(
+          "unknown model version ", version,
+          versions.empty() ? std::string()
+                           : absl::StrCat(" (the newest is ", versions.back().version, ")")));
+    }
+    if (it->status == "live") {
+      return absl::FailedPreconditionError(absl::StrCat("version ", version, " is live already"));
+    }
+    const std::string from = it->status;
+    FEDGE_RETURN_IF_ERROR(store_->SetVersionStatus(
+        version, "live", reason.empty() ? "promoted by an operator" : reason));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (rollout_ != nullptr && rollout_->canary_active() && rollout_->candidate() == version) {
+        rollout_->Cancel();
+      }
+      if (canary_waiting_ == version) canary_waiting_.reset();
+    }
+    auto accuracy = it->metrics.find("validation_accuracy");
+    GoLive(version, accuracy != it->metrics.end() ? accuracy->second
+                                                  : std::numeric_limits<double>::quiet_NaN());
+    bool served;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      served = served_.contains(version);
+    }
+    if (!served) {
+      FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact master, store_->ReadMaster(version));
+      FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact artifact, store_->ReadArtifact(version));
+      Serve(version, artifact, master);
+    }
+    event_log.Record("info", "version_promoted",
+                     absl::StrCat("version ", version, " promoted from ", from, " to live",
+                                  reason.empty() ? "" : ": " + reason),
+                     {{"version", std::to_string(version)}, {"from", from}, {"reason", reason}});
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<uint64_t> AggregatorServer::Impl::RollBackTo(uint64_t version,
+                                                            const std::string& reason) {
+  uint64_t published = 0;
+  FEDGE_RETURN_IF_ERROR(RunOnRoundThread(
+      [&]() -> absl::Status { return RollBackOnRoundThread(version, reason, &published); }));
+  return published;
+}
+
+absl::Status AggregatorServer::Impl::RollBackOnRoundThread(uint64_t target,
+                                                           const std::string& reason,
+                                                           uint64_t* published) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (round_open_) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "round ", round_,
+          " is open and would publish a version built on the one being "
+          "withdrawn: pause rounds, let the round finish, then roll back (and resume)"));
+    }
+  }
+  FEDGE_ASSIGN_OR_RETURN(std::vector<VersionRecord> versions, store_->Versions());
+  auto it = std::find_if(versions.begin(), versions.end(),
+                         [&](const VersionRecord& v) { return v.version == target; });
+  if (it != versions.end()) {
+    // A running canary is withdrawn with the rollback.
+    std::optional<uint64_t> withdrawn;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (rollout_ != nullptr && rollout_->canary_active()) {
+        withdrawn = rollout_->candidate();
+        rollout_->Cancel();
+      } else if (canary_waiting_.has_value()) {
+        withdrawn = canary_waiting_;
+      }
+      canary_waiting_.reset();
+    }
+    if (withdrawn.has_value()) {
+      FEDGE_RETURN_IF_ERROR(store_->SetVersionStatus(
+          *withdrawn, "rolled_back", reason.empty() ? "rolled back by an operator" : reason));
+      if (auto w = std::find_if(versions.begin(), versions.end(),
+                                [&](const VersionRecord& v) { return v.version == *withdrawn; });
+          w != versions.end()) {
+        w->status = "rolled_back";
+      }
+    }
+  }
+  if (it == versions.end() || versions.empty()) {
+    return absl::NotFoundError(absl::StrCat(
+        "unknown model version ", target,
+        versions.empty() ? std::string()
+                         : absl::StrCat(" (the newest is ", versions.back().version, ")")));
+  }
+  const VersionRecord& newest = versions.back();
+  if (target == newest.version) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("version ", target, " is the newest version already"));
+  }
+  FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact master, store_->ReadMaster(target));
+  FEDGE_ASSIGN_OR_RETURN(v1::ModelArtifact artifact, store_->ReadArtifact(target));
+  VersionRecord record;
+  record.version = newest.version + 1;
+  record.parent = target;
+  record.created_at_ms = WallMs();
+  record.round = 0;
+  record.note = absl::StrCat("rollback to ", target);
+  record.metrics = it->metrics;  // the same parameters, the same figures
+  record.metrics["rollback_of"] = static_cast<double>(target);
+  if (!record.metrics.contains("validation_accuracy") && target == live_version() &&
+      !std::isnan(live_accuracy_)) {
+    record.metrics["validation_accuracy"] = live_accuracy_;  // evaluated at start, not stored
+  }
+  record.status_reason = reason.empty() ? "rolled back by an operator" : reason;
+  for (v1::ModelArtifact* a : {&master, &artifact}) {
+    if (absl::Status s = models::VerifySignedArtifact(*a, key_->public_key()); !s.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("stored version ", target, " does not verify: ", s.message()));
+    }
+    a->mutable_header()->set_version(record.version);
+    a->mutable_header()->set_parent_version(target);
+    a->mutable_header()->set_created_at_unix_ms(record.created_at_ms);
+    (*a->mutable_header()->mutable_metrics())["rollback_of"] = static_cast<double>(target);
+    FEDGE_RETURN_IF_ERROR(models::SignArtifact(*a, *key_));
+  }
+  record.master_bytes = master.ByteSizeLong();
+  record.artifact_bytes = artifact.ByteSizeLong();
+  ModelVersion adopted;
+  adopted.version = record.version;
+  adopted.parent_version = target;
+  adopted.parameters.resize(static_cast<size_t>(models::LayoutSize(layout_)));
+  FEDGE_RETURN_IF_ERROR(models::DecodeArtifact(master, layout_, adopted.parameters));
+  adopted.artifact_bytes = record.artifact_bytes;
+  adopted.fp32_artifact_bytes = record.master_bytes;
+  adopted.artifact = std::make_shared<const v1::ModelArtifact>(artifact);
+  FEDGE_RETURN_IF_ERROR(store_->AddVersion(record, master, artifact));
+  if (absl::Status s = registry->Adopt(std::move(adopted)); !s.ok()) {
+    Fatal(s);  // the store and the registry disagree: restart from the store
+    return s;
+  }
+  Serve(record.version, artifact, master);
+  metrics.model_version = record.version;
+  auto accuracy = record.metrics.find("validation_accuracy");
+  GoLive(record.version, accuracy != record.metrics.end()
+                             ? accuracy->second
+                             : std::numeric_limits<double>::quiet_NaN());
+  *published = record.version;
+  event_log.Record("warning", "version_rolled_back",
+                   absl::StrCat("rolled back to version ", target, ", published as version ",
+                                record.version, reason.empty() ? "" : ": " + reason),
+                   {{"target", std::to_string(target)},
+                    {"version", std::to_string(record.version)},
+                    {"reason", reason}});
+  return absl::OkStatus();
 }
 
 // --- AggregatorServer -----------------------------------------------------------------
@@ -1922,8 +2506,18 @@ AggregatorServer::AggregatorServer(std::unique_ptr<Impl> impl) : impl_(std::move
 AggregatorServer::~AggregatorServer() { Shutdown(); }
 
 int AggregatorServer::port() const { return impl_->port; }
-int AggregatorServer::metrics_port() const {
-  return impl_->metrics_server != nullptr ? impl_->metrics_server->port() : 0;
+int AggregatorServer::ops_port() const {
+  return impl_->ops_server != nullptr ? impl_->ops_server->port() : 0;
+}
+int AggregatorServer::metrics_port() const { return ops_port(); }
+const std::string& AggregatorServer::ops_token() const { return impl_->ops_token; }
+FleetControl& AggregatorServer::fleet() { return *impl_; }
+EventLog& AggregatorServer::events() { return impl_->event_log; }
+absl::Status AggregatorServer::Promote(uint64_t version, const std::string& reason) {
+  return impl_->Promote(version, reason);
+}
+absl::StatusOr<uint64_t> AggregatorServer::RollBackTo(uint64_t version, const std::string& reason) {
+  return impl_->RollBackTo(version, reason);
 }
 absl::Status AggregatorServer::Wait() { return impl_->Wait(); }
 void AggregatorServer::Shutdown() { impl_->Shutdown(); }
@@ -1935,12 +2529,7 @@ uint64_t AggregatorServer::latest_version() const {
 
 uint64_t AggregatorServer::live_version() const { return impl_->live_version(); }
 
-const EventLog& AggregatorServer::events() const { return impl_->events; }
 const AggregatorMetrics& AggregatorServer::metrics() const { return impl_->metrics; }
-
-absl::StatusOr<uint64_t> AggregatorServer::RollBackTo(uint64_t target, const std::string& reason) {
-  return impl_->RollBackTo(target, reason);
-}
 
 uint64_t AggregatorServer::closed_rounds() const {
   std::lock_guard<std::mutex> lock(impl_->mu_);

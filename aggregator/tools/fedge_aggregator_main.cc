@@ -47,6 +47,7 @@ struct ServeConfig {
   int64_t num_classes = 10;
   uint64_t model_seed = 1;
   std::string port_file;
+  std::string ops_port_file;
   // Secure-aggregation settings, applied when secure_aggregation is on.
   fedge::aggregator::SecureAggregationOptions secagg;
   // The validation set (IDX directory; empty: none) and its size.
@@ -111,13 +112,51 @@ std::function<absl::Status(ServeConfig&, const std::string&)> StringKey(
   };
 }
 
+// host:port with a port in [0, 65535], or empty (off).
+std::function<absl::Status(ServeConfig&, const std::string&)> HostPortKey(
+    const char* key, std::function<void(ServeConfig&, const std::string&)> set) {
+  return [key, set](ServeConfig& c, const std::string& v) -> absl::Status {
+    const size_t colon = v.rfind(':');
+    int port;
+    if (!v.empty() && (colon == std::string::npos || colon == 0 ||
+                       !absl::SimpleAtoi(v.substr(colon + 1), &port) || port < 0 || port > 65535)) {
+      return BadValue(key, v, "host:port (e.g. 127.0.0.1:9443)");
+    }
+    set(c, v);
+    return absl::OkStatus();
+  };
+}
+
 const std::vector<Key>& Keys() {
   static const std::vector<Key> keys = {
       {"listen", "host:port to serve on (port 0: any free port)",
        StringKey([](ServeConfig& c, const std::string& v) { c.server.listen_address = v; })},
-      {"metrics.listen", "host:port of the Prometheus /metrics endpoint (plain HTTP; keep it on "
-                         "loopback); empty: none",
-       StringKey([](ServeConfig& c, const std::string& v) { c.server.metrics_listen = v; })},
+      {"ops.listen",
+       "host:port of the ops endpoint: /metrics, status + admin API, dashboard (TLS with the "
+       "aggregator's certificate; keep it on loopback); empty: none",
+       HostPortKey("ops.listen",
+                   [](ServeConfig& c, const std::string& v) { c.server.ops.listen = v; })},
+      {"ops.port_file", "write the ops endpoint's bound port to this file once serving",
+       StringKey([](ServeConfig& c, const std::string& v) { c.ops_port_file = v; })},
+      {"ops.token_file", "operator token file, created (mode 0600) when missing; default: "
+                         "<state_dir>/ops.token",
+       StringKey([](ServeConfig& c, const std::string& v) { c.server.ops.token_file = v; })},
+      {"ops.metrics_public", "serve GET /metrics without the operator token",
+       BoolKey("ops.metrics_public",
+               [](ServeConfig& c, bool v) { c.server.ops.metrics_public = v; })},
+      {"ops.threads", "threads serving the ops endpoint",
+       IntKey(
+           "ops.threads", [](ServeConfig& c, int64_t v) { c.server.ops.threads = v; }, 1)},
+      {"ops.active_window_s", "a device seen within this many seconds is active, else idle",
+       FloatKey("ops.active_window_s",
+                [](ServeConfig& c, double v) {
+                  c.server.ops.active_window =
+                      std::chrono::milliseconds(static_cast<int64_t>(v * 1000));
+                },
+                0.001, 1e7)},
+      {"metrics.listen", "deprecated: ops.listen with ops.metrics_public",
+       HostPortKey("metrics.listen",
+                   [](ServeConfig& c, const std::string& v) { c.server.metrics_listen = v; })},
       {"port_file", "write the bound port to this file once serving",
        StringKey([](ServeConfig& c, const std::string& v) { c.port_file = v; })},
       {"state_dir", "the aggregator's state directory (SQLite + model versions)",
@@ -485,6 +524,14 @@ int Serve(ServeConfig config) {
   if (!config.port_file.empty()) {
     absl::Status s =
         fedge::proto::WriteFileAtomic(config.port_file, std::to_string((*server)->port()) + "\n");
+    if (!s.ok()) return Fail(s);
+  }
+  if (!config.ops_port_file.empty()) {
+    if ((*server)->ops_port() == 0) {
+      return Fail(absl::InvalidArgumentError("ops.port_file is set but ops.listen is not"));
+    }
+    absl::Status s = fedge::proto::WriteFileAtomic(config.ops_port_file,
+                                                   std::to_string((*server)->ops_port()) + "\n");
     if (!s.ok()) return Fail(s);
   }
   // SIGINT/SIGTERM: stop serving; an open round stays open in the state

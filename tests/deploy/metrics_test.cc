@@ -1,5 +1,6 @@
-// The aggregator's Prometheus endpoint: valid exposition format, counters
-// that move when a round runs, 404/405 for anything else.
+// The aggregator's Prometheus endpoint (GET /metrics on the ops endpoint):
+// the operator token, valid exposition format, counters that move when a
+// round runs, 404/405 for anything else.
 #include <arpa/inet.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -10,18 +11,29 @@
 #include <thread>
 
 #include "deploy_fixture.h"
+#include "ops_client.h"
 
 namespace fedge {
 namespace {
 
 using ::fedge::testing_util::CertDevice;
+using ::fedge::testing_util::CertDir;
+using ::fedge::testing_util::HttpReply;
 using ::fedge::testing_util::MakeUpdate;
 using ::fedge::testing_util::ScratchDir;
 using ::fedge::testing_util::ServerOptions;
 using ::fedge::testing_util::WaitForTask;
 
-// One HTTP/1.1 request on loopback; returns the whole response.
-std::string Http(int port, const std::string& method, const std::string& path) {
+constexpr char kToken[] = "metrics-test-token-0123456789";
+
+// One HTTPS request with the operator token, verified with the dev CA.
+HttpReply Https(int port, const std::string& method, const std::string& path,
+                const std::string& token = kToken) {
+  return testing_util::OpsRequest(port, method, path, token, CertDir() / "ca.pem");
+}
+
+// One plain HTTP/1.1 request on loopback; returns the whole response.
+[[maybe_unused]] std::string Http(int port, const std::string& method, const std::string& path) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;
@@ -74,7 +86,7 @@ std::map<std::string, double> ParseExposition(const std::string& body) {
   return samples;
 }
 
-std::string Body(const std::string& response) {
+[[maybe_unused]] std::string Body(const std::string& response) {
   const size_t end = response.find("\r\n\r\n");
   return end == std::string::npos ? "" : response.substr(end + 4);
 }
@@ -88,15 +100,19 @@ TEST(MetricsTest, PrometheusCountersMoveWhenARoundRuns) {
     FEDGE_ASSERT_OK(store->EnrollClient("dev-2", ""));
   }
   aggregator::AggregatorServerOptions options = ServerOptions(state);
-  options.metrics_listen = "127.0.0.1:0";
+  options.ops.listen = "127.0.0.1:0";
+  options.ops.token = kToken;
   options.policy.rounds = 1;
   FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
   ASSERT_NE(server->metrics_port(), 0);
 
-  const std::string first = Http(server->metrics_port(), "GET", "/metrics");
-  ASSERT_NE(first.find("200 OK"), std::string::npos) << first;
-  EXPECT_NE(first.find("text/plain; version=0.0.4"), std::string::npos);
-  std::map<std::string, double> before = ParseExposition(Body(first));
+  // The token is needed unless ops.metrics_public is set.
+  EXPECT_EQ(Https(server->metrics_port(), "GET", "/metrics", "").status, 401);
+  EXPECT_EQ(Https(server->metrics_port(), "GET", "/metrics", "wrong-token-0123456789").status, 401);
+  const HttpReply first = Https(server->metrics_port(), "GET", "/metrics");
+  ASSERT_EQ(first.status, 200) << first.body << first.error;
+  EXPECT_NE(first.headers.at("Content-Type").find("text/plain; version=0.0.4"), std::string::npos);
+  std::map<std::string, double> before = ParseExposition(first.body);
   EXPECT_EQ(before["fedge_rounds_total{outcome=\"closed\"}"], 0);
   EXPECT_EQ(before["fedge_updates_total{verdict=\"accepted\"}"], 0);
 
@@ -116,7 +132,7 @@ TEST(MetricsTest, PrometheusCountersMoveWhenARoundRuns) {
   FEDGE_ASSERT_OK(server->Wait());
 
   std::map<std::string, double> after =
-      ParseExposition(Body(Http(server->metrics_port(), "GET", "/metrics")));
+      ParseExposition(Https(server->metrics_port(), "GET", "/metrics").body);
   EXPECT_EQ(after["fedge_rounds_total{outcome=\"opened\"}"], 1);
   EXPECT_EQ(after["fedge_rounds_total{outcome=\"closed\"}"], 1);
   EXPECT_EQ(after["fedge_rounds_total{outcome=\"failed\"}"], 0);
@@ -128,8 +144,13 @@ TEST(MetricsTest, PrometheusCountersMoveWhenARoundRuns) {
   EXPECT_EQ(after["fedge_round_open"], 0);
   EXPECT_GT(after["fedge_update_received_bytes_total"], 2.0 * 4 * d);
   EXPECT_GT(after["fedge_round_close_seconds"], 0.0);
+  EXPECT_EQ(after["fedge_clients_reported_total"], 2);
+  EXPECT_EQ(after["fedge_clients_dropped_total"], 0);
+  EXPECT_EQ(after["fedge_events_total{kind=\"round_closed\"}"], 1);
+  EXPECT_EQ(after["fedge_devices{status=\"active\"}"], 2);
+  EXPECT_EQ(after["fedge_live_model_version"], 1);
 
-  EXPECT_NE(Http(server->metrics_port(), "GET", "/other").find("404"), std::string::npos);
+  EXPECT_EQ(Https(server->metrics_port(), "GET", "/other").status, 404);
   // A client that connects and says nothing does not block the endpoint.
   const int silent = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in address{};
@@ -137,16 +158,17 @@ TEST(MetricsTest, PrometheusCountersMoveWhenARoundRuns) {
   address.sin_port = htons(static_cast<uint16_t>(server->metrics_port()));
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   ASSERT_EQ(::connect(silent, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  EXPECT_NE(Http(server->metrics_port(), "GET", "/metrics").find("200 OK"), std::string::npos);
+  EXPECT_EQ(Https(server->metrics_port(), "GET", "/metrics").status, 200);
   ::close(silent);
-  EXPECT_NE(Http(server->metrics_port(), "POST", "/metrics").find("405"), std::string::npos);
+  EXPECT_EQ(Https(server->metrics_port(), "POST", "/metrics").status, 405);
 }
 
 TEST(MetricsTest, ABadAddressIsRefusedByName) {
   const std::filesystem::path state = ScratchDir() / "metrics-bad";
   std::filesystem::remove_all(state);
   aggregator::AggregatorServerOptions options = ServerOptions(state);
-  options.metrics_listen = "localhost-without-port";
+  options.ops.listen = "localhost-without-port";
+  options.ops.token = kToken;
   EXPECT_THAT(aggregator::AggregatorServer::Start(options).status(),
               testing_util::StatusIs(absl::StatusCode::kInvalidArgument,
                                      ::testing::HasSubstr("localhost-without-port")));

@@ -1,6 +1,6 @@
 // Operational metrics of an aggregator, in the Prometheus text exposition
-// format (version 0.0.4), served over plain HTTP by MetricsHttpServer on a
-// separate port (loopback unless configured otherwise).
+// format (version 0.0.4), served at GET /metrics by the ops endpoint
+// (ops_server.h) on a separate port (loopback unless configured otherwise).
 //
 //   GET /metrics   ->  # HELP fedge_rounds_total Rounds ... \n
 //                      # TYPE fedge_rounds_total counter \n
@@ -16,12 +16,9 @@
 #include <atomic>
 #include <cstdint>
 #include <iterator>
-#include <limits>
+#include <map>
 #include <memory>
 #include <string>
-#include <thread>
-
-#include "absl/status/statusor.h"
 
 namespace fedge::aggregator {
 
@@ -37,47 +34,42 @@ struct AggregatorMetrics {
   std::atomic<uint64_t> model_downloads{0};
   std::atomic<uint64_t> drift_reports{0};
   std::atomic<uint64_t> secagg_messages{0};
+  // Devices whose update a finished round counted, and cohort devices it
+  // did not (a failed round drops its whole cohort).
+  std::atomic<uint64_t> clients_reported{0};
+  std::atomic<uint64_t> clients_dropped{0};
+  std::atomic<uint64_t> model_bytes_served{0};  // model downloads, bytes sent
   // Gauges.
   std::atomic<uint64_t> model_version{0};
   std::atomic<int> round_open{0};
   std::atomic<uint64_t> clients_available{0};
   std::atomic<double> last_close_seconds{0.0};  // aggregation + publishing
-  // Gated rollout: decisions, and the live version with its validation
-  // accuracy (NaN when it was not evaluated).
+  // Gated rollout decisions (the live version and its accuracy are
+  // rendered by the server from its version records).
   std::atomic<uint64_t> rollouts_promoted{0};
   std::atomic<uint64_t> rollouts_rejected{0};     // by validation
   std::atomic<uint64_t> rollouts_rolled_back{0};  // by their canary
-  std::atomic<uint64_t> live_version{0};
-  std::atomic<double> live_validation_accuracy{
-      std::numeric_limits<double>::quiet_NaN()};  // not rendered while NaN
   // Alerts raised, by rule (see alerts.h); unknown rules count as "other".
   static constexpr const char* kAlertRules[] = {
       "round_failure_rate", "dropout", "drift_share", "accuracy_drop", "epsilon_budget", "other"};
   std::atomic<uint64_t> alerts[std::size(kAlertRules)] = {};
   void CountAlert(const std::string& rule);
+  std::atomic<double> close_seconds_sum{0.0};   // over every closed round
+  std::atomic<double> last_round_seconds{0.0};  // opened -> closed, last round
 
   // The exposition-format text of every metric above.
   std::string RenderPrometheus() const;
 };
 
-// A minimal HTTP/1.1 server (Boost.Beast) for GET /metrics; other paths get
-// 404, other methods 405. One thread; connections are served one at a time.
-class MetricsHttpServer {
- public:
-  // Listens on `address` (host:port; port 0 picks one). `metrics` must
-  // outlive the server. UNAVAILABLE when the address cannot be bound.
-  static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(const std::string& address,
-                                                                  const AggregatorMetrics* metrics);
-  ~MetricsHttpServer();  // stops and joins
-
-  int port() const;
-
-  class Impl;
-
- private:
-  explicit MetricsHttpServer(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
-};
+// Appends one metric family: HELP, TYPE ("counter" or "gauge") and one
+// sample per entry of `samples`, labelled `label`="<key>" (label values are
+// escaped). No samples: HELP and TYPE only.
+void AppendMetricFamily(std::string& out, const std::string& name, const std::string& type,
+                        const std::string& help, const std::string& label,
+                        const std::map<std::string, double>& samples);
+// One unlabelled sample.
+void AppendMetric(std::string& out, const std::string& name, const std::string& type,
+                  const std::string& help, double value);
 
 }  // namespace fedge::aggregator
 

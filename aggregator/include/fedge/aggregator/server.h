@@ -38,6 +38,7 @@
 #include "absl/status/statusor.h"
 #include "fedge/aggregator/alerts.h"
 #include "fedge/aggregator/event_log.h"
+#include "fedge/aggregator/fleet_status.h"
 #include "fedge/aggregator/metrics.h"
 #include "fedge/aggregator/rollout.h"
 #include "fedge/aggregator/round_manager.h"
@@ -88,6 +89,29 @@ struct RoundPolicy {
   uint64_t seed = 1;
 };
 
+// The operations endpoint (ops_server.h, docs/operations.md): /metrics, the
+// JSON status and admin API, and the dashboard, on a port of its own. It
+// uses the aggregator's TLS certificate and key (plain HTTP only when the
+// aggregator runs insecure).
+struct OpsOptions {
+  // host:port (port 0 picks a free one; see ops_port()). Keep it on
+  // loopback unless operators reach it from elsewhere. Empty: no endpoint.
+  // Default: off.
+  std::string listen;
+  // The operator token's file, created (32 random bytes, hex, mode 0600)
+  // when missing. Default (empty): <state_dir>/ops.token.
+  std::filesystem::path token_file;
+  // The token itself, instead of a file (tests, embedders). Default: empty.
+  std::string token;
+  // GET /metrics without the token, for a scraper that cannot send one.
+  // Default: false (every route but the dashboard's files needs the token).
+  bool metrics_public = false;
+  // Threads serving the endpoint. Default: 2.
+  int threads = 2;
+  // A device seen (any call) within this window is "active", else "idle".
+  std::chrono::milliseconds active_window{60'000};
+};
+
 struct AggregatorServerOptions {
   // host:port; port 0 picks a free port (see port()).
   std::string listen_address = "127.0.0.1:7443";
@@ -127,9 +151,8 @@ struct AggregatorServerOptions {
   // failed and the next round starts. Default: off.
   std::optional<SecureAggregationOptions> secure_aggregation;
   std::chrono::milliseconds secagg_phase_timeout{30'000};
-  // host:port of the Prometheus metrics endpoint (GET /metrics, plain HTTP;
-  // see metrics.h). Keep it on loopback unless a scraper elsewhere needs
-  // it. Empty: no endpoint. Default: off.
+  OpsOptions ops;
+  // Deprecated: when ops.listen is empty, sets it, with ops.metrics_public.
   std::string metrics_listen;
   // Evaluates a version's fp32 master on the aggregator's validation set;
   // returns at least "accuracy" and "loss" (fedge-aggregator evaluates with
@@ -162,9 +185,13 @@ class AggregatorServer {
   static absl::StatusOr<std::unique_ptr<AggregatorServer>> Start(AggregatorServerOptions options);
   ~AggregatorServer();  // Shutdown()
 
-  // The port it listens on, and the metrics port (0 without metrics).
+  // The port it listens on, and the ops endpoint's port (0 without one;
+  // metrics_port() is the same: /metrics is served there).
   int port() const;
+  int ops_port() const;
   int metrics_port() const;
+  // The operator token of the ops endpoint (empty without one).
+  const std::string& ops_token() const;
   // Blocks until `policy.rounds` rounds have closed or Shutdown is called;
   // returns the first error that stopped the server (e.g. the state
   // directory became unwritable), OK otherwise.
@@ -177,17 +204,18 @@ class AggregatorServer {
   uint64_t latest_version() const;
   // The version every device is served (the newest that went live).
   uint64_t live_version() const;
-  // Fleet events (rounds, rollout decisions, alerts, operator actions).
-  const EventLog& events() const;
   // The counters and gauges the metrics endpoint renders.
   const AggregatorMetrics& metrics() const;
-  // Publishes version `target`'s model again as a new live version (its
-  // lineage notes the rollback and `reason`), cancelling a running canary.
-  // Returns the new version. NOT_FOUND for an unknown target;
-  // FAILED_PRECONDITION while a round is open.
-  absl::StatusOr<uint64_t> RollBackTo(uint64_t target, const std::string& reason);
   uint64_t closed_rounds() const;
   const ModelRegistry& registry() const;
+
+  // The operator's view and controls (what the ops endpoint serves), and
+  // the fleet events shown to operators.
+  FleetControl& fleet();
+  EventLog& events();
+  // See FleetControl::Promote and FleetControl::RollBackTo.
+  absl::Status Promote(uint64_t version, const std::string& reason);
+  absl::StatusOr<uint64_t> RollBackTo(uint64_t version, const std::string& reason);
 
   class Impl;
 
