@@ -995,8 +995,15 @@ fedge_status fedge_client_sync_model(fedge_client* client) {
       return Fail(FromStatus(join.status()),
                   absl::StrCat("fedge_client_sync_model: joining: ", join.status().message()));
     }
+    // The aggregator announces a version (Join's latest_version) a moment
+    // before it serves its artifact: NOT_FOUND right after a round closed
+    // is retried for up to two seconds.
     absl::StatusOr<std::shared_ptr<const fedge::v1::ModelArtifact>> model =
         transport->FetchModel(join->latest_version());
+    for (int attempt = 0; attempt < 20 && absl::IsNotFound(model.status()); ++attempt) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      model = transport->FetchModel(join->latest_version());
+    }
     if (!model.ok()) {
       return Fail(FromStatus(model.status()),
                   absl::StrCat("fedge_client_sync_model: fetching model version ",
