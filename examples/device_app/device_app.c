@@ -12,7 +12,10 @@
  * The IDX files are uncompressed (gunzip Debian's /usr/share/datasets/
  * fashion-mnist/*.gz first). Exit status 0 when every task went through.
  */
+#define _POSIX_C_SOURCE 200809L /* getrusage */
 #include <errno.h>
+#include <sys/resource.h>
+
 #include <fedge/client/c_api.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -177,6 +180,13 @@ static double held_out_accuracy(fedge_client* client, const Shard* test) {
   return (double)correct / (double)test->count;
 }
 
+/* The process's peak resident memory so far, in MiB (Linux: ru_maxrss is KiB). */
+static double peak_rss_mib(void) {
+  struct rusage usage;
+  if (getrusage(RUSAGE_SELF, &usage) != 0) return -1.0;
+  return (double)usage.ru_maxrss / 1024.0;
+}
+
 static char* read_text(const char* path) {
   FILE* f = fopen(path, "rb");
   char* text;
@@ -251,6 +261,8 @@ int main(int argc, char** argv) {
     fprintf(stderr, "device_app: %s\n", fedge_last_error());
     goto done;
   }
+  printf("peak memory before training: %.1f MiB (libraries loaded, data read)\n",
+         peak_rss_mib());
   source.num_examples = train_view.count;
   source.example_size = train_view.example_size;
   source.num_classes = 10;
@@ -287,6 +299,7 @@ int main(int argc, char** argv) {
       "(%s, %lld parameters)\n",
       before, after, (unsigned long long)info.version, info.architecture,
       (long long)info.num_parameters);
+  printf("peak memory after training: %.1f MiB\n", peak_rss_mib());
   rc = after >= 0.0 ? 0 : 1;
 
 done:

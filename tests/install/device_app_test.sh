@@ -4,7 +4,13 @@
 # loopback (TLS, dev certificates), and run the app on a Fashion-MNIST shard.
 #
 #   tests/install/device_app_test.sh BUILD_DIR SOURCE_DIR FEDGE_AGGREGATOR
+#
+# TRAIN, TASKS and MAX_STEPS (environment) size the run (bench/footprint.sh
+# uses them); the defaults keep the test short.
 set -euo pipefail
+train=${TRAIN:-2000}
+tasks=${TASKS:-3}
+max_steps=${MAX_STEPS:-40}
 build_dir=$1
 source_dir=$2
 aggregator=$3
@@ -26,6 +32,7 @@ cmake -S "$source_dir/examples/device_app" -B "$tmp/app" -G Ninja \
 cmake --build "$tmp/app" > /dev/null
 
 bash "$source_dir/scripts/make-dev-certs.sh" "$tmp/certs" dev-1 > /dev/null 2>&1
+if (( train + 1000 > 60000 )); then echo "TRAIN must be <= 59000" >&2; exit 2; fi
 gzip -dc "$data/train-images-idx3-ubyte.gz" > "$tmp/images"
 gzip -dc "$data/train-labels-idx1-ubyte.gz" > "$tmp/labels"
 
@@ -39,7 +46,7 @@ gzip -dc "$data/train-labels-idx1-ubyte.gz" > "$tmp/labels"
   --set model.architecture=cnn --set rounds.count=0 \
   --set rounds.goal=1 --set rounds.min_clients=1 \
   --set train.batch_size=32 --set train.learning_rate=0.05 --set train.momentum=0.9 \
-  --set train.max_steps=40 2> "$tmp/aggregator.log" &
+  --set train.max_steps="$max_steps" 2> "$tmp/aggregator.log" &
 agg_pid=$!
 for _ in $(seq 1 300); do
   [[ -s "$tmp/port" ]] && break
@@ -55,7 +62,7 @@ sed -e "s|@PORT@|$port|" -e "s|@CERTS@|$tmp/certs|g" -e "s|@STATE@|$tmp/device|"
   "$source_dir/examples/device_app/device.yaml.in" > "$tmp/device.yaml"
 
 timeout 300 "$tmp/app/device_app" --config "$tmp/device.yaml" \
-  --images "$tmp/images" --labels "$tmp/labels" --train 2000 --test 1000 --tasks 3 \
+  --images "$tmp/images" --labels "$tmp/labels" --train "$train" --test 1000 --tasks "$tasks" \
   2> "$tmp/device.log" | tee "$tmp/app.out" || {
   echo "device_app failed; its log:" >&2
   tail -20 "$tmp/device.log" >&2
@@ -63,7 +70,7 @@ timeout 300 "$tmp/app/device_app" --config "$tmp/device.yaml" \
 }
 
 grep -q "policy: paused training 1 time" "$tmp/app.out"
-[[ $(grep -c "event: update sent" "$tmp/app.out") -eq 3 ]]
+[[ $(grep -c "event: update sent" "$tmp/app.out") -eq "$tasks" ]]
 # The federation's model must have learned: accuracy on held-out examples.
 after=$(sed -n 's/^held-out accuracy: .*, \([0-9.]*\) with model v.*/\1/p' "$tmp/app.out")
 awk -v a="$after" 'BEGIN { exit !(a > 0.5) }' || {
