@@ -46,7 +46,7 @@ while read -r path; do
     libssl*|libcrypto*) g=openssl ;;
     libyaml*) g=yaml-cpp ;;
     libstdc++*|libc.so*|libm.so*|libgcc*|ld-linux*|libz.so*|libdl*|libpthread*|librt*) g=libc+libstdc++ ;;
-    *) g="other: what Debian's LibTorch links (OpenCV, GDAL, FFmpeg, ICU, ...)" ;;
+    *) g=other ;;  # Debian's LibTorch links OpenCV, GDAL, FFmpeg, ICU, ...
   esac
   groups[$g]=$(( ${groups[$g]:-0} + size ))
 done < <(ldd "$tmp/prefix/lib/libfedge_client_c.so" | awk '/=>/ && $3 !~ /fedge/ {print $3}' | sort -u)
