@@ -982,6 +982,8 @@ fedge_status fedge_client_join(fedge_client* client) {
 fedge_status fedge_client_sync_model(fedge_client* client) {
   return Guarded("fedge_client_sync_model", client, [&](fedge_client& c) {
     std::shared_ptr<fedge::client::GrpcTransport> transport;
+    fedge_event_fn on_event = nullptr;
+    void* event_user = nullptr;
     {
       std::lock_guard<std::mutex> lock(c.mu);
       if (fedge_status s = CheckIdle(c, "fedge_client_sync_model"); s != FEDGE_OK) return s;
@@ -989,6 +991,8 @@ fedge_status fedge_client_sync_model(fedge_client* client) {
         return Fail(FEDGE_ERR_STATE, "fedge_client_sync_model: configure the client first");
       }
       transport = c.transport;
+      on_event = c.on_event;
+      event_user = c.event_user;
     }
     absl::StatusOr<fedge::v1::JoinResponse> join = transport->Join();
     if (!join.ok()) {
@@ -1014,11 +1018,19 @@ fedge_status fedge_client_sync_model(fedge_client* client) {
       return Fail(FromStatus(updated.status()),
                   absl::StrCat("fedge_client_sync_model: ", updated.status().message()));
     }
-    if (*updated && c.on_event != nullptr) {
+    if (*updated && on_event != nullptr) {
       const std::string message =
           absl::StrCat("model version ", join->latest_version(), " is used for predict");
       fedge_event event{FEDGE_EVENT_MODEL_UPDATED, 0, join->latest_version(), 0, message.c_str()};
-      if (int rc = c.on_event(c.event_user, &event); rc != 0) {
+      int rc;
+      try {
+        rc = on_event(event_user, &event);
+      } catch (...) {
+        return Fail(FEDGE_ERR_CALLBACK,
+                    "fedge_client_sync_model: the event callback threw an exception for event "
+                    "'model_updated'");
+      }
+      if (rc != 0) {
         return Fail(FEDGE_ERR_CALLBACK,
                     absl::StrCat("fedge_client_sync_model: the event callback returned ", rc,
                                  " for event 'model_updated'"));

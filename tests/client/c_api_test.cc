@@ -101,6 +101,8 @@ extern "C" int MayTrain(void* user) {
   return call == 2 || call == 3 ? 0 : 1;
 }
 
+// A device config; `extra` is appended after the `budget:` section, so it
+// may continue it with indented keys.
 std::string DeviceConfig(int port, const std::string& id, const std::string& extra = "") {
   const std::string certs = CertDir().string();
   return "aggregator: localhost:" + std::to_string(port) + "\n" + "device_id: " + id + "\n" +
@@ -123,7 +125,8 @@ class CApiTest : public ::testing::Test {
   // An aggregator with the zoo's mlp for the blobs as version 0; rounds of
   // `goal` devices.
   std::unique_ptr<aggregator::AggregatorServer> StartServer(int rounds, int goal = 1,
-                                                            int min_clients = 1) {
+                                                            int min_clients = 1,
+                                                            int64_t features = kFeatures) {
     const std::filesystem::path state =
         ScratchDir() /
         ("capi-agg-" +
@@ -137,7 +140,7 @@ class CApiTest : public ::testing::Test {
       }
     }
     aggregator::AggregatorServerOptions options = testing_util::ServerOptions(state);
-    models::ModelSpec spec{"mlp", {kFeatures}, kClasses};
+    models::ModelSpec spec{"mlp", {features}, kClasses};
     auto initial = models::ModelInstance::Create(spec, 1);
     EXPECT_TRUE(initial.ok());
     auto artifact = models::BuildFp32Artifact(spec, (*initial)->parameters().layout(),
@@ -428,6 +431,29 @@ TEST_F(CApiTest, DataSourceMustFitTheFederationsModel) {
   ASSERT_EQ(fedge_client_set_data_source(client_, &source_), FEDGE_OK);
   EXPECT_EQ(fedge_client_run_task(client_, 120'000), FEDGE_ERR_INVALID_ARGUMENT);
   EXPECT_THAT(fedge_last_error(), HasSubstr("example_size 17"));
+}
+
+extern "C" int ZeroBatch(void* user, const int64_t* indices, size_t count, float* features,
+                         int32_t* labels) {
+  const int64_t example_size = *static_cast<const int64_t*>(user);
+  std::fill(features, features + count * example_size, 0.0f);
+  std::fill(labels, labels + count, 0);
+  return 0;
+}
+
+TEST_F(CApiTest, MemoryBudgetRefusesATaskThatCannotFit) {
+  // An mlp on 1024 inputs: ~246,000 parameters, so the task's state alone
+  // (global copy + delta) is ~2 MB, over a 1 MB budget.
+  int64_t wide = 1024;
+  auto server = StartServer(1, 1, 1, wide);
+  ASSERT_NE(server, nullptr);
+  Ready(server->port(), "  max_training_memory_mb: 1\n");
+  fedge_data_source zeros{kExamples, wide, kClasses, &ZeroBatch, &wide};
+  ASSERT_EQ(fedge_client_set_data_source(client_, &zeros), FEDGE_OK);
+  EXPECT_EQ(fedge_client_run_task(client_, 120'000), FEDGE_ERR_RESOURCE);
+  EXPECT_THAT(fedge_last_error(), HasSubstr("the memory budget is 1 MiB"));
+  EXPECT_THAT(events_.Types(), Contains(FEDGE_EVENT_BUDGET_LIMITED));
+  EXPECT_THAT(events_.Types(), Not(Contains(FEDGE_EVENT_UPDATE_SENT)));
 }
 
 TEST_F(CApiTest, TimeoutAndStopEndARunWithoutATask) {

@@ -275,7 +275,7 @@ typedef struct fedge_model_info {
   int64_t example_size; /* floats per input example */
   int32_t num_classes;
   int64_t num_parameters;
-  const char* architecture; /* "cnn", ...; static storage of the library until destroy */
+  const char* architecture; /* "cnn", ...; valid until the next model update or destroy */
 } fedge_model_info;
 
 /* Describes the model predict uses. FEDGE_ERR_NO_MODEL before one was
