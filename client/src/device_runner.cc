@@ -56,6 +56,7 @@ absl::Status DeviceRunner::Run(const std::atomic<bool>& stop) {
         continue;
       }
       joined = true;
+      if (options_.on_join) options_.on_join(*join);
       LogEvent("info", "joined",
                {{"client", id}, {"latest_version", std::to_string(join->latest_version())}});
     }
@@ -121,6 +122,7 @@ absl::Status DeviceRunner::Run(const std::atomic<bool>& stop) {
     }
     const absl::Status& status = report.status();
     if (status.code() == absl::StatusCode::kNotFound) continue;  // no task yet: poll again
+    if (options_.on_task_failed) options_.on_task_failed(status);
     // A refused model (DeviceClient prefixes its errors with "fetching the
     // model") is skipped: the device keeps its model and waits for the next
     // version. A refused device ends the loop.

@@ -15,6 +15,39 @@ absl::Status FieldError(const std::string& field, const std::string& requirement
       absl::StrCat("TrainConfig.", field, " must be ", requirement, ", got ", value));
 }
 
+// Reads the examples at `idx` from the app's source into a fresh batch
+// shaped for `spec`, and checks what the app gave: labels in range, finite
+// features.
+absl::Status ReadSourceBatch(const ExampleSource& source, const torch::Tensor& idx,
+                             const models::ModelSpec& spec, torch::Tensor* x, torch::Tensor* y) {
+  const int64_t b = idx.size(0);
+  std::vector<int64_t> shape = {b};
+  shape.insert(shape.end(), spec.input_shape.begin(), spec.input_shape.end());
+  *x = torch::empty(shape, torch::kFloat32);
+  *y = torch::empty({b}, torch::kInt64);
+  const torch::Tensor indices = idx.contiguous();
+  absl::Status read = source.ReadBatch(
+      std::span<const int64_t>(indices.data_ptr<int64_t>(), static_cast<size_t>(b)),
+      std::span<float>(x->data_ptr<float>(), static_cast<size_t>(x->numel())),
+      std::span<int64_t>(y->data_ptr<int64_t>(), static_cast<size_t>(b)));
+  if (!read.ok()) {
+    return absl::Status(
+        read.code(),
+        absl::StrCat("reading a batch of ", b, " examples from the data source: ", read.message()));
+  }
+  const int64_t lo = y->min().item<int64_t>();
+  const int64_t hi = y->max().item<int64_t>();
+  if (lo < 0 || hi >= spec.num_classes) {
+    return absl::InvalidArgumentError(absl::StrCat("the data source gave label ", lo < 0 ? lo : hi,
+                                                   "; the model has ", spec.num_classes,
+                                                   " classes"));
+  }
+  if (!torch::isfinite(*x).all().item<bool>()) {
+    return absl::InvalidArgumentError("the data source gave non-finite features");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateTrainConfig(const v1::TrainConfig& config) {
@@ -39,8 +72,20 @@ absl::StatusOr<LocalUpdate> Trainer::Fit(models::ModelInstance& model, const Loc
                                          const v1::TrainConfig& config,
                                          std::span<const uint8_t> mask) const {
   if (absl::Status s = ValidateTrainConfig(config); !s.ok()) return s;
-  if (data.store == nullptr || data.size() == 0) {
+  if ((data.store == nullptr && data.source == nullptr) || data.size() == 0) {
     return absl::InvalidArgumentError("cannot train on an empty local dataset");
+  }
+  const bool from_source = data.store == nullptr;
+  if (from_source) {
+    int64_t numel = 1;
+    for (int64_t d : model.spec().input_shape) numel *= d;
+    if (data.source->example_numel() != numel ||
+        data.source->num_classes() != model.spec().num_classes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the data source has examples of ", data.source->example_numel(), " features in ",
+          data.source->num_classes(), " classes; the model '", model.spec().architecture,
+          "' takes ", numel, " features and ", model.spec().num_classes, " classes"));
+    }
   }
   if (!mask.empty() && static_cast<int64_t>(mask.size()) != model.parameters().size()) {
     return absl::InvalidArgumentError(absl::StrCat("the pruning mask has ", mask.size(),
@@ -75,10 +120,22 @@ absl::StatusOr<LocalUpdate> Trainer::Fit(models::ModelInstance& model, const Loc
 
     const int64_t n = data.size();
     const torch::Tensor local_indices =
-        torch::from_blob(const_cast<int32_t*>(data.indices->data()), {n}, torch::kInt32)
-            .to(torch::kInt64);
+        data.indices != nullptr
+            ? torch::from_blob(const_cast<int32_t*>(data.indices->data()), {n}, torch::kInt32)
+                  .to(torch::kInt64)
+            : torch::arange(n, torch::kInt64);
     auto generator = at::make_generator<at::CPUGeneratorImpl>(config.seed());
-    const int64_t batch = config.batch_size();
+    int64_t batch = config.batch_size();
+    if (control_ != nullptr) {
+      absl::StatusOr<int64_t> planned = control_->PlanBatch(model, config);
+      if (!planned.ok()) return planned.status();
+      if (*planned < 1 || *planned > batch) {
+        return absl::InternalError(absl::StrCat("the training control planned batch size ",
+                                                *planned, " outside [1, ", batch, "]"));
+      }
+      batch = *planned;
+    }
+    bool stopped_early = false;
 
     TrainMetrics metrics;
     double loss_sum = 0.0;
@@ -88,9 +145,26 @@ absl::StatusOr<LocalUpdate> Trainer::Fit(models::ModelInstance& model, const Loc
       const torch::Tensor order =
           local_indices.index_select(0, torch::randperm(n, generator, torch::kInt64));
       for (int64_t start = 0; start < n; start += batch) {
+        if (control_ != nullptr) {
+          absl::StatusOr<bool> go = control_->BeforeStep(metrics);
+          if (!go.ok()) return go.status();
+          if (!*go) {
+            stopped_early = true;
+            done = true;
+            break;
+          }
+        }
         const torch::Tensor idx = order.narrow(0, start, std::min(batch, n - start));
-        const torch::Tensor x = data.store->GatherFeatures(idx);
-        const torch::Tensor y = data.store->GatherLabels(idx);
+        torch::Tensor x;
+        torch::Tensor y;
+        if (from_source) {
+          if (absl::Status s = ReadSourceBatch(*data.source, idx, model.spec(), &x, &y); !s.ok()) {
+            return s;
+          }
+        } else {
+          x = data.store->GatherFeatures(idx);
+          y = data.store->GatherLabels(idx);
+        }
         optimizer.zero_grad();
         const torch::Tensor logits = model.network().forward(x);
         const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
@@ -118,6 +192,9 @@ absl::StatusOr<LocalUpdate> Trainer::Fit(models::ModelInstance& model, const Loc
         }
       }
     }
+    if (metrics.steps == 0) {
+      return absl::AbortedError("local training was stopped before its first step");
+    }
     if (!std::isfinite(loss_sum)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "local training diverged (loss is not finite); lower TrainConfig.learning_rate (",
@@ -127,7 +204,8 @@ absl::StatusOr<LocalUpdate> Trainer::Fit(models::ModelInstance& model, const Loc
     metrics.accuracy = static_cast<double>(correct) / static_cast<double>(metrics.examples_seen);
 
     LocalUpdate update;
-    update.num_examples = n;
+    // Stopped early (time budget, policy): weigh the update by what it saw.
+    update.num_examples = stopped_early ? std::min(n, metrics.examples_seen) : n;
     update.metrics = metrics;
     update.delta.resize(static_cast<size_t>(params.size()));
     const float* local = params.values().data();

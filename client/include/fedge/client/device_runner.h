@@ -35,6 +35,11 @@ struct DeviceRunnerOptions {
   std::filesystem::path model_file;
   // Called after each completed task (e.g. to evaluate on local data).
   std::function<void(const TaskReport&)> on_task;
+  // Called each time the device joined the federation.
+  std::function<void(const v1::JoinResponse&)> on_join;
+  // Called when a task failed, before the loop backs off (or ends, when the
+  // aggregator refused the device). Not called for NOT_FOUND (no task yet).
+  std::function<void(const absl::Status&)> on_task_failed;
 };
 
 class DeviceRunner {

@@ -51,12 +51,43 @@ class ExampleStore {
   float shift_;
 };
 
-// A device's examples: indices into a shared store. Cheap to copy.
+// Examples the app keeps itself (an embedded device, behind the C API's data
+// callback): the trainer reads one batch at a time into buffers it owns and
+// keeps nothing between batches, so the library never holds more than a
+// batch of the app's data.
+//
+// Thread safety: ReadBatch is called by one thread at a time (the thread
+// that trains), not necessarily the same one from task to task.
+class ExampleSource {
+ public:
+  virtual ~ExampleSource() = default;
+
+  virtual int64_t size() const = 0;
+  // Float features per example (the product of the model's input shape).
+  virtual int64_t example_numel() const = 0;
+  virtual int64_t num_classes() const = 0;
+  // Writes examples `indices` (each in [0, size())) into `features`
+  // (indices.size() * example_numel() floats, example after example) and
+  // `labels` (indices.size() entries). An error ends the local training that
+  // asked for the batch.
+  virtual absl::Status ReadBatch(std::span<const int64_t> indices, std::span<float> features,
+                                 std::span<int64_t> labels) const = 0;
+};
+
+// A device's examples: indices into a shared store (simulations, tensors in
+// memory), or an app's ExampleSource. Cheap to copy.
 struct LocalDataset {
   std::shared_ptr<const ExampleStore> store;
+  // With `store`: the examples of the store that are this device's. With
+  // `source`: a subset of the source's examples; null means all of them.
   std::shared_ptr<const std::vector<int32_t>> indices;
+  // Used when `store` is null.
+  std::shared_ptr<const ExampleSource> source = nullptr;
 
-  int64_t size() const { return indices ? static_cast<int64_t>(indices->size()) : 0; }
+  int64_t size() const {
+    if (indices) return static_cast<int64_t>(indices->size());
+    return store == nullptr && source != nullptr ? source->size() : 0;
+  }
 };
 
 }  // namespace fedge::client
