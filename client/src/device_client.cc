@@ -47,6 +47,10 @@ absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> LoadVersion(ClientTrans
 absl::StatusOr<EvalMetrics> EvaluateLocal(models::ModelInstance& model, const LocalDataset& data,
                                           int64_t limit, int64_t batch_size) {
   if (data.size() == 0) return absl::FailedPreconditionError("the device has no local examples");
+  if (data.store == nullptr || data.indices == nullptr) {
+    // App-held data (ExampleSource, the C API) is not read here yet.
+    return absl::UnimplementedError("evaluation tasks need examples held in an ExampleStore");
+  }
   const int64_t n = std::min(data.size(), limit);
   const std::vector<int32_t>& indices = *data.indices;
   try {
