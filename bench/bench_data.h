@@ -4,15 +4,15 @@
 #ifndef FEDGE_BENCH_BENCH_DATA_H_
 #define FEDGE_BENCH_BENCH_DATA_H_
 
+#include <torch/torch.h>
+
 #include <iostream>
 #include <memory>
 #include <string>
 
-#include <torch/torch.h>
-
+#include "fedge/client/dataset_store.h"
 #include "fedge/client/local_data.h"
-#include "fedge/simulations/dataset.h"
-#include "fedge/simulations/simulation.h"
+#include "fedge/data/dataset.h"
 
 namespace fedge::bench {
 
@@ -24,10 +24,10 @@ struct BenchData {
 
 inline BenchData LoadBenchData() {
   BenchData data;
-  auto fmnist = simulations::ReadIdxDataset(simulations::kDefaultFashionMnistDir, "fashion-mnist");
+  auto fmnist = data::ReadIdxDataset(data::kDefaultFashionMnistDir, "fashion-mnist");
   if (fmnist.ok()) {
-    data.train = *simulations::MakeExampleStore(std::move(fmnist->train));
-    data.test = *simulations::MakeExampleStore(std::move(fmnist->test));
+    data.train = *client::MakeExampleStore(std::move(fmnist->train));
+    data.test = *client::MakeExampleStore(std::move(fmnist->test));
     data.source = "Fashion-MNIST";
     return data;
   }

@@ -9,6 +9,7 @@
 //                     [--rounds 3] [--epochs 1] [--batch 32] [--lr 0.05]
 //                     [--seed 42] [--eval-batch 256]
 #include <sys/resource.h>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <atomic>
@@ -19,12 +20,10 @@
 #include <thread>
 #include <vector>
 
-#include <torch/torch.h>
-
 #include "bench_data.h"
-#include "fedge/models/model_zoo.h"
+#include "fedge/data/partition.h"
 #include "fedge/models/model_instance.h"
-#include "fedge/simulations/partition.h"
+#include "fedge/models/model_zoo.h"
 
 namespace {
 
@@ -61,11 +60,11 @@ int main(int argc, char** argv) {
   std::vector<int32_t> labels(data.train->size());
   auto label_tensor = data.train->labels().to(torch::kInt32);
   std::copy_n(label_tensor.data_ptr<int32_t>(), labels.size(), labels.begin());
-  fedge::simulations::PartitionOptions partition_options;
+  fedge::data::PartitionOptions partition_options;
   partition_options.method = "iid";
   partition_options.num_clients = clients;
   partition_options.seed = seed;
-  auto shards = fedge::simulations::PartitionExamples(labels, 10, partition_options);
+  auto shards = fedge::data::PartitionExamples(labels, 10, partition_options);
   if (!shards.ok()) return 1;
 
   const fedge::models::ModelSpec spec{model, {1, 28, 28}, 10};

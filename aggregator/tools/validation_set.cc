@@ -3,10 +3,10 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
+#include "fedge/data/dataset.h"
 #include "fedge/models/artifact.h"
 #include "fedge/models/model_instance.h"
 #include "fedge/proto/status_macros.h"
-#include "fedge/simulations/dataset.h"
 
 namespace fedge::aggregator {
 
@@ -27,9 +27,8 @@ absl::StatusOr<std::shared_ptr<const ValidationSet>> ValidationSet::Load(const s
   if (examples < 1) {
     return absl::InvalidArgumentError("validation.examples must be >= 1");
   }
-  FEDGE_ASSIGN_OR_RETURN(simulations::TrainTest split,
-                         simulations::ReadIdxDataset(dir, "validation"));
-  const simulations::Dataset& test = split.test;
+  FEDGE_ASSIGN_OR_RETURN(data::TrainTest split, data::ReadIdxDataset(dir, "validation"));
+  const data::Dataset& test = split.test;
   const int64_t n = std::min(examples, test.num_examples());
   if (n == 0) return absl::InvalidArgumentError(absl::StrCat(dir, ": the test split is empty"));
   auto data = std::make_unique<Data>();

@@ -17,7 +17,7 @@ namespace fedge::aggregator {
 
 class ValidationSet {
  public:
-  // Reads `dir` (IDX files, see fedge/simulations/dataset.h) and keeps the
+  // Reads `dir` (IDX files, see fedge/data/dataset.h) and keeps the
   // first `examples` of its test split. Errors name the file or the value.
   static absl::StatusOr<std::shared_ptr<const ValidationSet>> Load(const std::string& dir,
                                                                    int64_t examples);

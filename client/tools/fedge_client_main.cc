@@ -12,12 +12,12 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "fedge/client/dataset_store.h"
 #include "fedge/client/device_runner.h"
+#include "fedge/data/dataset.h"
+#include "fedge/data/partition.h"
 #include "fedge/models/model_instance.h"
 #include "fedge/proto/log.h"
-#include "fedge/simulations/dataset.h"
-#include "fedge/simulations/partition.h"
-#include "fedge/simulations/simulation.h"
 
 namespace {
 
@@ -61,10 +61,10 @@ int Fail(const std::string& message) {
 
 int main(int argc, char** argv) {
   fedge::client::GrpcTransportOptions transport;
-  std::string data_dir = fedge::simulations::kDefaultFashionMnistDir;
+  std::string data_dir = fedge::data::kDefaultFashionMnistDir;
   std::string state_dir;
   std::string codec = "fp32";
-  fedge::simulations::PartitionOptions partition;
+  fedge::data::PartitionOptions partition;
   partition.num_clients = 1;
   partition.seed = 1;
   int shard = 0;
@@ -149,15 +149,15 @@ int main(int argc, char** argv) {
   auto& grpc_transport = **created;
 
   // The device's data: its shard of the training split.
-  auto data = fedge::simulations::ReadIdxDataset(data_dir, "fashion-mnist");
+  auto data = fedge::data::ReadIdxDataset(data_dir, "fashion-mnist");
   if (!data.ok()) return Fail(std::string(data.status().message()));
   auto parts =
-      fedge::simulations::PartitionExamples(data->train.labels, data->train.num_classes, partition);
+      fedge::data::PartitionExamples(data->train.labels, data->train.num_classes, partition);
   if (!parts.ok()) return Fail(std::string(parts.status().message()));
   auto indices = std::make_shared<const std::vector<int32_t>>((*parts)[shard]);
   const std::vector<int64_t> example_shape = data->train.example_shape;
   const int64_t num_classes = data->train.num_classes;
-  auto store = fedge::simulations::MakeExampleStore(std::move(data->train));
+  auto store = fedge::client::MakeExampleStore(std::move(data->train));
   if (!store.ok()) return Fail(std::string(store.status().message()));
   fedge::client::LocalDataset local{*store, indices};
 

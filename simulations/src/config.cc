@@ -140,7 +140,7 @@ KeyDef ChoiceKey(std::string key, std::string help,
 }
 
 std::vector<std::string> PartitionChoices() {
-  std::vector<std::string> names = PartitionMethods();
+  std::vector<std::string> names = data::PartitionMethods();
   names.push_back("natural");
   std::sort(names.begin(), names.end());
   return names;
@@ -967,10 +967,11 @@ absl::Status ValidateConfig(const SimulationConfig& config) {
                                                    ") exceeds partition.num_clients (",
                                                    config.partition.num_clients, ")"));
   }
-  if (config.data.dataset == "mnist" && config.data.dir.rfind(kDefaultFashionMnistDir, 0) == 0) {
+  if (config.data.dataset == "mnist" &&
+      config.data.dir.rfind(data::kDefaultFashionMnistDir, 0) == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("data.dataset 'mnist' needs data.dir set to a folder of MNIST IDX files; ",
-                     kDefaultFashionMnistDir, " holds Fashion-MNIST"));
+                     data::kDefaultFashionMnistDir, " holds Fashion-MNIST"));
   }
   if (config.partition.method == "natural") {
     if (config.data.dataset != "synthetic") {

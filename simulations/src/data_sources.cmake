@@ -1,10 +1,8 @@
-# Sources of fedge::sim's data side (datasets, partitioners, reports); included
-# by simulations/CMakeLists.txt. They need absl::status, absl::statusor,
-# absl::strings, ZLIB::ZLIB and nlohmann_json::nlohmann_json, and
-# proto/include for fedge/proto/status_macros.h.
+# Sources of fedge::sim's LibTorch-free side (drift scenarios, run reports);
+# included by simulations/CMakeLists.txt. They need fedge::data (datasets),
+# absl::status, absl::statusor, absl::strings and nlohmann_json, and
+# proto/include for fedge/proto/atomic_file.h. The dataset readers and
+# partitioners themselves are fedge::data's (models/src/data/).
 set(FEDGE_SIM_DATA_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/drift_scenario.cc
-  ${CMAKE_CURRENT_LIST_DIR}/idx_reader.cc
-  ${CMAKE_CURRENT_LIST_DIR}/partition.cc
-  ${CMAKE_CURRENT_LIST_DIR}/report.cc
-  ${CMAKE_CURRENT_LIST_DIR}/synthetic.cc)
+  ${CMAKE_CURRENT_LIST_DIR}/report.cc)

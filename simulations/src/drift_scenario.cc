@@ -8,6 +8,9 @@
 #include "absl/strings/str_cat.h"
 
 namespace fedge::simulations {
+
+using data::Dataset;
+
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;

@@ -179,7 +179,7 @@ int main(int argc, char** argv) {
             << fedge::simulations::ClientsPerRound(config) << " per round, "
             << config.model.architecture << ", " << config.strategy << ", " << total_rounds
             << " rounds\n";
-  absl::StatusOr<fedge::simulations::TrainTest> data = fedge::simulations::LoadData(config);
+  absl::StatusOr<fedge::data::TrainTest> data = fedge::simulations::LoadData(config);
   if (!data.ok()) return Fail(std::string(data.status().message()));
 
   auto on_round = [&](const fedge::simulations::RoundRecord& r) {

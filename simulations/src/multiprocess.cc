@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "fedge/aggregator/state_store.h"
+#include "fedge/client/dataset_store.h"
 #include "fedge/client/trainer.h"
 #include "fedge/models/artifact.h"
 #include "fedge/models/model_instance.h"
@@ -19,6 +20,10 @@
 #include "fedge/proto/status_macros.h"
 
 namespace fedge::simulations {
+
+using client::MakeExampleStore;
+using data::Dataset;
+
 namespace {
 
 constexpr int kMaxClients = 64;

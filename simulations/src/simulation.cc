@@ -16,9 +16,11 @@
 #include "fedge/aggregator/drift_tracker.h"
 #include "fedge/aggregator/model_registry.h"
 #include "fedge/aggregator/round_manager.h"
+#include "fedge/client/dataset_store.h"
 #include "fedge/client/device_client.h"
 #include "fedge/client/drift_monitor.h"
 #include "fedge/client/trainer.h"
+#include "fedge/data/partition.h"
 #include "fedge/models/artifact.h"
 #include "fedge/models/distillation.h"
 #include "fedge/models/inference.h"
@@ -30,6 +32,17 @@
 #include "fedge/simulations/worker_pool.h"
 
 namespace fedge::simulations {
+
+using client::MakeExampleStore;
+using data::Dataset;
+using data::MakeSyntheticDataset;
+using data::Partition;
+using data::PartitionExamples;
+using data::PartitionOptions;
+using data::ReadIdxDataset;
+using data::SyntheticOptions;
+using data::TrainTest;
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -290,26 +303,6 @@ DetectorDriftStats DetectorStats(const std::string& key, const DriftSetup& setup
 }
 
 }  // namespace
-
-absl::StatusOr<std::shared_ptr<const client::ExampleStore>> MakeExampleStore(Dataset dataset) {
-  std::vector<int64_t> shape = {dataset.num_examples()};
-  shape.insert(shape.end(), dataset.example_shape.begin(), dataset.example_shape.end());
-  torch::Tensor features;
-  if (!dataset.pixels.empty()) {
-    auto* owned = new std::vector<uint8_t>(std::move(dataset.pixels));
-    features = torch::from_blob(
-        owned->data(), shape, [owned](void*) { delete owned; }, torch::kUInt8);
-  } else {
-    auto* owned = new std::vector<float>(std::move(dataset.values));
-    features = torch::from_blob(
-        owned->data(), shape, [owned](void*) { delete owned; }, torch::kFloat32);
-  }
-  torch::Tensor labels =
-      torch::from_blob(dataset.labels.data(), {dataset.num_examples()}, torch::kInt32)
-          .to(torch::kInt64);
-  return client::ExampleStore::Create(std::move(features), std::move(labels), dataset.num_classes,
-                                      dataset.mean, dataset.stddev);
-}
 
 double PeakRssMb() {
   struct rusage usage {};

@@ -7,12 +7,12 @@
 #include <thread>
 
 #include "deploy_fixture.h"
+#include "fedge/client/dataset_store.h"
 #include "fedge/client/device_runner.h"
-#include "fedge/proto/status_macros.h"
+#include "fedge/data/dataset.h"
+#include "fedge/data/partition.h"
 #include "fedge/models/model_instance.h"
-#include "fedge/simulations/dataset.h"
-#include "fedge/simulations/partition.h"
-#include "fedge/simulations/simulation.h"
+#include "fedge/proto/status_macros.h"
 
 namespace fedge {
 namespace {
@@ -36,21 +36,20 @@ class FederationTest : public ::testing::Test {
  protected:
   void SetUp() override {
     models::SetComputeThreads(1);
-    auto data = simulations::ReadIdxDataset(simulations::kDefaultFashionMnistDir, "fashion-mnist");
+    auto data = data::ReadIdxDataset(data::kDefaultFashionMnistDir, "fashion-mnist");
     ASSERT_TRUE(data.ok()) << data.status();
-    simulations::PartitionOptions partition;
+    data::PartitionOptions partition;
     partition.method = "iid";
     partition.num_clients = static_cast<int>(ids_.size());
     partition.seed = 1;
-    auto shards =
-        simulations::PartitionExamples(data->train.labels, data->train.num_classes, partition);
+    auto shards = data::PartitionExamples(data->train.labels, data->train.num_classes, partition);
     ASSERT_TRUE(shards.ok());
     shards_ = *std::move(shards);
     spec_.architecture = "mlp";
     spec_.input_shape = data->train.example_shape;
     spec_.num_classes = data->train.num_classes;
-    auto train = simulations::MakeExampleStore(std::move(data->train));
-    auto test = simulations::MakeExampleStore(std::move(data->test));
+    auto train = client::MakeExampleStore(std::move(data->train));
+    auto test = client::MakeExampleStore(std::move(data->test));
     ASSERT_TRUE(train.ok() && test.ok());
     train_ = *std::move(train);
     test_ = *std::move(test);
@@ -103,7 +102,7 @@ class FederationTest : public ::testing::Test {
   models::ModelSpec spec_;
   std::shared_ptr<const client::ExampleStore> train_;
   std::shared_ptr<const client::ExampleStore> test_;
-  simulations::Partition shards_;
+  data::Partition shards_;
   std::filesystem::path state_;
 };
 

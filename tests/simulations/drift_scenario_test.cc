@@ -10,6 +10,7 @@
 namespace fedge::simulations {
 namespace {
 
+using ::fedge::data::Dataset;
 using ::fedge::testing_util::StatusIs;
 using ::testing::HasSubstr;
 

@@ -14,6 +14,7 @@
 namespace fedge::simulations {
 namespace {
 
+using ::fedge::data::TrainTest;
 using ::testing::HasSubstr;
 
 SimulationConfig PrivateConfig() {

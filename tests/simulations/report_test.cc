@@ -17,8 +17,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "simulations/temp_dir.h"
 #include "status_matchers.h"
+#include "temp_dir.h"
 
 namespace fedge::simulations {
 namespace {

@@ -12,6 +12,7 @@
 namespace fedge::simulations {
 namespace {
 
+using ::fedge::data::TrainTest;
 using ::testing::HasSubstr;
 
 SimulationConfig SyntheticConfig() {

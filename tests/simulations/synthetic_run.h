@@ -34,7 +34,7 @@ inline SimulationConfig SyntheticRunConfig(const std::string& name, uint64_t see
 }
 
 // The config's data; a failure to load fails the calling test.
-inline TrainTest LoadTestData(const SimulationConfig& config) {
+inline data::TrainTest LoadTestData(const SimulationConfig& config) {
   auto data = LoadData(config);
   EXPECT_TRUE(data.ok()) << data.status();
   return std::move(*data);

@@ -1,5 +1,5 @@
 // The client's view of the aggregator. Implementations: the in-process
-// transport of simulations (fedge/simulations/inproc_transport.h) and, for
+// transport of simulations (InProcTransport, in fedge::sim) and, for
 // deployments, gRPC. A DeviceClient is written against this interface only,
 // so the code a simulation exercises is the code that serves real devices.
 #ifndef FEDGE_CLIENT_TRANSPORT_H_

@@ -25,13 +25,13 @@
 #include "fedge/aggregator/private_aggregation.h"
 #include "fedge/aggregator/strategy.h"
 #include "fedge/client/drift_monitor.h"
+#include "fedge/data/dataset.h"
+#include "fedge/data/partition.h"
 #include "fedge/models/artifact.h"
 #include "fedge/models/model_spec.h"
 #include "fedge/models/pruning.h"
 #include "fedge/models/update_codec.h"
-#include "fedge/simulations/dataset.h"
 #include "fedge/simulations/drift_scenario.h"
-#include "fedge/simulations/partition.h"
 #include "fedge/v1/federation.pb.h"
 
 namespace fedge::simulations {
@@ -39,8 +39,8 @@ namespace fedge::simulations {
 struct DataOptions {
   // "fashion-mnist", "mnist" (IDX files in `dir`) or "synthetic".
   std::string dataset = "fashion-mnist";
-  std::string dir = kDefaultFashionMnistDir;
-  SyntheticOptions synthetic;
+  std::string dir = data::kDefaultFashionMnistDir;
+  data::SyntheticOptions synthetic;
 };
 
 struct RoundOptions {
@@ -173,7 +173,7 @@ struct SecureAggregationConfig {
 
 struct SimulationConfig {
   DataOptions data;
-  PartitionOptions partition;
+  data::PartitionOptions partition;
   models::ModelSpec model;  // input_shape/num_classes are taken from the dataset
   ArtifactOptions artifact;
   PruneOptions prune;

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "fedge/simulations/dataset.h"
+#include "fedge/data/dataset.h"
 
 namespace fedge::simulations {
 
@@ -63,8 +63,8 @@ std::vector<std::string> DriftModes();
 // (label-shift changes no example: the copy equals the input).
 // INVALID_ARGUMENT names the option that does not fit the dataset (a swap
 // class out of range; occlusion larger than the image).
-absl::StatusOr<Dataset> MakeDriftedCopy(const Dataset& data, const DriftScenarioOptions& options,
-                                        uint64_t seed);
+absl::StatusOr<data::Dataset> MakeDriftedCopy(const data::Dataset& data,
+                                              const DriftScenarioOptions& options, uint64_t seed);
 
 // Exactly round(fraction * num_clients) (at least one) of the clients,
 // chosen uniformly: drifted[i] says whether client i drifts.

@@ -43,7 +43,7 @@ struct MultiprocessOptions {
 absl::Status CheckMultiprocessConfig(const SimulationConfig& config);
 
 // Runs the experiment; `test` is the split the versions are evaluated on.
-absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config, Dataset test,
+absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config, data::Dataset test,
                                                  const MultiprocessOptions& options,
                                                  const RoundCallback& on_round = {});
 

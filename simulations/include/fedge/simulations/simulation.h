@@ -19,9 +19,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "fedge/client/local_data.h"
+#include "fedge/data/dataset.h"
 #include "fedge/simulations/config.h"
-#include "fedge/simulations/dataset.h"
 #include "fedge/simulations/report.h"
 #include "fedge/v1/model.pb.h"
 
@@ -46,16 +45,12 @@ struct SimulationResult {
 // Called on the driving thread after every round.
 using RoundCallback = std::function<void(const RoundRecord& record)>;
 
-// Wraps a dataset's buffers in an ExampleStore without copying them (the
-// store takes ownership of the moved-in buffers).
-absl::StatusOr<std::shared_ptr<const client::ExampleStore>> MakeExampleStore(Dataset dataset);
-
 // Loads the dataset named by config.data (IDX files or Synthetic).
-absl::StatusOr<TrainTest> LoadData(const SimulationConfig& config);
+absl::StatusOr<data::TrainTest> LoadData(const SimulationConfig& config);
 
 // Runs the experiment on `data` (consumed: its buffers move into the shared
 // example stores). Validates the config first (ValidateConfig).
-absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, TrainTest data,
+absl::StatusOr<SimulationResult> RunSimulation(const SimulationConfig& config, data::TrainTest data,
                                                const RoundCallback& on_round = {});
 
 // Peak resident set size of this process so far, in MiB.

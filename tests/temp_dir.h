@@ -1,7 +1,7 @@
 // A fresh directory under the test's temp dir, removed with its contents when
 // the object goes away.
-#ifndef FEDGE_TESTS_SIMULATIONS_TEMP_DIR_H_
-#define FEDGE_TESTS_SIMULATIONS_TEMP_DIR_H_
+#ifndef FEDGE_TESTS_TEMP_DIR_H_
+#define FEDGE_TESTS_TEMP_DIR_H_
 
 #include <stdlib.h>
 
@@ -16,7 +16,7 @@ namespace fedge::testing_util {
 class ScopedTempDir {
  public:
   ScopedTempDir() {
-    std::string pattern = ::testing::TempDir() + "fedge-sim-XXXXXX";
+    std::string pattern = ::testing::TempDir() + "fedge-test-XXXXXX";
     if (::mkdtemp(pattern.data()) == nullptr) {
       ADD_FAILURE() << "mkdtemp(" << pattern << ") failed";
     }
@@ -38,4 +38,4 @@ class ScopedTempDir {
 
 }  // namespace fedge::testing_util
 
-#endif  // FEDGE_TESTS_SIMULATIONS_TEMP_DIR_H_
+#endif  // FEDGE_TESTS_TEMP_DIR_H_

@@ -1,4 +1,4 @@
-#include "fedge/simulations/partition.h"
+#include "fedge/data/partition.h"
 
 #include <algorithm>
 #include <chrono>
@@ -15,7 +15,7 @@
 #include "gtest/gtest.h"
 #include "status_matchers.h"
 
-namespace fedge::simulations {
+namespace fedge::data {
 namespace {
 
 using ::fedge::testing_util::IsOk;
@@ -338,4 +338,4 @@ TEST(PartitionValidationTest, Labels) {
 }
 
 }  // namespace
-}  // namespace fedge::simulations
+}  // namespace fedge::data

@@ -1,6 +1,6 @@
 // Built-in partitioners. Each is O(num_examples + num_clients * num_classes)
 // per draw; client index lists come back sorted ascending.
-#include "fedge/simulations/partition.h"
+#include "fedge/data/partition.h"
 
 #include <algorithm>
 #include <cmath>
@@ -19,7 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "sampling.h"
 
-namespace fedge::simulations {
+namespace fedge::data {
 namespace {
 
 using internal::LogGamma;
@@ -331,4 +331,4 @@ double MeanLabelSkew(const Partition& partition, std::span<const int32_t> labels
   return clients == 0 ? 0.0 : sum / static_cast<double>(clients);
 }
 
-}  // namespace fedge::simulations
+}  // namespace fedge::data

@@ -30,10 +30,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "fedge/data/dataset.h"
 #include "fedge/proto/status_macros.h"
-#include "fedge/simulations/dataset.h"
 
-namespace fedge::simulations {
+namespace fedge::data {
 
 int64_t Dataset::example_size() const {
   int64_t size = 1;
@@ -428,4 +428,4 @@ absl::StatusOr<TrainTest> ReadIdxDataset(const std::string& dir, const std::stri
   return result;
 }
 
-}  // namespace fedge::simulations
+}  // namespace fedge::data

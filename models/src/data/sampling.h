@@ -4,9 +4,9 @@
 // standard libraries; these do not, so a seed names the same partition or
 // dataset everywhere (up to libm's last-bit rounding of log/exp/cos).
 //
-// Private to fedge::sim; not API.
-#ifndef FEDGE_SIMULATIONS_SRC_SAMPLING_H_
-#define FEDGE_SIMULATIONS_SRC_SAMPLING_H_
+// Private to fedge::data; not API.
+#ifndef FEDGE_MODELS_SRC_DATA_SAMPLING_H_
+#define FEDGE_MODELS_SRC_DATA_SAMPLING_H_
 
 #include <algorithm>
 #include <cmath>
@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-namespace fedge::simulations::internal {
+namespace fedge::data::internal {
 
 // Uniform on the open interval (0, 1), 53 random bits; never 0, so its log is
 // finite.
@@ -135,6 +135,6 @@ inline void ProportionalCounts(std::span<const double> weights, int64_t total,
   }
 }
 
-}  // namespace fedge::simulations::internal
+}  // namespace fedge::data::internal
 
-#endif  // FEDGE_SIMULATIONS_SRC_SAMPLING_H_
+#endif  // FEDGE_MODELS_SRC_DATA_SAMPLING_H_

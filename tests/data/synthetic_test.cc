@@ -4,12 +4,12 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "fedge/simulations/dataset.h"
+#include "fedge/data/dataset.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "status_matchers.h"
 
-namespace fedge::simulations {
+namespace fedge::data {
 namespace {
 
 using ::fedge::testing_util::IsOk;
@@ -209,4 +209,4 @@ TEST(SyntheticTest, AcceptsTheFedProxSettings) {
 }
 
 }  // namespace
-}  // namespace fedge::simulations
+}  // namespace fedge::data

@@ -12,13 +12,13 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "fedge/simulations/dataset.h"
+#include "fedge/data/dataset.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "status_matchers.h"
-#include "simulations/temp_dir.h"
+#include "temp_dir.h"
 
-namespace fedge::simulations {
+namespace fedge::data {
 namespace {
 
 using ::fedge::testing_util::IsOk;
@@ -464,4 +464,4 @@ TEST(FashionMnistTest, ReadsTheInstalledDataset) {
 }
 
 }  // namespace
-}  // namespace fedge::simulations
+}  // namespace fedge::data

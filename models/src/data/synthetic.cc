@@ -16,10 +16,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_format.h"
-#include "fedge/simulations/dataset.h"
+#include "fedge/data/dataset.h"
 #include "sampling.h"
 
-namespace fedge::simulations {
+namespace fedge::data {
 namespace {
 
 using internal::Normal;
@@ -162,4 +162,4 @@ absl::StatusOr<TrainTest> MakeSyntheticDataset(const SyntheticOptions& options) 
   }
 }
 
-}  // namespace fedge::simulations
+}  // namespace fedge::data

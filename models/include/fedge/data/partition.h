@@ -1,4 +1,6 @@
-// Partitioners: split a dataset's examples among N virtual clients.
+// Partitioners: split a dataset's examples among N clients (the virtual
+// clients of a simulation, or the device processes of a deployment test,
+// each of which reads its own shard). Part of fedge::data.
 //
 // Every partitioner assigns each example to exactly one client, is
 // deterministic for a given seed, and returns indices (never copies).
@@ -12,8 +14,8 @@
 //                   shards (McMahan et al. 2017's pathological non-IID).
 //  * quantity-skew  client sizes ~ Dir(alpha) over the shuffled data; labels
 //                   stay IID, sizes vary.
-#ifndef FEDGE_SIMULATIONS_PARTITION_H_
-#define FEDGE_SIMULATIONS_PARTITION_H_
+#ifndef FEDGE_DATA_PARTITION_H_
+#define FEDGE_DATA_PARTITION_H_
 
 #include <cstdint>
 #include <span>
@@ -23,7 +25,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace fedge::simulations {
+namespace fedge::data {
 
 struct PartitionOptions {
   // One of "iid", "dirichlet", "shards", "quantity-skew". Default: "dirichlet".
@@ -61,6 +63,6 @@ std::vector<std::string> PartitionMethods();
 double MeanLabelSkew(const Partition& partition, std::span<const int32_t> labels,
                      int64_t num_classes);
 
-}  // namespace fedge::simulations
+}  // namespace fedge::data
 
-#endif  // FEDGE_SIMULATIONS_PARTITION_H_
+#endif  // FEDGE_DATA_PARTITION_H_

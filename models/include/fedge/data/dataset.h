@@ -1,5 +1,7 @@
-// Datasets for simulations: an in-memory, immutable table of examples that
-// every virtual client shares (a client holds indices into it, never copies).
+// Labelled datasets in memory: an immutable table of examples. A simulation's
+// virtual clients share one (each holds indices into it, never copies); a
+// device process (fedge-client) or the aggregator's validation set reads its
+// own. Part of fedge::data, below client and aggregator.
 //
 // Readers:
 //  * ReadIdxDataset: IDX files (MNIST / Fashion-MNIST / EMNIST layout),
@@ -8,9 +10,10 @@
 //    ("Federated Optimization in Heterogeneous Networks", FedProx), a
 //    non-IID dataset whose examples come already grouped by device.
 //
-// Nothing here depends on LibTorch; the runner wraps the buffers in tensors.
-#ifndef FEDGE_SIMULATIONS_DATASET_H_
-#define FEDGE_SIMULATIONS_DATASET_H_
+// Nothing here depends on LibTorch; client::MakeExampleStore
+// (fedge/client/dataset_store.h) wraps the buffers in tensors.
+#ifndef FEDGE_DATA_DATASET_H_
+#define FEDGE_DATA_DATASET_H_
 
 #include <cstdint>
 #include <string>
@@ -18,7 +21,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace fedge::simulations {
+namespace fedge::data {
 
 // One split (train or test) of a labelled dataset. Exactly one of `pixels`
 // (uint8 features, e.g. images) and `values` (float features) is non-empty.
@@ -88,6 +91,6 @@ struct SyntheticOptions {
 // device's train indices. Deterministic for a given seed.
 absl::StatusOr<TrainTest> MakeSyntheticDataset(const SyntheticOptions& options);
 
-}  // namespace fedge::simulations
+}  // namespace fedge::data
 
-#endif  // FEDGE_SIMULATIONS_DATASET_H_
+#endif  // FEDGE_DATA_DATASET_H_
