@@ -40,8 +40,20 @@ function(fedge_add_test name)
   if(ARG_TORCH)
     fedge_torch_pch(${name})
   endif()
+  # Labels are set after discovery, from the discovered test list: passed
+  # through gtest_discover_tests' PROPERTIES, a list of labels is split on
+  # its way and only the first one would stick.
   gtest_discover_tests(${name}
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}
-    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT 300
+    TEST_LIST ${name}_TESTS
+    PROPERTIES TIMEOUT 300
     DISCOVERY_TIMEOUT 60)
+  if(ARG_LABELS)
+    set(labels_file "${CMAKE_CURRENT_BINARY_DIR}/${name}_labels.cmake")
+    file(WRITE "${labels_file}"
+         "if(${name}_TESTS)\n"
+         "  set_tests_properties(\${${name}_TESTS} PROPERTIES LABELS \"${ARG_LABELS}\")\n"
+         "endif()\n")
+    set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${labels_file}")
+  endif()
 endfunction()
