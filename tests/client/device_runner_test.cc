@@ -37,6 +37,7 @@ class FakeAggregator final : public ClientTransport {
     if (!join_status.ok()) return join_status;
     v1::JoinResponse response;
     response.set_latest_version(latest_version);
+    response.set_signing_key_id(signing_key_id);
     return response;
   }
   absl::StatusOr<v1::Task> PollTask(const std::string& client_id) override {
@@ -73,6 +74,7 @@ class FakeAggregator final : public ClientTransport {
   std::mutex mu;
   absl::Status join_status;
   uint64_t latest_version = 3;
+  std::string signing_key_id;
   std::deque<v1::Task> tasks;
   std::map<uint64_t, std::shared_ptr<const v1::ModelArtifact>> artifacts;
   absl::Status submit_status;
@@ -220,6 +222,20 @@ TEST_F(DeviceRunnerTest, ARefusedJoinEndsTheRun) {
   EXPECT_THAT(runner->Run(stop), StatusIs(absl::StatusCode::kPermissionDenied));
   EXPECT_FALSE(runner->joined());
   EXPECT_EQ(aggregator_.polls, 0);
+}
+
+TEST_F(DeviceRunnerTest, AnAggregatorSigningWithAnotherKeyIsRefusedAtJoin) {
+  aggregator_.signing_key_id = other_key_->key_id();
+  DeviceClient device("phone-1", Clean());
+  auto runner = Runner(&device, Options());
+  ASSERT_NE(runner, nullptr);
+  EXPECT_THAT(runner->RunOnce().status(),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("this device pins key")));
+  EXPECT_FALSE(runner->joined());
+  // The pinned key's own id is accepted.
+  aggregator_.signing_key_id = key_->key_id();
+  FEDGE_ASSERT_OK_AND_ASSIGN(StepResult step, runner->RunOnce());
+  EXPECT_TRUE(step.joined);
 }
 
 TEST_F(DeviceRunnerTest, RunsATaskEndToEnd) {

@@ -92,7 +92,9 @@ struct DeviceRunnerOptions {
   std::function<void(const absl::Status&)> on_task_failed;
   // Called when drift detectors fired (outcome.alarms non-empty); when
   // outcome.report is set it has been handed to the transport, and
-  // `reported` is the aggregator's verdict. Called on the observing thread.
+  // `reported` is the aggregator's verdict. Called on the observing thread
+  // with the monitor locked: it must not call ObserveInference /
+  // ObserveFeedback.
   std::function<void(const MonitorOutcome& outcome, const absl::Status& reported)> on_drift;
 };
 
