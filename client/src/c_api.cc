@@ -27,6 +27,7 @@
 #include "absl/strings/str_join.h"
 #include "fedge/client/device_runner.h"
 #include "fedge/client/drift_detector.h"
+#include "fedge/client/grpc_transport.h"
 #include "fedge/client/training_budget.h"
 #include "fedge/models/artifact.h"
 #include "fedge/models/model_instance.h"
@@ -326,10 +327,10 @@ struct fedge_client {
   fedge_status background_result = FEDGE_OK;
   std::string background_message;
   // Kept across runs: the training model and the device (its error-feedback
-  // residual), the drift detector. Used by the run only.
+  // residual). Used by the run only. The drift monitor's state is kept in
+  // state_dir by the run's DeviceRunner.
   std::unique_ptr<fedge::models::ModelInstance> train_model;
   std::unique_ptr<fedge::client::DeviceClient> device;
-  std::unique_ptr<fedge::client::DriftDetector> drift;
 
   std::atomic<bool> stop{false};
 
@@ -657,11 +658,6 @@ class Run {
     } else {
       c_.device->SetData(data);
     }
-    if (c_.drift == nullptr && config_.drift_detector != "none") {
-      absl::StatusOr<std::unique_ptr<fedge::client::DriftDetector>> detector =
-          fedge::client::CreateDriftDetector(config_.drift_detector);
-      if (detector.ok()) c_.drift = *std::move(detector);
-    }
 
     std::error_code ec;
     std::filesystem::create_directories(config_.state_dir, ec);
@@ -678,22 +674,38 @@ class Run {
     options.max_tasks = static_cast<int>(max_tasks_);
     options.seed = std::hash<std::string>{}(config_.transport.client_id);
     options.model_file = config_.state_dir / "model.fedge";
-    options.on_task = [this](const fedge::client::TaskReport& report) {
+    uint64_t task_round = 0;
+    options.on_task = [this, &task_round](const fedge::client::TaskReport& report) {
+      task_round = report.round;
       Emit(FEDGE_EVENT_UPDATE_SENT, report.round, report.model_version, report.metrics.loss,
            absl::StrCat("update of round ", report.round, " sent (", report.metrics.steps,
                         " steps, ", report.bytes_up, " bytes)"));
-      if (c_.drift != nullptr) {
-        const float loss = static_cast<float>(report.metrics.loss);
-        absl::StatusOr<fedge::client::DriftDecision> decision =
-            c_.drift->Add(std::span<const float>(&loss, 1));
-        if (decision.ok() && decision->drift()) {
-          Emit(FEDGE_EVENT_DRIFT_DETECTED, report.round, report.model_version, decision->statistic,
-               absl::StrCat("the training loss drifted (", std::string(c_.drift->name()),
-                            " statistic ", decision->statistic, " > ", decision->threshold, ")"));
-          c_.drift->Reset();
-        }
-      }
     };
+    if (config_.drift_detector != "none") {
+      // The runner's monitor watches the loss of the device's model on its
+      // examples after each task (ParseConfig admits loss-stream detectors).
+      fedge::client::DriftMonitorOptions drift;
+      drift.detectors = {config_.drift_detector + ":loss"};
+      drift.cooldown = 0;
+      // adwin takes values in [0, value_range]: twice a uniform guess's loss.
+      drift.detector_options.adwin.value_range =
+          2.0 * std::log(static_cast<double>(std::max<int64_t>(source_->num_classes(), 2)));
+      options.drift = drift;
+      options.state_dir = config_.state_dir;
+      options.on_drift = [this, &task_round](const fedge::client::MonitorOutcome& outcome,
+                                             const absl::Status& reported) {
+        std::string sent;
+        if (outcome.report.has_value()) {
+          sent = reported.ok() ? "; reported to the aggregator"
+                               : absl::StrCat("; not reported: ", reported.message());
+        }
+        for (const fedge::v1::DriftEvent& e : outcome.alarms) {
+          Emit(FEDGE_EVENT_DRIFT_DETECTED, task_round, e.model_version(), e.statistic(),
+               absl::StrCat("the loss on the local data drifted (", e.detector(), " statistic ",
+                            e.statistic(), " > ", e.threshold(), ")", sent));
+        }
+      };
+    }
     options.on_task_failed = [this](const absl::Status& status) {
       Emit(FEDGE_EVENT_ERROR, 0, 0, 0, status.ToString());
     };

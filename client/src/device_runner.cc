@@ -1,10 +1,14 @@
 #include "fedge/client/device_runner.h"
 
+#include <algorithm>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "fedge/proto/atomic_file.h"
 #include "fedge/proto/log.h"
+#include "fedge/proto/status_macros.h"
+#include "runner_drift.h"
 
 namespace fedge::client {
 namespace {
@@ -14,9 +18,90 @@ bool IsRefusal(const absl::Status& status) {
          status.code() == absl::StatusCode::kPermissionDenied;
 }
 
+// DeviceClient prefixes the errors of the model download with this.
+bool IsModelRefusal(const absl::Status& status) {
+  return status.message().rfind("fetching the model", 0) == 0;
+}
+
 }  // namespace
 
-DeviceRunner::DeviceRunner(GrpcTransport* transport, PendingUpdateStore* pending,
+// The transport as the device sees it: every call goes to the offline
+// wrapper; FetchModel additionally verifies the artifact against the pinned
+// key (when one is set) and remembers the last model that passed.
+class DeviceRunner::ModelGate final : public ClientTransport {
+ public:
+  ModelGate(ClientTransport* inner, const std::optional<models::VerifyingKey>* pinned)
+      : inner_(inner), pinned_(pinned) {}
+
+  absl::StatusOr<v1::JoinResponse> Join(const std::string& client_id) override {
+    absl::StatusOr<v1::JoinResponse> join = inner_->Join(client_id);
+    if (join.ok() && pinned_->has_value() && !join->signing_key_id().empty() &&
+        join->signing_key_id() != (*pinned_)->key_id()) {
+      return absl::UnauthenticatedError(
+          absl::StrCat("the aggregator signs models with key '", join->signing_key_id(),
+                       "', this device pins key '", (*pinned_)->key_id(), "'"));
+    }
+    return join;
+  }
+  absl::StatusOr<v1::Task> PollTask(const std::string& client_id) override {
+    return inner_->PollTask(client_id);
+  }
+  absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> FetchModel(uint64_t version) override {
+    absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> artifact = inner_->FetchModel(version);
+    if (!artifact.ok()) return artifact.status();
+    if (*artifact == nullptr) {
+      return absl::DataLossError(
+          absl::StrCat("the transport gave no artifact for version ", version));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (pinned_->has_value() &&
+        std::find(verified_.begin(), verified_.end(), *artifact) == verified_.end()) {
+      if (absl::Status s = models::VerifySignedArtifact(**artifact, **pinned_); !s.ok()) {
+        LogEvent("error", "model_refused", {{"version", std::to_string(version)}}, s.ToString());
+        return absl::Status(s.code(),
+                            absl::StrCat("model version ", version, " refused: ", s.message()));
+      }
+      verified_.push_back(*artifact);
+      // An evaluation task alternates two versions: keep both verified.
+      if (verified_.size() > 2) verified_.erase(verified_.begin());
+    }
+    current_ = *artifact;
+    return artifact;
+  }
+  absl::Status SubmitUpdate(const v1::EncodedUpdate& update) override {
+    return inner_->SubmitUpdate(update);
+  }
+  absl::Status ReportDrift(const v1::DriftReport& report) override {
+    return inner_->ReportDrift(report);
+  }
+  absl::Status ReportMetrics(const v1::MetricsReport& report) override {
+    return inner_->ReportMetrics(report);
+  }
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const std::string& client_id) override {
+    return inner_->Heartbeat(client_id);
+  }
+  absl::Status SecAggSend(const v1::SecAggClientMessage& message) override {
+    return inner_->SecAggSend(message);
+  }
+  absl::StatusOr<v1::SecAggServerMessage> SecAggPoll(const std::string& client_id, uint64_t round,
+                                                     v1::SecAggPhase phase) override {
+    return inner_->SecAggPoll(client_id, round, phase);
+  }
+
+  std::shared_ptr<const v1::ModelArtifact> current() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return current_;
+  }
+
+ private:
+  ClientTransport* const inner_;
+  const std::optional<models::VerifyingKey>* const pinned_;
+  mutable std::mutex mu_;
+  std::vector<std::shared_ptr<const v1::ModelArtifact>> verified_;
+  std::shared_ptr<const v1::ModelArtifact> current_;
+};
+
+DeviceRunner::DeviceRunner(ClientTransport* transport, PendingUpdateStore* pending,
                            DeviceClient* device, models::ModelInstance* model,
                            const Trainer* trainer, DeviceRunnerOptions options)
     : transport_(transport),
@@ -25,7 +110,34 @@ DeviceRunner::DeviceRunner(GrpcTransport* transport, PendingUpdateStore* pending
       device_(device),
       model_(model),
       trainer_(trainer),
-      options_(std::move(options)) {}
+      options_(std::move(options)) {
+  gate_ = std::make_unique<ModelGate>(&offline_, &options_.pinned_key);
+}
+
+DeviceRunner::~DeviceRunner() = default;
+
+absl::StatusOr<std::unique_ptr<DeviceRunner>> DeviceRunner::Create(
+    ClientTransport* transport, PendingUpdateStore* pending, DeviceClient* device,
+    models::ModelInstance* model, const Trainer* trainer, DeviceRunnerOptions options) {
+  auto runner = std::make_unique<DeviceRunner>(transport, pending, device, model, trainer,
+                                               std::move(options));
+  FEDGE_RETURN_IF_ERROR(runner->Prepare());
+  return runner;
+}
+
+absl::Status DeviceRunner::Prepare() {
+  std::call_once(prepare_once_, [this] {
+    absl::StatusOr<std::unique_ptr<RunnerDrift>> drift =
+        RunnerDrift::Create(device_->id(), options_);
+    if (drift.ok()) {
+      drift_ = *std::move(drift);
+      prepared_ = absl::OkStatus();
+    } else {
+      prepared_ = drift.status();
+    }
+  });
+  return prepared_;
+}
 
 void DeviceRunner::Wait(std::chrono::milliseconds delay, const std::atomic<bool>& stop) {
   const auto until = std::chrono::steady_clock::now() + delay;
@@ -37,104 +149,188 @@ void DeviceRunner::Wait(std::chrono::milliseconds delay, const std::atomic<bool>
   }
 }
 
-absl::Status DeviceRunner::Run(const std::atomic<bool>& stop) {
-  absl::StatusOr<Backoff> created = Backoff::Create(options_.backoff, options_.seed);
-  if (!created.ok()) return created.status();
-  Backoff backoff = *std::move(created);
+std::shared_ptr<const v1::ModelArtifact> DeviceRunner::current_model() const {
+  return gate_->current();
+}
+
+absl::StatusOr<StepResult> DeviceRunner::RunOnce() {
+  FEDGE_RETURN_IF_ERROR(Prepare());
   const std::string& id = device_->id();
-  bool joined = false;
-  while (!stop.load() && (options_.max_tasks == 0 || tasks_done_ < options_.max_tasks)) {
-    if (!joined) {
-      absl::StatusOr<v1::JoinResponse> join = transport_->Join();
-      if (!join.ok()) {
-        if (!IsUnreachable(join.status())) return join.status();
-        const auto delay = backoff.Next();
-        LogEvent("warning", "aggregator_unreachable",
-                 {{"client", id}, {"retry_in_ms", std::to_string(delay.count())}},
-                 join.status().ToString());
-        Wait(delay, stop);
-        continue;
-      }
-      joined = true;
-      if (options_.on_join) options_.on_join(*join);
-      LogEvent("info", "joined",
-               {{"client", id}, {"latest_version", std::to_string(join->latest_version())}});
+  StepResult step;
+  if (!joined_) {
+    absl::StatusOr<v1::JoinResponse> join = gate_->Join(id);
+    if (!join.ok()) return join.status();
+    joined_ = true;
+    step.joined = true;
+    if (options_.on_join) options_.on_join(*join);
+    LogEvent("info", "joined",
+             {{"client", id}, {"latest_version", std::to_string(join->latest_version())}});
+  }
+  absl::StatusOr<TaskReport> report;
+  if (secagg_report_.has_value()) {
+    // Secure aggregation: the update leaves the device only masked, over
+    // the protocol's phases, one phase per step.
+    absl::StatusOr<uint64_t> sent = device_->SecAggStep(*gate_);
+    if (absl::IsUnavailable(sent.status()) && device_->secagg_pending()) {
+      step.kind = StepResult::Kind::kSecAggWaiting;
+      return step;
     }
+    if (sent.ok()) {
+      secagg_report_->bytes_up += *sent;
+      if (device_->secagg_pending()) {
+        step.kind = StepResult::Kind::kSecAggWaiting;
+        return step;
+      }
+      report = *std::move(secagg_report_);
+    } else {
+      report = sent.status();  // this device dropped out of the round
+    }
+    secagg_report_.reset();
+  } else {
     absl::StatusOr<FlushReport> flushed = offline_.Flush();
     if (!flushed.ok()) {
       LogEvent("error", "pending_updates_unreadable", {{"client", id}},
                flushed.status().ToString());
     } else if (flushed->kept > 0) {
-      Wait(backoff.Next(), stop);
-      continue;
+      step.kind = StepResult::Kind::kOffline;
+      return step;
     }
-    absl::StatusOr<TaskReport> report = device_->RunTask(offline_, *model_, *trainer_);
+    report = device_->RunTask(*gate_, *model_, *trainer_);
     if (report.ok() && report->secagg) {
-      // Secure aggregation: the update leaves the device only masked, over
-      // the protocol's phases (each poll waits for the aggregator to close
-      // the phase before).
-      while (device_->secagg_pending() && !stop.load()) {
-        absl::StatusOr<uint64_t> sent = device_->SecAggStep(*transport_);
-        if (sent.ok()) {
-          report->bytes_up += *sent;
-        } else if (!absl::IsUnavailable(sent.status())) {
-          report = sent.status();  // this device dropped out of the round
-          break;
-        }
-      }
+      secagg_report_ = *std::move(report);
+      // The first phase (advertising keys) polls nothing: run it now.
+      absl::StatusOr<StepResult> first = RunOnce();
+      if (first.ok()) first->joined = step.joined;
+      return first;
     }
-    if (report.ok()) {
-      ++tasks_done_;
-      backoff.Reset();
-      v1::MetricsReport metrics;
-      metrics.set_client_id(id);
-      metrics.set_round(report->round);
-      metrics.set_model_version(report->model_version);
-      if (report->evaluation) {
-        metrics.mutable_metrics()->insert(report->evaluation_metrics.begin(),
-                                          report->evaluation_metrics.end());
+  }
+  if (!report.ok()) {
+    if (absl::IsNotFound(report.status())) {
+      step.kind = StepResult::Kind::kNoTask;
+      return step;
+    }
+    if (options_.on_task_failed) options_.on_task_failed(report.status());
+    return report.status();
+  }
+  StepResult done = FinishTask(*std::move(report));
+  done.joined = step.joined;
+  return done;
+}
+
+StepResult DeviceRunner::FinishTask(TaskReport report) {
+  const std::string& id = device_->id();
+  ++tasks_done_;
+  v1::MetricsReport metrics;
+  metrics.set_client_id(id);
+  metrics.set_round(report.round);
+  metrics.set_model_version(report.model_version);
+  if (report.evaluation) {
+    metrics.mutable_metrics()->insert(report.evaluation_metrics.begin(),
+                                      report.evaluation_metrics.end());
+  } else {
+    (*metrics.mutable_metrics())["train_loss"] = report.metrics.loss;
+    (*metrics.mutable_metrics())["train_accuracy"] = report.metrics.accuracy;
+  }
+  if (absl::Status s = gate_->ReportMetrics(metrics);
+      !s.ok() && !IsUnreachable(s) && !absl::IsUnimplemented(s)) {
+    LogEvent("warning", "metrics_refused", {{"client", id}}, s.ToString());
+  }
+  std::shared_ptr<const v1::ModelArtifact> model = gate_->current();
+  if (!options_.model_file.empty() && model != nullptr && model != saved_model_) {
+    if (absl::Status s = proto::WriteFileAtomic(options_.model_file, model->SerializeAsString());
+        !s.ok()) {
+      LogEvent("warning", "model_not_saved", {{"client", id}}, s.ToString());
+    } else {
+      saved_model_ = model;
+    }
+  }
+  LogEvent("info", report.evaluation ? "evaluation_done" : "task_done",
+           {{"client", id},
+            {"round", std::to_string(report.round)},
+            {"model_version", std::to_string(report.model_version)},
+            {"examples", std::to_string(report.num_examples)},
+            {"train_loss", std::to_string(report.metrics.loss)},
+            {"bytes_down", std::to_string(report.bytes_down)},
+            {"bytes_up", std::to_string(report.bytes_up)}});
+  if (options_.on_task) options_.on_task(report);
+  if (drift_ != nullptr && model != nullptr) {
+    if (absl::Status s =
+            drift_->ObserveTask(*model_, device_->data(), *model, report.round, *gate_);
+        !s.ok()) {
+      LogEvent("warning", "drift_observation_failed", {{"client", id}}, s.ToString());
+    }
+  }
+  StepResult step;
+  step.kind = StepResult::Kind::kTaskDone;
+  step.report = std::move(report);
+  return step;
+}
+
+absl::Status DeviceRunner::Run(const std::atomic<bool>& stop) {
+  FEDGE_RETURN_IF_ERROR(Prepare());
+  absl::StatusOr<Backoff> created = Backoff::Create(options_.backoff, options_.seed);
+  if (!created.ok()) return created.status();
+  Backoff backoff = *std::move(created);
+  const std::string& id = device_->id();
+  while (!stop.load() && (options_.max_tasks == 0 || tasks_done_ < options_.max_tasks)) {
+    absl::StatusOr<StepResult> step = RunOnce();
+    if (!step.ok()) {
+      const absl::Status& status = step.status();
+      const auto delay = backoff.Next();
+      if (!joined_) {
+        if (!IsUnreachable(status)) return status;
+        LogEvent("warning", "aggregator_unreachable",
+                 {{"client", id}, {"retry_in_ms", std::to_string(delay.count())}},
+                 status.ToString());
       } else {
-        (*metrics.mutable_metrics())["train_loss"] = report->metrics.loss;
-        (*metrics.mutable_metrics())["train_accuracy"] = report->metrics.accuracy;
+        // A refused model is skipped: the device keeps its model and waits
+        // for the next version. A refused device ends the loop.
+        if (IsRefusal(status) && !IsModelRefusal(status)) return status;
+        LogEvent(IsUnreachable(status) ? "warning" : "error", "task_failed",
+                 {{"client", id}, {"retry_in_ms", std::to_string(delay.count())}},
+                 status.ToString());
       }
-      if (absl::Status s = transport_->ReportMetrics(metrics); !s.ok() && !IsUnreachable(s)) {
-        LogEvent("warning", "metrics_refused", {{"client", id}}, s.ToString());
-      }
-      if (!options_.model_file.empty()) {
-        if (std::shared_ptr<const v1::ModelArtifact> model = transport_->current_model()) {
-          if (absl::Status s =
-                  proto::WriteFileAtomic(options_.model_file, model->SerializeAsString());
-              !s.ok()) {
-            LogEvent("warning", "model_not_saved", {{"client", id}}, s.ToString());
-          }
-        }
-      }
-      LogEvent("info", report->evaluation ? "evaluation_done" : "task_done",
-               {{"client", id},
-                {"round", std::to_string(report->round)},
-                {"model_version", std::to_string(report->model_version)},
-                {"examples", std::to_string(report->num_examples)},
-                {"train_loss", std::to_string(report->metrics.loss)},
-                {"bytes_down", std::to_string(report->bytes_down)},
-                {"bytes_up", std::to_string(report->bytes_up)}});
-      if (options_.on_task) options_.on_task(*report);
+      Wait(delay, stop);
       continue;
     }
-    const absl::Status& status = report.status();
-    if (status.code() == absl::StatusCode::kNotFound) continue;  // no task yet: poll again
-    if (options_.on_task_failed) options_.on_task_failed(status);
-    // A refused model (DeviceClient prefixes its errors with "fetching the
-    // model") is skipped: the device keeps its model and waits for the next
-    // version. A refused device ends the loop.
-    if (IsRefusal(status) && status.message().rfind("fetching the model", 0) != 0) {
-      return status;
+    switch (step->kind) {
+      case StepResult::Kind::kTaskDone:
+        backoff.Reset();
+        break;
+      case StepResult::Kind::kOffline:
+        Wait(backoff.Next(), stop);
+        break;
+      case StepResult::Kind::kNoTask:         // the transport's poll waited
+      case StepResult::Kind::kSecAggWaiting:  // likewise
+        break;
     }
-    const auto delay = backoff.Next();
-    LogEvent(IsUnreachable(status) ? "warning" : "error", "task_failed",
-             {{"client", id}, {"retry_in_ms", std::to_string(delay.count())}}, status.ToString());
-    Wait(delay, stop);
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<MonitorOutcome> DeviceRunner::ObserveInference(std::span<const float> features,
+                                                              std::span<const float> confidence,
+                                                              uint64_t model_version) {
+  FEDGE_RETURN_IF_ERROR(Prepare());
+  if (drift_ == nullptr) {
+    return absl::FailedPreconditionError("drift monitoring is off (DeviceRunnerOptions.drift)");
+  }
+  return drift_->ObserveInference(features, confidence, model_version, *gate_);
+}
+
+absl::StatusOr<MonitorOutcome> DeviceRunner::ObserveFeedback(std::span<const float> loss,
+                                                             std::span<const float> error,
+                                                             uint64_t model_version) {
+  FEDGE_RETURN_IF_ERROR(Prepare());
+  if (drift_ == nullptr) {
+    return absl::FailedPreconditionError("drift monitoring is off (DeviceRunnerOptions.drift)");
+  }
+  return drift_->ObserveFeedback(loss, error, model_version, *gate_);
+}
+
+std::vector<v1::DriftEvent> DeviceRunner::drift_events() const {
+  if (drift_ == nullptr) return {};
+  return drift_->events();
 }
 
 }  // namespace fedge::client

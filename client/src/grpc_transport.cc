@@ -108,7 +108,26 @@ GrpcTransport::GrpcTransport(GrpcTransportOptions options, models::VerifyingKey 
 
 GrpcTransport::~GrpcTransport() = default;
 
-absl::StatusOr<v1::JoinResponse> GrpcTransport::Join() {
+GrpcTransportOptions GrpcTransport::FromClientOptions(const ClientTransportOptions& options) {
+  GrpcTransportOptions grpc;
+  grpc.target = options.target;
+  grpc.client_id = options.client_id;
+  grpc.insecure = options.insecure;
+  grpc.ca_file = options.ca_file;
+  grpc.cert_file = options.cert_file;
+  grpc.key_file = options.key_file;
+  grpc.token = options.token;
+  grpc.pinned_key_file = options.pinned_key_file;
+  grpc.poll_wait = options.poll_wait;
+  grpc.call_timeout = options.call_timeout;
+  return grpc;
+}
+
+absl::StatusOr<v1::JoinResponse> GrpcTransport::Join(const std::string& client_id) {
+  if (client_id != options_.client_id) {
+    return absl::InvalidArgumentError(absl::StrCat("this transport is device '", options_.client_id,
+                                                   "'; it cannot join as '", client_id, "'"));
+  }
   v1::JoinRequest request;
   request.set_client_id(options_.client_id);
   request.set_protocol_version(1);
@@ -276,9 +295,9 @@ absl::Status GrpcTransport::ReportMetrics(const v1::MetricsReport& report) {
   return FromGrpc(calls_->stub().ReportMetrics(context.get(), report, &ack), "reporting metrics");
 }
 
-absl::StatusOr<v1::HeartbeatResponse> GrpcTransport::Heartbeat() {
+absl::StatusOr<v1::HeartbeatResponse> GrpcTransport::Heartbeat(const std::string& client_id) {
   v1::HeartbeatRequest request;
-  request.set_client_id(options_.client_id);
+  request.set_client_id(client_id);
   v1::HeartbeatResponse response;
   auto context = calls_->Context(options_.call_timeout);
   FEDGE_RETURN_IF_ERROR(
@@ -290,5 +309,22 @@ std::shared_ptr<const v1::ModelArtifact> GrpcTransport::current_model() const {
   std::lock_guard<std::mutex> lock(mu_);
   return current_;
 }
+
+const char* GrpcTransportName() { return "grpc"; }
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<ClientTransport>> CreateGrpcClientTransport(
+    const ClientTransportOptions& options) {
+  absl::StatusOr<std::unique_ptr<GrpcTransport>> transport =
+      GrpcTransport::Create(GrpcTransport::FromClientOptions(options));
+  if (!transport.ok()) return transport.status();
+  return std::unique_ptr<ClientTransport>(*std::move(transport));
+}
+
+[[maybe_unused]] const bool kRegistered =
+    ClientTransports().Add(GrpcTransportName(), &CreateGrpcClientTransport);
+
+}  // namespace
 
 }  // namespace fedge::client

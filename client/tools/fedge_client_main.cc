@@ -14,6 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "fedge/client/dataset_store.h"
 #include "fedge/client/device_runner.h"
+#include "fedge/client/grpc_transport.h"
+#include "fedge/client/transport_registry.h"
 #include "fedge/data/dataset.h"
 #include "fedge/data/partition.h"
 #include "fedge/models/model_instance.h"
@@ -30,7 +32,7 @@ Usage:
                (--ca ca.pem (--cert C --key K | --token T) | --insecure)
                [--data DIR] [--shard I --num-shards N] [--partition iid|dirichlet|shards]
                [--alpha A] [--shards-per-client K] [--min-examples M] [--partition-seed S] [--state DIR] [--tasks N] [--codec NAME]
-               [--threads T] [--poll-wait-ms MS]
+               [--threads T] [--poll-wait-ms MS] [--transport NAME]
 
   --aggregator     the aggregator's address (its certificate must name the host)
   --id             this device's id (the CN of its certificate, or its enrolled id)
@@ -50,6 +52,7 @@ Usage:
   --tasks          stop after N completed tasks (default: run until SIGINT/SIGTERM)
   --codec          update codec (default fp32)
   --threads        LibTorch intra-op threads (default 1)
+  --transport      how to reach the aggregator, by name (default grpc)
 )";
 
 int Fail(const std::string& message) {
@@ -60,7 +63,8 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  fedge::client::GrpcTransportOptions transport;
+  fedge::client::ClientTransportOptions transport;
+  std::string transport_name = fedge::client::GrpcTransportName();
   std::string data_dir = fedge::data::kDefaultFashionMnistDir;
   std::string state_dir;
   std::string codec = "fp32";
@@ -100,6 +104,8 @@ int main(int argc, char** argv) {
       transport.key_file = value;
     } else if (arg == "--token") {
       transport.token = value;
+    } else if (arg == "--transport") {
+      transport_name = value;
     } else if (arg == "--data") {
       data_dir = value;
     } else if (arg == "--state") {
@@ -144,9 +150,11 @@ int main(int argc, char** argv) {
   if (state_dir.empty()) state_dir = "fedge-device-" + transport.client_id;
   fedge::models::SetComputeThreads(threads);
 
-  auto created = fedge::client::GrpcTransport::Create(transport);
+  auto created = fedge::client::CreateClientTransport(transport_name, transport);
   if (!created.ok()) return Fail(std::string(created.status().message()));
-  auto& grpc_transport = **created;
+  fedge::client::ClientTransport& client_transport = **created;
+  auto pinned = fedge::models::VerifyingKey::LoadPem(transport.pinned_key_file);
+  if (!pinned.ok()) return Fail(std::string(pinned.status().message()));
 
   // The device's data: its shard of the training split.
   auto data = fedge::data::ReadIdxDataset(data_dir, "fashion-mnist");
@@ -164,7 +172,7 @@ int main(int argc, char** argv) {
   // The model the federation trains (its spec comes from the aggregator).
   absl::StatusOr<fedge::v1::JoinResponse> join;
   for (int attempt = 0; attempt < 60 && !g_stop; ++attempt) {
-    join = grpc_transport.Join();
+    join = client_transport.Join(transport.client_id);
     if (join.ok() || !fedge::client::IsUnreachable(join.status())) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
@@ -188,8 +196,9 @@ int main(int argc, char** argv) {
   runner_options.max_tasks = tasks;
   runner_options.seed = std::hash<std::string>{}(transport.client_id);
   runner_options.model_file = std::filesystem::path(state_dir) / "model.fedge";
+  runner_options.pinned_key = *std::move(pinned);
   std::filesystem::create_directories(state_dir);
-  fedge::client::DeviceRunner runner(&grpc_transport, &pending, &device, model->get(), &trainer,
+  fedge::client::DeviceRunner runner(&client_transport, &pending, &device, model->get(), &trainer,
                                      runner_options);
   std::signal(SIGINT, [](int) { g_stop = true; });
   std::signal(SIGTERM, [](int) { g_stop = true; });

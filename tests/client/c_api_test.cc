@@ -3,7 +3,9 @@
 // AggregatorServer over mutual TLS.
 #include "fedge/client/c_api.h"
 
+#include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <mutex>
 #include <random>
 #include <string>
@@ -360,6 +362,34 @@ TEST_F(CApiTest, RunsTasksAndPredictsWithTheModelItReceived) {
   std::vector<fedge_event_type> all = events_.Types();
   EXPECT_EQ(std::count(all.begin(), all.end(), FEDGE_EVENT_UPDATE_SENT), 2);
   EXPECT_EQ(std::count(all.begin(), all.end(), FEDGE_EVENT_MODEL_UPDATED), 3);  // v0, v1, v2
+}
+
+// drift.detector (page-hinkley by default) runs inside the device runtime:
+// when the device's labels change, the loss of the federation's model on
+// them rises, DRIFT_DETECTED is raised, and the detector's state is kept in
+// state_dir.
+TEST_F(CApiTest, ChangedLabelsRaiseDriftDetected) {
+  auto server = StartServer(/*rounds=*/3);
+  ASSERT_NE(server, nullptr);
+  Ready(server->port(), "max_tasks: 1\n");
+  for (int task = 0; task < 2; ++task) {
+    ASSERT_EQ(fedge_client_run_task(client_, 120'000), FEDGE_OK) << fedge_last_error();
+  }
+  EXPECT_THAT(events_.Types(), Not(Contains(FEDGE_EVENT_DRIFT_DETECTED)));
+  EXPECT_TRUE(std::filesystem::exists(ScratchDir() / "capi-dev-1" / "drift_monitor.state"));
+
+  for (int32_t& label : data_.labels) label = (label + 1) % kClasses;
+  ASSERT_EQ(fedge_client_run_task(client_, 120'000), FEDGE_OK) << fedge_last_error();
+  const std::vector<fedge_event_type> types = events_.Types();
+  const auto drift = std::find(types.begin(), types.end(), FEDGE_EVENT_DRIFT_DETECTED);
+  ASSERT_NE(drift, types.end());
+  {
+    std::lock_guard<std::mutex> lock(events_.mu);
+    const size_t i = static_cast<size_t>(drift - types.begin());
+    EXPECT_THAT(events_.messages[i], HasSubstr("page-hinkley"));
+    EXPECT_EQ(events_.versions[i], 2u);  // the version the third task ran
+  }
+  FEDGE_ASSERT_OK(server->Wait());
 }
 
 TEST_F(CApiTest, PolicyPausesAndResumesTraining) {

@@ -141,8 +141,10 @@ FEDGE_C_EXPORT void fedge_client_destroy(fedge_client* client);
  *     max_task_seconds: 0            cap on active training time per task (0: none)
  *     policy_poll_ms: 1000           how often a paused task asks the policy again
  *   drift:
- *     detector: page-hinkley         watches the training loss of each task
- *                                    ("none": off)
+ *     detector: page-hinkley         watches the loss of the device's model on
+ *                                    its examples after each task (adwin too;
+ *                                    "none": off); its state is kept in
+ *                                    state_dir across runs and restarts
  *
  * Budgets:
  *   Memory: before a task trains, the library measures one training step of
@@ -212,7 +214,7 @@ typedef enum fedge_event_type {
   FEDGE_EVENT_BUDGET_LIMITED = 5,   /* a budget shrank the batch or ended training early */
   FEDGE_EVENT_UPDATE_SENT = 6,      /* value: the task's training loss */
   FEDGE_EVENT_MODEL_UPDATED = 7,    /* a newer verified model is used for predict */
-  FEDGE_EVENT_DRIFT_DETECTED = 8,   /* the training loss drifted; reported to the aggregator */
+  FEDGE_EVENT_DRIFT_DETECTED = 8,   /* the local loss drifted; reported to the aggregator */
   FEDGE_EVENT_ERROR = 9             /* a task failed; the run retries unless it ended */
 } fedge_event_type;
 

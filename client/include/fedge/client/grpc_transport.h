@@ -2,6 +2,7 @@
 // aggregator's fedge.v1.Federation service over TLS.
 //
 //   auto transport = GrpcTransport::Create(options);   // connects lazily
+//   // or by name: CreateClientTransport("grpc", ...)  (transport_registry.h)
 //   transport->Join();                                  // proves who it is
 //   device.RunTask(*transport, model, trainer);          // poll, download,
 //                                                        // verify, train, submit
@@ -29,6 +30,7 @@
 
 #include "absl/status/statusor.h"
 #include "fedge/client/transport.h"
+#include "fedge/client/transport_registry.h"
 #include "fedge/models/signing.h"
 #include "fedge/v1/service.pb.h"
 
@@ -75,9 +77,16 @@ class GrpcTransport : public ClientTransport {
   static absl::StatusOr<std::unique_ptr<GrpcTransport>> Create(GrpcTransportOptions options);
   ~GrpcTransport() override;
 
+  // The options of a transport created by name ("grpc"), with the gRPC
+  // settings at their defaults.
+  static GrpcTransportOptions FromClientOptions(const ClientTransportOptions& options);
+
   // Announces the device; returns the federation's model spec and the
   // signing key id, which must be the pinned key's (UNAUTHENTICATED if not).
-  absl::StatusOr<v1::JoinResponse> Join();
+  // The identity is the one this transport was created with: another
+  // `client_id` is INVALID_ARGUMENT.
+  absl::StatusOr<v1::JoinResponse> Join(const std::string& client_id) override;
+  absl::StatusOr<v1::JoinResponse> Join() { return Join(options_.client_id); }
 
   // ClientTransport. PollTask waits up to poll_wait; NOT_FOUND when no task
   // came. Errors from the aggregator keep their gRPC code (UNAVAILABLE when
@@ -92,8 +101,9 @@ class GrpcTransport : public ClientTransport {
   absl::StatusOr<v1::SecAggServerMessage> SecAggPoll(const std::string& client_id, uint64_t round,
                                                      v1::SecAggPhase phase) override;
 
-  absl::Status ReportMetrics(const v1::MetricsReport& report);
-  absl::StatusOr<v1::HeartbeatResponse> Heartbeat();
+  absl::Status ReportMetrics(const v1::MetricsReport& report) override;
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const std::string& client_id) override;
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat() { return Heartbeat(options_.client_id); }
 
   // The last model that verified, or null.
   std::shared_ptr<const v1::ModelArtifact> current_model() const;
@@ -112,6 +122,12 @@ class GrpcTransport : public ClientTransport {
   std::map<uint64_t, v1::PollTaskResponse> announced_;
   std::shared_ptr<const v1::ModelArtifact> current_;
 };
+
+// "grpc": the name fedge::client_grpc registers GrpcTransport under (see
+// transport_registry.h). A program that creates its transport by name calls
+// this (e.g. for its default name) so that the linker keeps the library and
+// its registration.
+const char* GrpcTransportName();
 
 }  // namespace fedge::client
 

@@ -1,5 +1,5 @@
 // OfflineTransport: keeps a device working while its aggregator is out of
-// reach. It passes every call to the transport it wraps; when an update
+// reach. It wraps any ClientTransport and passes every call to it; when an update
 // cannot be delivered because the aggregator is unreachable (UNAVAILABLE,
 // DEADLINE_EXCEEDED), it stores the update encrypted in a
 // PendingUpdateStore instead and reports it as buffered. Flush() sends the
@@ -34,6 +34,9 @@ class OfflineTransport : public ClientTransport {
   OfflineTransport(ClientTransport* inner, PendingUpdateStore* store)
       : inner_(inner), store_(store) {}
 
+  absl::StatusOr<v1::JoinResponse> Join(const std::string& client_id) override {
+    return inner_->Join(client_id);
+  }
   absl::StatusOr<v1::Task> PollTask(const std::string& client_id) override {
     return inner_->PollTask(client_id);
   }
@@ -42,6 +45,21 @@ class OfflineTransport : public ClientTransport {
   }
   absl::Status ReportDrift(const v1::DriftReport& report) override {
     return inner_->ReportDrift(report);
+  }
+  absl::Status ReportMetrics(const v1::MetricsReport& report) override {
+    return inner_->ReportMetrics(report);
+  }
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const std::string& client_id) override {
+    return inner_->Heartbeat(client_id);
+  }
+  // Secure-aggregation messages are not buffered: a masked input sent after
+  // its phase closed is worthless, so they pass through as they are.
+  absl::Status SecAggSend(const v1::SecAggClientMessage& message) override {
+    return inner_->SecAggSend(message);
+  }
+  absl::StatusOr<v1::SecAggServerMessage> SecAggPoll(const std::string& client_id, uint64_t round,
+                                                     v1::SecAggPhase phase) override {
+    return inner_->SecAggPoll(client_id, round, phase);
   }
 
   // OK when the aggregator accepted the update or it is buffered (see

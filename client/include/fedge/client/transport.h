@@ -1,7 +1,10 @@
-// The client's view of the aggregator. Implementations: the in-process
-// transport of simulations (InProcTransport, in fedge::sim) and, for
-// deployments, gRPC. A DeviceClient is written against this interface only,
-// so the code a simulation exercises is the code that serves real devices.
+// The client's view of the aggregator: everything a device says to it and
+// asks of it. Implementations: the in-process transport of simulations
+// (InProcTransport, in fedge::sim) and, for deployments, gRPC
+// (fedge/client/grpc_transport.h); transports are chosen by name through
+// fedge/client/transport_registry.h. DeviceClient and DeviceRunner are
+// written against this interface only, so the code a simulation exercises is
+// the code that serves real devices.
 #ifndef FEDGE_CLIENT_TRANSPORT_H_
 #define FEDGE_CLIENT_TRANSPORT_H_
 
@@ -15,14 +18,29 @@
 #include "fedge/v1/federation.pb.h"
 #include "fedge/v1/model.pb.h"
 #include "fedge/v1/secagg.pb.h"
+#include "fedge/v1/service.pb.h"
 
 namespace fedge::client {
 
 // Implementations must be safe to call from several threads at once (a
 // simulation drives many virtual clients through one transport).
+//
+// Errors keep the aggregator's meaning: UNAVAILABLE / DEADLINE_EXCEEDED when
+// it cannot be reached (see IsUnreachable in offline_transport.h),
+// UNAUTHENTICATED / PERMISSION_DENIED when it refuses the device. The
+// optional calls below default to UNIMPLEMENTED, with a message naming the
+// call, for transports whose aggregator lacks them.
 class ClientTransport {
  public:
   virtual ~ClientTransport() = default;
+
+  // Announces `client_id` to the federation; the answer carries the model
+  // spec the federation trains and its latest model version. A transport
+  // whose identity is fixed at creation (a TLS certificate, an enrollment
+  // token) may refuse another id with INVALID_ARGUMENT.
+  virtual absl::StatusOr<v1::JoinResponse> Join(const std::string& client_id) {
+    return absl::UnimplementedError("this transport cannot join a federation");
+  }
 
   // The task this client should run now. NOT_FOUND when it has none (not
   // selected, or no round open).
@@ -36,16 +54,26 @@ class ClientTransport {
   virtual absl::Status SubmitUpdate(const v1::EncodedUpdate& update) = 0;
 
   // Sends a drift report (see fedge/client/drift_monitor.h); the status is
-  // the aggregator's verdict. Transports to aggregators that take no drift
-  // reports keep this default: UNIMPLEMENTED.
+  // the aggregator's verdict.
   virtual absl::Status ReportDrift(const v1::DriftReport& report) {
     return absl::UnimplementedError("this aggregator takes no drift reports");
   }
 
+  // A device's figures for a round or model version (training metrics, the
+  // evaluation of a canary); the status is the aggregator's verdict.
+  virtual absl::Status ReportMetrics(const v1::MetricsReport& report) {
+    return absl::UnimplementedError("this aggregator takes no metrics reports");
+  }
+
+  // "Still here": the aggregator's latest model version and whether a round
+  // is open.
+  virtual absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const std::string& client_id) {
+    return absl::UnimplementedError("this aggregator takes no heartbeats");
+  }
+
   // Secure aggregation (fedge/privacy/secagg/protocol.h): one protocol
   // message to the aggregator; the status is its verdict (a refused message
-  // also counts the client as dropped). Transports to aggregators without
-  // secure aggregation keep this default: UNIMPLEMENTED.
+  // also counts the client as dropped).
   virtual absl::Status SecAggSend(const v1::SecAggClientMessage& message) {
     return absl::UnimplementedError("this aggregator runs no secure aggregation");
   }

@@ -27,6 +27,34 @@ class InProcTransport final : public client::ClientTransport {
   // Secure aggregation of the rounds (null: off). Must outlive the transport.
   void set_secure_aggregation(aggregator::SecureAggregation* secure) { secure_ = secure; }
 
+  // Answers with the model spec and version of the registry's latest model
+  // (and its signing key id, when the artifact is signed).
+  absl::StatusOr<v1::JoinResponse> Join(const std::string& client_id) override {
+    absl::StatusOr<std::shared_ptr<const aggregator::ModelVersion>> latest = registry_->Latest();
+    if (!latest.ok()) return latest.status();
+    v1::JoinResponse response;
+    response.set_protocol_version(1);
+    response.set_latest_version((*latest)->version);
+    if ((*latest)->artifact != nullptr) {
+      *response.mutable_model() = (*latest)->artifact->header().model();
+      response.set_signing_key_id((*latest)->artifact->signing_key_id());
+    }
+    return response;
+  }
+
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const std::string& client_id) override {
+    absl::StatusOr<std::shared_ptr<const aggregator::ModelVersion>> latest = registry_->Latest();
+    if (!latest.ok()) return latest.status();
+    v1::HeartbeatResponse response;
+    response.set_latest_version((*latest)->version);
+    response.set_round_open(rounds_->round_open());
+    return response;
+  }
+
+  // The simulation's report is built from the rounds themselves: device
+  // metrics are accepted and not kept.
+  absl::Status ReportMetrics(const v1::MetricsReport& report) override { return absl::OkStatus(); }
+
   absl::StatusOr<v1::Task> PollTask(const std::string& client_id) override {
     absl::StatusOr<v1::Task> task = rounds_->TaskFor(client_id);
     if (!task.ok() || secure_ == nullptr) return task;
