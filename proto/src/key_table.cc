@@ -370,6 +370,10 @@ void KeyTableBase::SuggestLeaf(std::string from, std::string to) {
   leaf_hints_[std::move(from)] = std::move(to);
 }
 
+void KeyTableBase::MergeLeafHints(const KeyTableBase& other) {
+  for (const auto& [from, to] : other.leaf_hints_) leaf_hints_.emplace(from, to);
+}
+
 std::optional<size_t> KeyTableBase::Find(const std::string& name) const {
   auto it = index_.find(name);
   if (it == index_.end()) return std::nullopt;

@@ -176,6 +176,8 @@ class KeyTableBase {
   absl::Status UnknownKey(const std::string& name, const RawValue& raw) const;
   // Registers a spec; a duplicate name or alias is a programmer error.
   void AddSpec(KeySpec spec);
+  // Adds the leaf hints of `other` that this table does not have.
+  void MergeLeafHints(const KeyTableBase& other);
 
  private:
   std::string program_;
@@ -337,6 +339,7 @@ class KeyTable : public KeyTableBase {
             put(t, std::move(u));
           }));
     }
+    MergeLeafHints(group);
     return *this;
   }
 
@@ -351,6 +354,7 @@ class KeyTable : public KeyTableBase {
       });
       if (!dropped) out.Add(Key<T>(spec(i), bindings_[i].get, bindings_[i].set));
     }
+    out.MergeLeafHints(*this);
     return out;
   }
 
