@@ -445,5 +445,22 @@ TEST(KeyTableTest, IncludedGroupKeepsItsNamesAndMeaning) {
   EXPECT_EQ(other.Names(), (std::vector<std::string>{"shared.name", "shared.weight"}));
 }
 
+TEST(KeyTableTest, WithoutDropsKeysAndSectionsButKeepsTheRest) {
+  const KeyTable<Options> full = Table();
+  const KeyTable<Options> part = full.Without({"run", "listen"}, "part");
+  EXPECT_FALSE(part.Contains("run.seed"));
+  EXPECT_FALSE(part.Contains("run.verbose"));
+  EXPECT_FALSE(part.Contains("listen"));
+  EXPECT_TRUE(part.Contains("ops.listen"));                 // not under "listen."
+  EXPECT_TRUE(part.Contains("rounds.count"));               // aliases come along
+  EXPECT_EQ(part.Names().size(), full.Names().size() - 7);  // six run.* keys and listen
+  Options o;
+  EXPECT_THAT(part.Set(o, "run.seed", "3"), IsInvalidWith("unknown config key 'run.seed'"));
+  EXPECT_THAT(part.Set(o, "train.lr", "1"),  // the leaf hints come along too
+              IsInvalidWith("did you mean 'train.learning_rate'? (part --help lists every key)"));
+  ASSERT_TRUE(part.Set(o, "round.rounds", "4").ok());
+  EXPECT_EQ(o.rounds, 4);
+}
+
 }  // namespace
 }  // namespace fedge::config
