@@ -11,7 +11,7 @@
 //   * accepts aliases (old names of renamed keys),
 //   * generates the `--help` key reference from the same entries.
 // Tables compose: a group of keys written once over a small struct (e.g. the
-// `strategy.*` keys, aggregator/strategy_keys.h) is included in each program's
+// `strategy.*` keys, fedge/aggregator/shared_keys.h) is included in each program's
 // table through a get/put pair, so a key means the same thing everywhere.
 //
 //   struct Options { int64_t rounds = 10; std::string name = "x"; };
