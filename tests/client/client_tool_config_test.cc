@@ -153,6 +153,26 @@ TEST(ClientToolConfigTest, BadCommandLinesNameTheFlagAndKey) {
   }
 }
 
+// The C API's table: every key reads back its own value.
+TEST(DeviceConfigTest, EveryKeyReadsBackItsValue) {
+  const DeviceConfig defaults = DefaultDeviceConfig();
+  DeviceConfig config = defaults;
+  const std::vector<config::KeyInfo> keys = DeviceKeys().Describe(defaults);
+  ASSERT_EQ(keys.size(), 18u);
+  for (const config::KeyInfo& k : keys) {
+    EXPECT_FALSE(k.help.empty()) << k.key;
+    EXPECT_TRUE(DeviceKeys().Set(config, k.key, k.value).ok()) << k.key << "=" << k.value;
+  }
+  std::string before, after;
+  for (const config::KeyInfo& k : DeviceKeys().Describe(defaults)) before += k.key + "=" + k.value;
+  for (const config::KeyInfo& k : DeviceKeys().Describe(config)) after += k.key + "=" + k.value;
+  EXPECT_EQ(after, before);
+  ASSERT_TRUE(DeviceKeys().Set(config, "budget.max_training_memory_mb", "64").ok());
+  EXPECT_EQ(config.budget.max_training_bytes, 64 << 20);
+  ASSERT_TRUE(DeviceKeys().Set(config, "budget.max_task_seconds", "30").ok());
+  EXPECT_EQ(config.budget.max_training_time, std::chrono::seconds(30));
+}
+
 TEST(ClientToolConfigTest, HelpListsEveryFlagAndKey) {
   const std::string help = ClientToolHelp();
   for (const std::string& key : ClientToolKeys().Names()) EXPECT_THAT(help, HasSubstr(key));
