@@ -16,7 +16,7 @@ include(CMakePackageConfigHelpers)
 
 set(FEDGE_CLIENT_PACKAGE_LIBS
   fedge_client_c fedge_client_runtime fedge_client fedge_client_grpc fedge_client_transport fedge_client_drift
-  fedge_client_store fedge_models fedge_models_core fedge_privacy fedge_proto
+  fedge_client_store fedge_config fedge_models fedge_models_core fedge_privacy fedge_proto
   fedge_service_proto fedge_service_messages)
 set_target_properties(${FEDGE_CLIENT_PACKAGE_LIBS} PROPERTIES INSTALL_RPATH "$ORIGIN")
 install(TARGETS ${FEDGE_CLIENT_PACKAGE_LIBS}

@@ -6,7 +6,6 @@
 #include "fedge/client/c_api.h"
 
 #include <torch/torch.h>
-#include <yaml-cpp/yaml.h>
 
 #include <atomic>
 #include <cmath>
@@ -25,6 +24,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "fedge/client/device_config.h"
 #include "fedge/client/device_runner.h"
 #include "fedge/client/drift_detector.h"
 #include "fedge/client/grpc_transport.h"
@@ -74,180 +74,21 @@ fedge_status FromStatus(const absl::Status& status) {
 
 // --- configuration -----------------------------------------------------------
 
-struct ClientConfig {
-  fedge::client::GrpcTransportOptions transport;
-  std::filesystem::path state_dir;
-  int threads = 1;
-  std::string codec = "fp32";
-  int64_t max_tasks = 0;
-  fedge::client::TrainingBudget budget;
-  std::string drift_detector = "page-hinkley";
-};
-
-enum class KeyType { kString, kInt, kBool };
-
-struct KeySpec {
-  const char* name;
-  KeyType type;
-  int64_t min;  // kInt only
-};
-
-constexpr KeySpec kKeys[] = {
-    {"aggregator", KeyType::kString, 0},
-    {"device_id", KeyType::kString, 0},
-    {"pinned_key", KeyType::kString, 0},
-    {"state_dir", KeyType::kString, 0},
-    {"tls.ca", KeyType::kString, 0},
-    {"tls.cert", KeyType::kString, 0},
-    {"tls.key", KeyType::kString, 0},
-    {"tls.token", KeyType::kString, 0},
-    {"tls.insecure", KeyType::kBool, 0},
-    {"threads", KeyType::kInt, 1},
-    {"codec", KeyType::kString, 0},
-    {"poll_wait_ms", KeyType::kInt, 1},
-    {"call_timeout_ms", KeyType::kInt, 1},
-    {"max_tasks", KeyType::kInt, 0},
-    {"budget.max_training_memory_mb", KeyType::kInt, 0},
-    {"budget.max_task_seconds", KeyType::kInt, 0},
-    {"budget.policy_poll_ms", KeyType::kInt, 1},
-    {"drift.detector", KeyType::kString, 0},
-};
-
-const KeySpec* FindKey(const std::string& name) {
-  for (const KeySpec& key : kKeys) {
-    if (name == key.name) return &key;
-  }
-  return nullptr;
-}
+using ClientConfig = fedge::client::DeviceConfig;
 
 struct ConfigError {
   std::string message;
 };
 
-// Flattens nested mappings into dotted keys ("tls.ca").
-void Flatten(const YAML::Node& node, const std::string& prefix,
-             std::map<std::string, YAML::Node>* out) {
-  for (const auto& entry : node) {
-    const std::string key = prefix + entry.first.as<std::string>();
-    if (entry.second.IsMap()) {
-      Flatten(entry.second, key + ".", out);
-    } else {
-      (*out)[key] = entry.second;
-    }
-  }
-}
-
-std::string KnownKeys() {
-  std::vector<std::string> names;
-  for (const KeySpec& key : kKeys) names.emplace_back(key.name);
-  return absl::StrJoin(names, ", ");
-}
-
-// Parses and validates `text`; the error names the offending key.
+// Parses and validates `text` (YAML or JSON) on the device key table
+// (fedge/client/device_config.h); the error names the offending key.
 std::variant<ClientConfig, ConfigError> ParseConfig(const char* text) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    return ConfigError{absl::StrCat("config is not valid YAML or JSON: ", e.what())};
+  ClientConfig config = fedge::client::DefaultDeviceConfig();
+  if (absl::Status s = fedge::client::DeviceKeys().ApplyYaml(config, text, ""); !s.ok()) {
+    return ConfigError{std::string(s.message())};
   }
-  if (!root.IsMap()) return ConfigError{"config must be a mapping of keys to values"};
-  std::map<std::string, YAML::Node> values;
-  try {
-    Flatten(root, "", &values);
-  } catch (const YAML::Exception& e) {
-    return ConfigError{absl::StrCat("config keys must be strings: ", e.what())};
-  }
-  std::map<std::string, std::string> strings;
-  std::map<std::string, int64_t> ints;
-  std::map<std::string, bool> bools;
-  for (const auto& [name, node] : values) {
-    const KeySpec* key = FindKey(name);
-    if (key == nullptr) {
-      return ConfigError{
-          absl::StrCat("unknown config key '", name, "' (known keys: ", KnownKeys(), ")")};
-    }
-    if (!node.IsScalar()) {
-      return ConfigError{absl::StrCat("config key '", name, "' must be a single value")};
-    }
-    try {
-      switch (key->type) {
-        case KeyType::kString:
-          strings[name] = node.as<std::string>();
-          break;
-        case KeyType::kInt: {
-          const int64_t v = node.as<int64_t>();
-          if (v < key->min) throw YAML::Exception(YAML::Mark::null_mark(), "too small");
-          ints[name] = v;
-          break;
-        }
-        case KeyType::kBool:
-          bools[name] = node.as<bool>();
-          break;
-      }
-    } catch (const YAML::Exception&) {
-      const char* want = key->type == KeyType::kInt    ? "an integer >= "
-                         : key->type == KeyType::kBool ? "true or false"
-                                                       : "a string";
-      return ConfigError{
-          absl::StrCat("config key '", name, "': '", node.Scalar(), "' is not ", want,
-                       key->type == KeyType::kInt ? std::to_string(key->min) : std::string())};
-    }
-  }
-  for (const char* required : {"aggregator", "device_id", "pinned_key", "state_dir"}) {
-    if (strings[required].empty()) {
-      return ConfigError{absl::StrCat("config key '", required, "' is required")};
-    }
-  }
-  ClientConfig config;
-  fedge::client::GrpcTransportOptions& t = config.transport;
-  t.target = strings["aggregator"];
-  t.client_id = strings["device_id"];
-  t.pinned_key_file = strings["pinned_key"];
-  t.ca_file = strings["tls.ca"];
-  t.cert_file = strings["tls.cert"];
-  t.key_file = strings["tls.key"];
-  t.token = strings["tls.token"];
-  t.insecure = bools["tls.insecure"];
-  if (!t.insecure && t.ca_file.empty()) {
-    return ConfigError{"config key 'tls.ca' is required unless tls.insecure is true"};
-  }
-  if (t.cert_file.empty() != t.key_file.empty()) {
-    return ConfigError{"config keys 'tls.cert' and 'tls.key' go together"};
-  }
-  if (!t.insecure && t.cert_file.empty() && t.token.empty()) {
-    return ConfigError{"config needs 'tls.cert' and 'tls.key' (mutual TLS) or 'tls.token'"};
-  }
-  t.poll_wait =
-      std::chrono::milliseconds(ints.contains("poll_wait_ms") ? ints["poll_wait_ms"] : 5000);
-  if (ints.contains("call_timeout_ms")) {
-    t.call_timeout = std::chrono::milliseconds(ints["call_timeout_ms"]);
-  }
-  config.state_dir = strings["state_dir"];
-  if (ints.contains("threads")) config.threads = static_cast<int>(ints["threads"]);
-  if (strings.contains("codec")) config.codec = strings["codec"];
-  config.max_tasks = ints["max_tasks"];
-  config.budget.max_training_bytes = ints["budget.max_training_memory_mb"] * 1024 * 1024;
-  config.budget.max_training_time =
-      std::chrono::milliseconds(ints["budget.max_task_seconds"] * 1000);
-  if (ints.contains("budget.policy_poll_ms")) {
-    config.budget.policy_poll = std::chrono::milliseconds(ints["budget.policy_poll_ms"]);
-  }
-  if (strings.contains("drift.detector")) config.drift_detector = strings["drift.detector"];
-  if (absl::StatusOr<std::unique_ptr<fedge::models::UpdateCodec>> codec =
-          fedge::models::CreateUpdateCodec(config.codec, {});
-      !codec.ok()) {
-    return ConfigError{absl::StrCat("config key 'codec': ", codec.status().message())};
-  }
-  if (config.drift_detector != "none") {
-    if (auto detector = fedge::client::CreateDriftDetector(config.drift_detector); !detector.ok()) {
-      return ConfigError{
-          absl::StrCat("config key 'drift.detector': ", detector.status().message())};
-    } else if ((*detector)->observation_size() != 1 || (*detector)->uses_reference()) {
-      return ConfigError{absl::StrCat("config key 'drift.detector': '", config.drift_detector,
-                                      "' does not watch a loss stream (use page-hinkley, adwin "
-                                      "or none)")};
-    }
+  if (absl::Status s = fedge::client::ValidateDeviceConfig(config); !s.ok()) {
+    return ConfigError{std::string(s.message())};
   }
   return config;
 }
@@ -857,7 +698,8 @@ fedge_status fedge_client_configure(fedge_client* client, const char* config) {
     }
     ClientConfig& parsed_config = std::get<ClientConfig>(parsed);
     absl::StatusOr<std::unique_ptr<fedge::client::GrpcTransport>> transport =
-        fedge::client::GrpcTransport::Create(parsed_config.transport);
+        fedge::client::GrpcTransport::Create(
+            fedge::client::GrpcTransport::FromClientOptions(parsed_config.transport));
     if (!transport.ok()) {
       return Fail(FEDGE_ERR_BAD_CONFIG, absl::StrCat("config: ", transport.status().message()));
     }

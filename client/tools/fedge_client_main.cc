@@ -4,14 +4,18 @@
 //   fedge-client --aggregator localhost:7443 --id dev-1 \
 //       --ca certs/ca.pem --cert certs/client-dev-1.pem --key certs/client-dev-1.key \
 //       --pinned-key certs/signing.pub --shard 0 --num-shards 2 --state dev-1-state
+//   fedge-client --config device.yaml --set partition.shard=1
+//
+// Flags, --config and --set all go through one key table (client_config.h).
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <iostream>
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "client_config.h"
 #include "fedge/client/dataset_store.h"
 #include "fedge/client/device_runner.h"
 #include "fedge/client/grpc_transport.h"
@@ -19,41 +23,12 @@
 #include "fedge/data/dataset.h"
 #include "fedge/data/partition.h"
 #include "fedge/models/model_instance.h"
+#include "fedge/models/signing.h"
 #include "fedge/proto/log.h"
 
 namespace {
 
 std::atomic<bool> g_stop{false};
-
-constexpr char kHelp[] = R"(fedge-client: a fedge device process.
-
-Usage:
-  fedge-client --aggregator HOST:PORT --id ID --pinned-key signing.pub
-               (--ca ca.pem (--cert C --key K | --token T) | --insecure)
-               [--data DIR] [--shard I --num-shards N] [--partition iid|dirichlet|shards]
-               [--alpha A] [--shards-per-client K] [--min-examples M] [--partition-seed S] [--state DIR] [--tasks N] [--codec NAME]
-               [--threads T] [--poll-wait-ms MS] [--transport NAME]
-
-  --aggregator     the aggregator's address (its certificate must name the host)
-  --id             this device's id (the CN of its certificate, or its enrolled id)
-  --pinned-key     the aggregator's Ed25519 public key: models it did not sign are refused
-  --ca             CA of the aggregator's certificate
-  --cert, --key    this device's certificate and key (mutual TLS)
-  --token          enrollment token (devices without a certificate)
-  --insecure       plaintext (aggregators started with --insecure; tests only)
-  --data           IDX dataset directory (default /usr/share/datasets/fashion-mnist)
-  --shard, --num-shards, --partition, --alpha, --shards-per-client,
-  --min-examples, --partition-seed
-                   which part of the training split is this device's: the
-                   partition fedge-sim makes of it for num-shards clients
-                   (default: shard 0 of 1, dirichlet, alpha 0.5, seed 1)
-  --state          device state directory: encrypted pending updates, their key
-                   (store.key, 0600) and the current model (default ./fedge-device-ID)
-  --tasks          stop after N completed tasks (default: run until SIGINT/SIGTERM)
-  --codec          update codec (default fp32)
-  --threads        LibTorch intra-op threads (default 1)
-  --transport      how to reach the aggregator, by name (default grpc)
-)";
 
 int Fail(const std::string& message) {
   std::cerr << "fedge-client: error: " << message << "\n";
@@ -63,94 +38,28 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  fedge::client::ClientTransportOptions transport;
-  std::string transport_name = fedge::client::GrpcTransportName();
-  std::string data_dir = fedge::data::kDefaultFashionMnistDir;
-  std::string state_dir;
-  std::string codec = "fp32";
-  fedge::data::PartitionOptions partition;
-  partition.num_clients = 1;
-  partition.seed = 1;
-  int shard = 0;
-  int tasks = 0;
-  int threads = 1;
   std::vector<std::string> args(argv + 1, argv + argc);
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg == "--help" || arg == "-h") {
-      std::cout << kHelp;
-      return 0;
-    }
-    if (arg == "--insecure") {
-      transport.insecure = true;
-      continue;
-    }
-    if (i + 1 >= args.size()) return Fail(absl::StrCat(arg, " needs a value (see --help)"));
-    const std::string value = args[++i];
-    auto integer = [&](int& out, int min) -> bool {
-      return absl::SimpleAtoi(value, &out) && out >= min;
-    };
-    if (arg == "--aggregator") {
-      transport.target = value;
-    } else if (arg == "--id") {
-      transport.client_id = value;
-    } else if (arg == "--pinned-key") {
-      transport.pinned_key_file = value;
-    } else if (arg == "--ca") {
-      transport.ca_file = value;
-    } else if (arg == "--cert") {
-      transport.cert_file = value;
-    } else if (arg == "--key") {
-      transport.key_file = value;
-    } else if (arg == "--token") {
-      transport.token = value;
-    } else if (arg == "--transport") {
-      transport_name = value;
-    } else if (arg == "--data") {
-      data_dir = value;
-    } else if (arg == "--state") {
-      state_dir = value;
-    } else if (arg == "--codec") {
-      codec = value;
-    } else if (arg == "--partition") {
-      partition.method = value;
-    } else if (arg == "--alpha") {
-      if (!absl::SimpleAtod(value, &partition.alpha)) return Fail("--alpha needs a number");
-    } else if (arg == "--partition-seed") {
-      if (!absl::SimpleAtoi(value, &partition.seed))
-        return Fail("--partition-seed needs an integer");
-    } else if (arg == "--shards-per-client") {
-      if (!integer(partition.shards_per_client, 1)) {
-        return Fail("--shards-per-client needs an integer >= 1");
-      }
-    } else if (arg == "--min-examples") {
-      if (!integer(partition.min_examples_per_client, 0)) {
-        return Fail("--min-examples needs an integer >= 0");
-      }
-    } else if (arg == "--shard") {
-      if (!integer(shard, 0)) return Fail("--shard needs an integer >= 0");
-    } else if (arg == "--num-shards") {
-      if (!integer(partition.num_clients, 1)) return Fail("--num-shards needs an integer >= 1");
-    } else if (arg == "--tasks") {
-      if (!integer(tasks, 0)) return Fail("--tasks needs an integer >= 0");
-    } else if (arg == "--threads") {
-      if (!integer(threads, 1)) return Fail("--threads needs an integer >= 1");
-    } else if (arg == "--poll-wait-ms") {
-      int ms;
-      if (!integer(ms, 1)) return Fail("--poll-wait-ms needs an integer >= 1");
-      transport.poll_wait = std::chrono::milliseconds(ms);
-    } else {
-      return Fail(absl::StrCat("unknown flag ", arg, " (see --help)"));
-    }
+  if (std::find(args.begin(), args.end(), "--help") != args.end() ||
+      std::find(args.begin(), args.end(), "-h") != args.end()) {
+    std::cout << fedge::client::tools::ClientToolHelp();
+    return 0;
   }
-  if (shard >= partition.num_clients) {
-    return Fail(
-        absl::StrCat("--shard ", shard, " is not below --num-shards ", partition.num_clients));
-  }
-  if (state_dir.empty()) state_dir = "fedge-device-" + transport.client_id;
+  absl::StatusOr<fedge::client::tools::ClientToolConfig> config =
+      fedge::client::tools::LoadClientToolConfig(args);
+  if (!config.ok()) return Fail(std::string(config.status().message()));
+  const fedge::client::ClientTransportOptions& transport = config->device.transport;
+  const std::string& data_dir = config->data_dir;
+  const std::string state_dir = config->device.state_dir.string();
+  const std::string& codec = config->device.codec;
+  const fedge::data::PartitionOptions& partition = config->partition;
+  const int shard = config->shard;
+  const int64_t tasks = config->device.max_tasks;
+  const int threads = config->device.threads;
   fedge::models::SetComputeThreads(threads);
 
-  auto created = fedge::client::CreateClientTransport(transport_name, transport);
+  // The gRPC transport is linked in; naming it keeps its registration.
+  (void)fedge::client::GrpcTransportName();
+  auto created = fedge::client::CreateClientTransport(config->transport, transport);
   if (!created.ok()) return Fail(std::string(created.status().message()));
   fedge::client::ClientTransport& client_transport = **created;
   auto pinned = fedge::models::VerifyingKey::LoadPem(transport.pinned_key_file);

@@ -57,10 +57,7 @@ Usage:
 
 Keys (type, default):
 )";
-  for (const auto& key : fedge::simulations::ConfigKeys()) {
-    std::cout << absl::StrFormat("  %-30s %s  [%s, default %s]\n", key.key, key.help, key.type,
-                                 key.default_value);
-  }
+  std::cout << fedge::simulations::ConfigTable().Help(fedge::simulations::DefaultConfig());
   std::cout << "\nExample:\n  fedge-sim --set strategy.name=fedadam --set "
                "strategy.server_learning_rate=0.01 "
                "--set round.rounds=50\n";

@@ -201,6 +201,27 @@ TEST(AggregatorConfigTest, ShippedConfigLoadsAndBadKeysAreNamed) {
   EXPECT_NE(proto::ReadFile(out)->find("rounds.goal"), std::string::npos);
   EXPECT_NE(std::system((bin + " --set no.such.key=1 --check 2> " + out).c_str()), 0);
   EXPECT_NE(proto::ReadFile(out)->find("unknown config key 'no.such.key'"), std::string::npos);
+  // strategy.* is fedge-sim's group (fedge/aggregator/shared_keys.h): the
+  // same names and checks; the old names stay aliases.
+  EXPECT_NE(std::system((bin + " --set strategy=fedmagic --check 2> " + out).c_str()), 0);
+  EXPECT_NE(proto::ReadFile(out)->find("config key 'strategy': unknown value 'fedmagic'; known: "),
+            std::string::npos);
+  EXPECT_NE(std::system((bin + " --set strategy.trim_fraction=0.6 --check 2> " + out).c_str()), 0);
+  EXPECT_NE(proto::ReadFile(out)->find("'strategy.trim_fraction': expected a number in [0, 0.5)"),
+            std::string::npos);
+  EXPECT_EQ(
+      std::system((bin + " --set strategy.name=krum --set strategy.krum_select=2 --set codec=int8"
+                         " --set artifact=fp32 --set rounds.deadline_s=2m --check > /dev/null")
+                      .c_str()),
+      0);
+  // --help is generated from the key table.
+  EXPECT_EQ(std::system((bin + " --help > " + out).c_str()), 0);
+  const std::string help = *proto::ReadFile(out);
+  for (const char* key :
+       {"strategy.name", "strategy.krum_select", "train.lr_decay", "rounds.deadline_s",
+        "secure_aggregation.phase_timeout_s", "(also: strategy)", "(also: codec)"}) {
+    EXPECT_NE(help.find(key), std::string::npos) << key;
+  }
 }
 
 TEST(KillRestartTest, RollbackPublishesAnEarlierModelAsTheNewestVersion) {

@@ -2,8 +2,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
+#include "fedge/aggregator/shared_keys.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -266,6 +268,36 @@ data:
   EXPECT_THAT(ApplyYaml(config, "round:\n  rounds:\n", "null.yaml").message(),
               HasSubstr("no value"));
   EXPECT_TRUE(ApplyYaml(config, "", "empty.yaml").ok());
+}
+
+// strategy.* and train.* are the groups fedge-aggregator includes too
+// (fedge/aggregator/shared_keys.h): same names, types and checks.
+TEST(ConfigTest, StrategyAndTrainKeysAreTheSharedGroups) {
+  std::map<std::string, std::string> types;
+  for (const config::KeyInfo& k : ConfigTable().Describe(DefaultConfig())) types[k.key] = k.type;
+  const aggregator::StrategyChoice strategy;
+  for (const config::KeyInfo& k : aggregator::StrategyKeys().Describe(strategy)) {
+    EXPECT_EQ(types[k.key], k.type) << k.key;
+  }
+  const aggregator::TrainChoice train;
+  for (const config::KeyInfo& k : aggregator::TrainKeys().Describe(train)) {
+    EXPECT_EQ(types[k.key], k.type) << k.key;
+  }
+  EXPECT_GE(aggregator::StrategyKeys().Names().size(), 9u);
+  EXPECT_GE(aggregator::TrainKeys().Names().size(), 8u);
+
+  // The aggregator's name for strategy.name is accepted here too.
+  SimulationConfig config = DefaultConfig();
+  ASSERT_TRUE(ApplyYaml(config, "strategy: fedadam\n", "alias.yaml").ok());
+  EXPECT_EQ(config.strategy, "fedadam");
+  EXPECT_THAT(SetConfigValue(config, "strategy", "fedmagic").message(),
+              HasSubstr("config key 'strategy': unknown value 'fedmagic'"));
+  EXPECT_THAT(SetConfigValue(config, "strategy.trim_fraction", "0.5").message(),
+              HasSubstr("[0, 0.5)"));
+  // A section given a value says so.
+  EXPECT_THAT(ApplyYaml(config, "train: 3\n", "section.yaml").message(),
+              HasSubstr("config key 'train' is a section"));
+  EXPECT_EQ(config.strategy, "fedadam");
 }
 
 TEST(ConfigTest, EveryKeyIsDocumentedAndRoundTrips) {

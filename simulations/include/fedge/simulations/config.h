@@ -24,6 +24,7 @@
 #include "fedge/aggregator/drift_tracker.h"
 #include "fedge/aggregator/private_aggregation.h"
 #include "fedge/aggregator/strategy.h"
+#include "fedge/proto/key_table.h"
 #include "fedge/client/drift_monitor.h"
 #include "fedge/data/dataset.h"
 #include "fedge/data/partition.h"
@@ -204,6 +205,12 @@ struct SimulationConfig {
 // The default experiment: Fashion-MNIST, 100 clients, Dirichlet(0.5) label
 // skew, 10 clients per round, cnn, FedAvg.
 SimulationConfig DefaultConfig();
+
+// The key table of fedge-sim (fedge/proto/key_table.h); its `strategy.*`
+// and `train.*` keys are the groups fedge-aggregator includes too
+// (fedge/aggregator/shared_keys.h). ConfigTable().Help(DefaultConfig()) is
+// the --help key reference.
+const config::KeyTable<SimulationConfig>& ConfigTable();
 
 // Documentation of one key, for --help.
 struct ConfigKeyInfo {

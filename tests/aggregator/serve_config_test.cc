@@ -1,0 +1,100 @@
+// fedge-aggregator's key table: every key reads back its own value, the
+// shipped config loads, and the aliases of the old names set what they did.
+#include "serve_config.h"
+
+#include "fedge/aggregator/shared_keys.h"
+#include "fedge/privacy/secagg/protocol.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace fedge::aggregator::tools {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::vector<std::pair<std::string, std::string>> Values(const ServeConfig& c) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const config::KeyInfo& k : ServeKeys().Describe(c)) out.emplace_back(k.key, k.value);
+  return out;
+}
+
+TEST(ServeConfigTest, EveryKeyIsDocumentedAndReadsBackItsValue) {
+  const ServeConfig defaults = DefaultServeConfig();
+  ServeConfig config = defaults;
+  const std::vector<config::KeyInfo> keys = ServeKeys().Describe(defaults);
+  ASSERT_GE(keys.size(), 60u);
+  for (const config::KeyInfo& k : keys) {
+    EXPECT_FALSE(k.help.empty()) << k.key;
+    EXPECT_TRUE(ServeKeys().Set(config, k.key, k.value).ok()) << k.key << "=" << k.value;
+  }
+  EXPECT_EQ(Values(config), Values(defaults));
+}
+
+TEST(ServeConfigTest, ShippedConfigLoads) {
+  ServeConfig config = DefaultServeConfig();
+  ASSERT_TRUE(ServeKeys().ApplyFile(config, "configs/deploy/aggregator.yaml").ok());
+  EXPECT_EQ(config.server.listen_address, "127.0.0.1:7443");
+  EXPECT_EQ(config.server.strategy, "fedavg");
+  EXPECT_EQ(config.server.precision, models::ArtifactEncoding::Precision::kInt8PerChannel);
+  EXPECT_EQ(config.server.policy.rounds, 5u);
+  EXPECT_EQ(config.server.policy.deadline, std::chrono::seconds(120));
+  EXPECT_FLOAT_EQ(config.server.policy.train.learning_rate(), 0.05f);
+  EXPECT_EQ(config.server.state_dir, "agg-state");
+}
+
+TEST(ServeConfigTest, OldNamesAreAliasesOfTheSharedKeys) {
+  ServeConfig config = DefaultServeConfig();
+  ASSERT_TRUE(ServeKeys()
+                  .ApplyYaml(config,
+                             "strategy: fedadam\ncodec: int8\nartifact: fp32\ninsecure: true\n"
+                             "secure_aggregation: secagg\n",
+                             "old.yaml")
+                  .ok());
+  EXPECT_EQ(config.server.strategy, "fedadam");
+  EXPECT_EQ(config.server.codec, "int8");
+  EXPECT_EQ(config.server.precision, models::ArtifactEncoding::Precision::kFp32);
+  EXPECT_TRUE(config.server.tls.insecure);
+  ASSERT_TRUE(config.server.secure_aggregation.has_value());
+  EXPECT_EQ(config.server.secure_aggregation->protocol.protocol, v1::SecAggConfig::PROTOCOL_SECAGG);
+  ASSERT_TRUE(ServeKeys().Set(config, "secure_aggregation", "none").ok());
+  EXPECT_FALSE(config.server.secure_aggregation.has_value());
+
+  // strategy.* and train.* are the groups fedge-sim includes: same keys here.
+  for (const std::string& key : StrategyKeys().Names()) EXPECT_TRUE(ServeKeys().Contains(key));
+  for (const std::string& key : TrainKeys().Names()) EXPECT_TRUE(ServeKeys().Contains(key));
+  ASSERT_TRUE(ServeKeys().Set(config, "strategy.krum_select", "3").ok());
+  EXPECT_EQ(config.server.strategy_options.krum_select, 3);
+  ASSERT_TRUE(ServeKeys().Set(config, "train.lr_decay", "0.5").ok());
+  EXPECT_DOUBLE_EQ(config.server.policy.lr_decay, 0.5);
+}
+
+TEST(ServeConfigTest, BadValuesNameTheKeyAndChangeNothing) {
+  const ServeConfig original = DefaultServeConfig();
+  struct Case {
+    std::string key, value, expect;
+  };
+  const std::vector<Case> cases = {
+      {"listen", "7443", "config key 'listen': expected host:port"},
+      {"ops.listen", "localhost", "config key 'ops.listen': expected host:port"},
+      {"rounds.goal", "many", "config key 'rounds.goal': expected an integer"},
+      {"rounds.deadline_s", "0", "config key 'rounds.deadline_s': expected a number of seconds"},
+      {"rounds.fraction", "2", "a number in [0, 1]"},
+      {"model.architecture", "vgg", "known: cnn"},
+      {"update.codec", "gzip", "config key 'update.codec': unknown value 'gzip'"},
+      {"codec", "gzip", "config key 'codec': unknown value 'gzip'"},
+      {"artifact", "int4", "int8-per-tensor"},
+      {"secure_aggregation", "secagg++", "known: none, secagg, secagg+"},
+      {"strategy.name", "fedmagic", "known: fedadagrad"},
+      {"train.momentum", "1", "[0, 1)"},
+      {"max_update_mb", "0", "config key 'max_update_mb'"},
+  };
+  for (const Case& c : cases) {
+    ServeConfig config = original;
+    EXPECT_THAT(ServeKeys().Set(config, c.key, c.value).message(), HasSubstr(c.expect))
+        << c.key << "=" << c.value;
+    EXPECT_EQ(Values(config), Values(original)) << c.key;
+  }
+}
+
+}  // namespace
+}  // namespace fedge::aggregator::tools
