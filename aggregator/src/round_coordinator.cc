@@ -306,7 +306,8 @@ void RoundCoordinator::Deliver(Pending& pending) {
   if (pending.fatal.has_value()) listener_->OnFatal(*pending.fatal);
   for (uint64_t version : pending.stored) listener_->OnVersionStored(version);
   for (const auto& [round, phase] : pending.phases) listener_->OnSecAggPhaseClosed(round, phase);
-  for (const RoundOutcome& outcome : pending.ended) listener_->OnRoundEnded(outcome);
+  for (const RoundEnded& ended : pending.ended) listener_->OnRoundEnded(ended);
+  if (pending.opened.has_value()) listener_->OnRoundOpened(*pending.opened);
   if (pending.tasks) listener_->OnTasksChanged();
 }
 
@@ -465,8 +466,20 @@ CoordinatorRoundStatus RoundCoordinator::round_status() const {
   status.opened_at_ms = opened_at_ms_;
   status.deadline_at_ms = deadline_at_ms_;
   status.paused = paused_;
+  status.finished = finished_;
+  status.next_round = next_round_;
+  status.closed_rounds = closed_rounds_;
+  status.devices_available = AvailableLocked().size();
   if (!round_open_) status.accepted = 0;
+  status.reported = !round_open_         ? 0
+                    : secure_ != nullptr ? phase_senders_.size()
+                                         : submitted_.size();
   return status;
+}
+
+void RoundCoordinator::RecordDownload(uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (round_open_) bytes_down_ += bytes;
 }
 
 // --- operator: pause -----------------------------------------------------------------

@@ -91,6 +91,7 @@ void RoundCoordinator::MaybeOpenRound(Pending& pending) {
     phase_senders_.clear();
     phase_expected_ = cohort.size();
     secagg_bytes_up_ = 0;
+    bytes_down_ = 0;
     round_open_ = true;
     round_ = round;
     round_version_ = record.model_version;
@@ -118,7 +119,32 @@ void RoundCoordinator::MaybeOpenRound(Pending& pending) {
           {"selected", std::to_string(cohort.size())},
           {"goal", std::to_string(goal)},
           {"deadline_ms", std::to_string(options_.deadline.count())}});
+  pending.opened = RoundOpened{.round = round,
+                               .model_version = record.model_version,
+                               .cohort = cohort,
+                               .available = available.size(),
+                               .goal = goal,
+                               .opened_at_ms = record.opened_at_ms,
+                               .deadline_at_ms = record.deadline_at_ms};
   pending.tasks = true;
+}
+
+RoundEnded RoundCoordinator::EndedLocked(uint64_t round, const std::string& why) const {
+  RoundEnded ended;
+  ended.outcome.round = round;
+  ended.outcome.cohort_size = static_cast<int>(cohort_.size());
+  ended.why = why;
+  ended.cohort.assign(cohort_.begin(), cohort_.end());
+  if (secure_ == nullptr) {
+    for (const std::string& id : cohort_) {
+      if (!submitted_.contains(id)) ended.missing.push_back(id);
+    }
+  }
+  ended.opened_at_ms = opened_at_ms_;
+  ended.closed_at_ms = clock_->WallMs();
+  ended.bytes_up = secagg_bytes_up_;
+  ended.bytes_down = bytes_down_;
+  return ended;
 }
 
 void RoundCoordinator::CheckDeadlines(Pending& pending) {
@@ -188,6 +214,7 @@ void RoundCoordinator::CloseRound(uint64_t round, const std::string& why, Pendin
     selected = static_cast<int>(cohort_.size());
   }
   if (metrics_ != nullptr) metrics_->round_open = 0;
+  const auto close_start = std::chrono::steady_clock::now();
   absl::StatusOr<RoundOutcome> outcome = rounds_->CloseRound();
   if (!outcome.ok()) {
     if (outcome.status().code() != absl::StatusCode::kFailedPrecondition) {
@@ -200,23 +227,34 @@ void RoundCoordinator::CloseRound(uint64_t round, const std::string& why, Pendin
     RaiseAlerts(alerts_->OnRound(round, false, selected, outcome->participants));
   }
   if (absl::Status s = PublishClosed(*outcome, why, pending); !s.ok()) return Fatal(s, pending);
+  if (metrics_ != nullptr) {
+    // Process time, not the injected clock: this measures the work itself.
+    metrics_->last_close_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - close_start).count();
+    metrics_->close_seconds_sum =
+        metrics_->close_seconds_sum.load() + metrics_->last_close_seconds.load();
+  }
 }
 
 void RoundCoordinator::FailRound(uint64_t round, const std::string& reason, const std::string& why,
                                  Pending& pending) {
   int selected;
-  int reported;
+  RoundEnded ended;
   {
     std::lock_guard<std::mutex> lock(mu_);
     selected = static_cast<int>(cohort_.size());
-    reported = static_cast<int>(submitted_.size());
-    RaiseAlerts(alerts_->OnRound(round, true, selected, reported));
+    RaiseAlerts(alerts_->OnRound(round, true, selected, static_cast<int>(submitted_.size())));
+    ended = EndedLocked(round, why);
     cohort_.clear();
     submitted_.clear();
   }
+  ended.failed = true;
+  ended.reason = reason;
+  ended.bytes_up = 0;
   if (metrics_ != nullptr) {
     metrics_->rounds_failed += 1;
     metrics_->clients_dropped += static_cast<uint64_t>(selected);
+    metrics_->last_round_seconds = (ended.closed_at_ms - ended.opened_at_ms) / 1000.0;
   }
   Record("warning", "round_failed", absl::StrCat("round ", round, " failed (", why, "): ", reason),
          {{"round", std::to_string(round)}, {"why", why}});
@@ -228,10 +266,7 @@ void RoundCoordinator::FailRound(uint64_t round, const std::string& reason, cons
       extra_round_devices_ = drift_->TakeJoinRequests();
     }
   }
-  RoundOutcome failed;
-  failed.round = round;
-  failed.cohort_size = selected;
-  pending.ended.push_back(failed);
+  pending.ended.push_back(std::move(ended));
   if (secure_ != nullptr) pending.phases.emplace_back(round, v1::SECAGG_PHASE_UNSPECIFIED);
   pending.tasks = true;
 }
@@ -269,6 +304,7 @@ absl::Status RoundCoordinator::PublishClosed(const RoundOutcome& outcome, const 
       if (!values.empty()) record.metrics["clients_" + key] = sum / values.size();
     }
     record.metrics["bytes_up"] = static_cast<double>(outcome.bytes_up + secagg_bytes_up_);
+    record.metrics["bytes_down"] = static_cast<double>(bytes_down_);
   }
   // The rollout's first gate (validation) now; the canary in AdvanceRollout.
   double accuracy = std::numeric_limits<double>::quiet_NaN();
@@ -354,12 +390,19 @@ absl::Status RoundCoordinator::PublishClosed(const RoundOutcome& outcome, const 
       extra_round_devices_ = drift_->TakeJoinRequests();
     }
   }
+  RoundEnded ended;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    ended = EndedLocked(round, why);
     ++closed_rounds_;
     if (options_.rounds > 0 && closed_rounds_ >= options_.rounds) finished_ = true;
     cohort_.clear();
     submitted_.clear();
+  }
+  ended.outcome = outcome;
+  ended.bytes_up += outcome.bytes_up;
+  if (metrics_ != nullptr) {
+    metrics_->last_round_seconds = (ended.closed_at_ms - ended.opened_at_ms) / 1000.0;
   }
   Record("info", "round_closed",
          absl::StrCat("round ", round, " closed (", why, ") with ", outcome.participants, " of ",
@@ -370,7 +413,7 @@ absl::Status RoundCoordinator::PublishClosed(const RoundOutcome& outcome, const 
           {"cohort", std::to_string(outcome.cohort_size)},
           {"new_version", std::to_string(record.version)},
           {"train_loss", std::to_string(outcome.train_loss)}});
-  pending.ended.push_back(outcome);
+  pending.ended.push_back(std::move(ended));
   if (secure_ != nullptr) pending.phases.emplace_back(round, v1::SECAGG_PHASE_UNSPECIFIED);
   pending.tasks = true;
   return absl::OkStatus();

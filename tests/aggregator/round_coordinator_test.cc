@@ -37,13 +37,19 @@ class RecordingListener : public CoordinatorListener {
   void OnSecAggPhaseClosed(uint64_t round, v1::SecAggPhase phase) override {
     phases.emplace_back(round, phase);
   }
-  void OnRoundEnded(const RoundOutcome& outcome) override { ended.push_back(outcome); }
+  void OnRoundOpened(const RoundOpened& round) override { opened.push_back(round); }
+  void OnRoundEnded(const RoundEnded& round) override {
+    ended.push_back(round.outcome);
+    endings.push_back(round);
+  }
   void OnVersionStored(uint64_t version) override { stored.push_back(version); }
   void OnFatal(const absl::Status& status) override { fatal = status; }
 
   int tasks_changed = 0;
   std::vector<std::pair<uint64_t, v1::SecAggPhase>> phases;
+  std::vector<RoundOpened> opened;
   std::vector<RoundOutcome> ended;
+  std::vector<RoundEnded> endings;
   std::vector<uint64_t> stored;
   absl::Status fatal;
 };
@@ -153,6 +159,11 @@ TEST_F(RoundCoordinatorTest, ARoundClosesAtItsGoalAndPublishesTheWeightedMean) {
   c->Tick();
   ASSERT_TRUE(c->round_status().open);
   EXPECT_GE(listener_.tasks_changed, 1);
+  ASSERT_EQ(listener_.opened.size(), 1u);
+  EXPECT_EQ(listener_.opened[0].round, 1u);
+  EXPECT_EQ(listener_.opened[0].cohort.size(), 3u);
+  EXPECT_EQ(listener_.opened[0].available, 3u);
+  c->RecordDownload(100);
   const std::vector<v1::Task> tasks = Tasks(*c, 3);
   ASSERT_EQ(tasks.size(), 3u);
   for (const v1::Task& task : tasks) {
@@ -172,6 +183,10 @@ TEST_F(RoundCoordinatorTest, ARoundClosesAtItsGoalAndPublishesTheWeightedMean) {
   // Stored, signed, and the round recorded as closed.
   FEDGE_ASSERT_OK_AND_ASSIGN(v1::ModelArtifact master, store_.ReadMaster(1));
   FEDGE_EXPECT_OK(models::VerifySignedArtifact(master, key_->public_key()));
+  FEDGE_ASSERT_OK_AND_ASSIGN(VersionRecord v1_record, store_.LatestVersion());
+  EXPECT_EQ(v1_record.metrics["bytes_down"], 100.0);
+  EXPECT_EQ(v1_record.metrics["participants"], 3.0);
+  EXPECT_EQ(listener_.endings[0].bytes_down, 100u);
   FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<RoundRecord> rounds, store_.Rounds());
   ASSERT_EQ(rounds.size(), 1u);
   EXPECT_EQ(rounds[0].state, RoundState::kClosed);
@@ -228,6 +243,11 @@ TEST_F(RoundCoordinatorTest, TheDeadlineClosesWithWhatArrived) {
   ASSERT_EQ(listener_.ended.size(), 1u);
   EXPECT_EQ(listener_.ended[0].participants, 2);
   EXPECT_EQ(listener_.ended[0].new_version, 1u);
+  EXPECT_EQ(listener_.endings[0].why, "deadline");
+  EXPECT_FALSE(listener_.endings[0].failed);
+  EXPECT_THAT(listener_.endings[0].missing,
+              ::testing::UnorderedElementsAre(tasks[2].client_id(), tasks[3].client_id()));
+  EXPECT_EQ(listener_.endings[0].closed_at_ms - listener_.endings[0].opened_at_ms, 1000);
   EXPECT_THAT(c->Submit(UpdateFor(tasks[2])), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
@@ -249,6 +269,9 @@ TEST_F(RoundCoordinatorTest, TheDeadlineFailsARoundBelowMinUpdatesAndTheNextOneO
   EXPECT_EQ(listener_.ended[0].round, 1u);
   EXPECT_EQ(listener_.ended[0].new_version, 0u);
   EXPECT_EQ(listener_.ended[0].participants, 0);
+  EXPECT_TRUE(listener_.endings[0].failed);
+  EXPECT_THAT(listener_.endings[0].reason, HasSubstr("2"));
+  EXPECT_EQ(listener_.endings[0].missing.size(), 2u);
   EXPECT_EQ(Latest(*c), kBase) << "a failed round publishes nothing";
   EXPECT_EQ(c->closed_rounds(), 0u);
   EXPECT_EQ(metrics_.rounds_failed.load(), 1u);

@@ -120,6 +120,33 @@ class ManualClock final : public Clock {
   const int64_t wall_start_ms_;
 };
 
+// A round that opened (see CoordinatorListener::OnRoundOpened).
+struct RoundOpened {
+  uint64_t round = 0;
+  uint64_t model_version = 0;
+  std::vector<std::string> cohort;
+  size_t available = 0;  // devices available when it opened
+  size_t goal = 0;
+  int64_t opened_at_ms = 0;
+  int64_t deadline_at_ms = 0;
+};
+
+// A round that ended: closed with a version, or failed.
+struct RoundEnded {
+  RoundOutcome outcome;  // failed: round and cohort_size only
+  bool failed = false;
+  std::string why;     // what ended it: "goal reached", "deadline", ...
+  std::string reason;  // failed rounds: why nothing was published
+  std::vector<std::string> cohort;
+  // Cohort devices whose update was not counted (empty for a secure round:
+  // its protocol reveals no individual contribution).
+  std::vector<std::string> missing;
+  int64_t opened_at_ms = 0;
+  int64_t closed_at_ms = 0;
+  uint64_t bytes_up = 0;    // updates and secure-aggregation messages
+  uint64_t bytes_down = 0;  // model downloads reported with RecordDownload
+};
+
 // What the coordinator tells its runner. Every method has an empty default.
 // Called with no coordinator lock held, on the thread of the call that made
 // the change.
@@ -132,9 +159,11 @@ class CoordinatorListener {
   // Secure aggregation: `phase` of `round` closed, or the round ended
   // (phase SECAGG_PHASE_UNSPECIFIED): re-ask SecAggPoll.
   virtual void OnSecAggPhaseClosed(uint64_t round, v1::SecAggPhase phase) {}
-  // A round closed with a new version, or failed (new_version == 0,
-  // participants == 0).
-  virtual void OnRoundEnded(const RoundOutcome& outcome) {}
+  // A round opened: its cohort may fetch tasks (OnTasksChanged follows).
+  virtual void OnRoundOpened(const RoundOpened& opened) {}
+  // A round closed with a new version, or failed (outcome.new_version == 0,
+  // outcome.participants == 0).
+  virtual void OnRoundEnded(const RoundEnded& ended) {}
   // `version` is stored and may be served (a round's version, a rollback's
   // republished one, a promoted one).
   virtual void OnVersionStored(uint64_t version) {}
@@ -235,8 +264,15 @@ struct CoordinatorRoundStatus {
   size_t accepted = 0;
   int64_t opened_at_ms = 0;
   int64_t deadline_at_ms = 0;
+  // Devices heard from in the collecting phase (secure aggregation), else
+  // accepted updates.
+  size_t reported = 0;
   v1::SecAggPhase secagg_phase = v1::SECAGG_PHASE_UNSPECIFIED;
   bool paused = false;
+  bool finished = false;
+  uint64_t next_round = 1;
+  uint64_t closed_rounds = 0;
+  size_t devices_available = 0;
 };
 
 class RoundCoordinator {
@@ -290,6 +326,10 @@ class RoundCoordinator {
   void RecordMetrics(const std::string& device, uint64_t round, uint64_t model_version,
                      const std::map<std::string, double>& metrics);
 
+  // `bytes` of model were sent to a device; counted into the open round's
+  // bytes_down (its version's metrics).
+  void RecordDownload(uint64_t bytes);
+
   // --- operator actions ---
   absl::Status PauseRounds(const std::string& reason);
   absl::Status ResumeRounds(const std::string& reason);
@@ -322,7 +362,8 @@ class RoundCoordinator {
   struct Pending {
     bool tasks = false;
     std::vector<std::pair<uint64_t, v1::SecAggPhase>> phases;
-    std::vector<RoundOutcome> ended;
+    std::optional<RoundOpened> opened;
+    std::vector<RoundEnded> ended;
     std::vector<uint64_t> stored;
     std::optional<absl::Status> fatal;
   };
@@ -342,6 +383,8 @@ class RoundCoordinator {
   void CloseRound(uint64_t round, const std::string& why, Pending& pending);
   void FailRound(uint64_t round, const std::string& reason, const std::string& why,
                  Pending& pending);
+  // The RoundEnded of the round being closed, taken from the state; mu_ held.
+  RoundEnded EndedLocked(uint64_t round, const std::string& why) const;
   absl::Status PublishClosed(const RoundOutcome& outcome, const std::string& why, Pending& pending);
   void Checkpoint();
   void Fatal(const absl::Status& status, Pending& pending);
@@ -402,6 +445,7 @@ class RoundCoordinator {
   std::set<std::string, std::less<>> phase_senders_;
   size_t phase_expected_ = 0;
   uint64_t secagg_bytes_up_ = 0;
+  uint64_t bytes_down_ = 0;  // the open round's model downloads
   // Drift: devices the policy asked into the next round.
   std::vector<std::string> extra_round_devices_;
   std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> last_drift_;
