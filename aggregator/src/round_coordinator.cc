@@ -70,9 +70,6 @@ absl::Status ValidateOptions(const RoundCoordinatorOptions& o) {
     return absl::InvalidArgumentError("availability_window must be > 0");
   }
   if (o.checkpoint_every < 0) return absl::InvalidArgumentError("checkpoint_every must be >= 0");
-  if (o.signing_key == nullptr) {
-    return absl::InvalidArgumentError("the coordinator needs a model-signing key (signing_key)");
-  }
   FEDGE_RETURN_IF_ERROR(ValidateRolloutPolicy(o.rollout));
   FEDGE_RETURN_IF_ERROR(ValidateAlertRules(o.alerts));
   if (o.rollout.enabled && !o.validate) {
@@ -86,6 +83,10 @@ absl::Status ValidateOptions(const RoundCoordinatorOptions& o) {
 }
 
 }  // namespace
+
+absl::Status RoundCoordinator::CheckOptions(const RoundCoordinatorOptions& options) {
+  return ValidateOptions(options);
+}
 
 RoundCoordinator::RoundCoordinator(RoundCoordinatorOptions options, StateStore* store,
                                    const Clock* clock, CoordinatorListener* listener,
@@ -105,7 +106,10 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Start(
   if (store == nullptr || clock == nullptr) {
     return absl::InvalidArgumentError("the coordinator needs a state store and a clock");
   }
-  FEDGE_RETURN_IF_ERROR(ValidateOptions(options));
+  FEDGE_RETURN_IF_ERROR(CheckOptions(options));
+  if (options.signing_key == nullptr) {
+    return absl::InvalidArgumentError("the coordinator needs a model-signing key (signing_key)");
+  }
   std::unique_ptr<RoundCoordinator> coordinator(
       new RoundCoordinator(std::move(options), store, clock, listener, metrics, events));
   FEDGE_RETURN_IF_ERROR(coordinator->Init());
@@ -469,12 +473,16 @@ CoordinatorRoundStatus RoundCoordinator::round_status() const {
   status.finished = finished_;
   status.next_round = next_round_;
   status.closed_rounds = closed_rounds_;
-  status.devices_available = AvailableLocked().size();
   if (!round_open_) status.accepted = 0;
   status.reported = !round_open_         ? 0
                     : secure_ != nullptr ? phase_senders_.size()
                                          : submitted_.size();
   return status;
+}
+
+size_t RoundCoordinator::available_devices() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return AvailableLocked().size();
 }
 
 void RoundCoordinator::RecordDownload(uint64_t bytes) {

@@ -134,6 +134,7 @@ RoundEnded RoundCoordinator::EndedLocked(uint64_t round, const std::string& why)
   ended.outcome.round = round;
   ended.outcome.cohort_size = static_cast<int>(cohort_.size());
   ended.why = why;
+  ended.model_version = round_version_;
   ended.cohort.assign(cohort_.begin(), cohort_.end());
   if (secure_ == nullptr) {
     for (const std::string& id : cohort_) {
@@ -259,13 +260,7 @@ void RoundCoordinator::FailRound(uint64_t round, const std::string& reason, cons
   Record("warning", "round_failed", absl::StrCat("round ", round, " failed (", why, "): ", reason),
          {{"round", std::to_string(round)}, {"why", why}});
   if (absl::Status s = store_->FailRound(round, reason); !s.ok()) return Fatal(s, pending);
-  if (drift_ != nullptr) {
-    const DriftPolicyDecision decision = drift_->Evaluate(round);
-    if (decision.extra_round) {
-      std::lock_guard<std::mutex> lock(mu_);
-      extra_round_devices_ = drift_->TakeJoinRequests();
-    }
-  }
+  ApplyDriftPolicy(round);
   pending.ended.push_back(std::move(ended));
   if (secure_ != nullptr) pending.phases.emplace_back(round, v1::SECAGG_PHASE_UNSPECIFIED);
   pending.tasks = true;
@@ -308,6 +303,58 @@ absl::Status RoundCoordinator::PublishClosed(const RoundOutcome& outcome, const 
   }
   // The rollout's first gate (validation) now; the canary in AdvanceRollout.
   double accuracy = std::numeric_limits<double>::quiet_NaN();
+  const std::optional<RolloutDecision> decision = GateVersion(record, master, accuracy);
+  if (const PrivateAggregation* privacy = rounds_->privacy(); privacy != nullptr) {
+    // Before the round's close: a crash in between accounts the round twice
+    // after the restart (an overestimate of ε, never an underestimate).
+    FEDGE_RETURN_IF_ERROR(store_->PutSetting("privacy_state", privacy->Serialize()));
+    std::lock_guard<std::mutex> lock(mu_);
+    RaiseAlerts(alerts_->OnPrivacy(privacy->epsilon(), privacy->options().epsilon_budget));
+  }
+  FEDGE_RETURN_IF_ERROR(store_->CloseRound(round, outcome.participants, record, master,
+                                           *version->artifact, rounds_->StrategyState()));
+  pending.stored.push_back(record.version);
+  if (metrics_ != nullptr) {
+    metrics_->rounds_closed += 1;
+    metrics_->model_version = record.version;
+    metrics_->clients_reported += static_cast<uint64_t>(outcome.participants);
+    metrics_->clients_dropped +=
+        static_cast<uint64_t>(std::max(0, outcome.cohort_size - outcome.participants));
+  }
+  FEDGE_RETURN_IF_ERROR(ActOnGate(decision, record, accuracy, pending));
+  ApplyDriftPolicy(round);
+  RoundEnded ended;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ended = EndedLocked(round, why);
+    ++closed_rounds_;
+    if (options_.rounds > 0 && closed_rounds_ >= options_.rounds) finished_ = true;
+    cohort_.clear();
+    submitted_.clear();
+  }
+  ended.outcome = outcome;
+  ended.bytes_up += outcome.bytes_up;
+  if (metrics_ != nullptr) {
+    metrics_->last_round_seconds = (ended.closed_at_ms - ended.opened_at_ms) / 1000.0;
+  }
+  Record("info", "round_closed",
+         absl::StrCat("round ", round, " closed (", why, ") with ", outcome.participants, " of ",
+                      outcome.cohort_size, " updates: version ", record.version),
+         {{"round", std::to_string(round)},
+          {"why", why},
+          {"participants", std::to_string(outcome.participants)},
+          {"cohort", std::to_string(outcome.cohort_size)},
+          {"new_version", std::to_string(record.version)},
+          {"train_loss", std::to_string(outcome.train_loss)}});
+  pending.ended.push_back(std::move(ended));
+  if (secure_ != nullptr) pending.phases.emplace_back(round, v1::SECAGG_PHASE_UNSPECIFIED);
+  pending.tasks = true;
+  return absl::OkStatus();
+}
+
+std::optional<RolloutDecision> RoundCoordinator::GateVersion(VersionRecord& record,
+                                                             const v1::ModelArtifact& master,
+                                                             double& accuracy) {
   std::optional<RolloutDecision> decision;
   std::string validation_error;
   if (options_.validate) {
@@ -336,23 +383,12 @@ absl::Status RoundCoordinator::PublishClosed(const RoundOutcome& outcome, const 
                                                                         : "live";
     record.status_reason = decision->reason;
   }
-  if (const PrivateAggregation* privacy = rounds_->privacy(); privacy != nullptr) {
-    // Before the round's close: a crash in between accounts the round twice
-    // after the restart (an overestimate of ε, never an underestimate).
-    FEDGE_RETURN_IF_ERROR(store_->PutSetting("privacy_state", privacy->Serialize()));
-    std::lock_guard<std::mutex> lock(mu_);
-    RaiseAlerts(alerts_->OnPrivacy(privacy->epsilon(), privacy->options().epsilon_budget));
-  }
-  FEDGE_RETURN_IF_ERROR(store_->CloseRound(round, outcome.participants, record, master,
-                                           *version->artifact, rounds_->StrategyState()));
-  pending.stored.push_back(record.version);
-  if (metrics_ != nullptr) {
-    metrics_->rounds_closed += 1;
-    metrics_->model_version = record.version;
-    metrics_->clients_reported += static_cast<uint64_t>(outcome.participants);
-    metrics_->clients_dropped +=
-        static_cast<uint64_t>(std::max(0, outcome.cohort_size - outcome.participants));
-  }
+  return decision;
+}
+
+absl::Status RoundCoordinator::ActOnGate(const std::optional<RolloutDecision>& decision,
+                                         const VersionRecord& record, double accuracy,
+                                         Pending& pending) {
   if (!decision.has_value()) {
     GoLive(record.version, accuracy);
   } else if (decision->kind == RolloutDecision::Kind::kPromote) {
@@ -373,50 +409,26 @@ absl::Status RoundCoordinator::PublishClosed(const RoundOutcome& outcome, const 
   } else {
     std::lock_guard<std::mutex> lock(mu_);
     canary_waiting_ = record.version;
-    candidate_round_ = round;
+    candidate_round_ = record.round;
     candidate_accuracy_ = accuracy;
   }
-  if (drift_ != nullptr) {
-    const DriftPolicyDecision drift = drift_->Evaluate(round);
-    if (drift.alert) {
-      Record("warning", "drift_reaction",
-             absl::StrCat(drift.reporting_clients, " devices (", drift.share,
-                          " of the population) reported drift by round ", round,
-                          drift.extra_round ? ": an extra round follows" : ""),
-             {{"round", std::to_string(round)}, {"share", std::to_string(drift.share)}});
-    }
-    if (drift.extra_round) {
-      std::lock_guard<std::mutex> lock(mu_);
-      extra_round_devices_ = drift_->TakeJoinRequests();
-    }
-  }
-  RoundEnded ended;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ended = EndedLocked(round, why);
-    ++closed_rounds_;
-    if (options_.rounds > 0 && closed_rounds_ >= options_.rounds) finished_ = true;
-    cohort_.clear();
-    submitted_.clear();
-  }
-  ended.outcome = outcome;
-  ended.bytes_up += outcome.bytes_up;
-  if (metrics_ != nullptr) {
-    metrics_->last_round_seconds = (ended.closed_at_ms - ended.opened_at_ms) / 1000.0;
-  }
-  Record("info", "round_closed",
-         absl::StrCat("round ", round, " closed (", why, ") with ", outcome.participants, " of ",
-                      outcome.cohort_size, " updates: version ", record.version),
-         {{"round", std::to_string(round)},
-          {"why", why},
-          {"participants", std::to_string(outcome.participants)},
-          {"cohort", std::to_string(outcome.cohort_size)},
-          {"new_version", std::to_string(record.version)},
-          {"train_loss", std::to_string(outcome.train_loss)}});
-  pending.ended.push_back(std::move(ended));
-  if (secure_ != nullptr) pending.phases.emplace_back(round, v1::SECAGG_PHASE_UNSPECIFIED);
-  pending.tasks = true;
   return absl::OkStatus();
+}
+
+void RoundCoordinator::ApplyDriftPolicy(uint64_t round) {
+  if (drift_ == nullptr) return;
+  const DriftPolicyDecision drift = drift_->Evaluate(round);
+  if (drift.alert) {
+    Record("warning", "drift_reaction",
+           absl::StrCat(drift.reporting_clients, " devices (", drift.share,
+                        " of the population) reported drift by round ", round,
+                        drift.extra_round ? ": an extra round follows" : ""),
+           {{"round", std::to_string(round)}, {"share", std::to_string(drift.share)}});
+  }
+  if (drift.extra_round) {
+    std::lock_guard<std::mutex> lock(mu_);
+    extra_round_devices_ = drift_->TakeJoinRequests();
+  }
 }
 
 }  // namespace fedge::aggregator

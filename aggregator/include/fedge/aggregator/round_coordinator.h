@@ -135,8 +135,9 @@ struct RoundOpened {
 struct RoundEnded {
   RoundOutcome outcome;  // failed: round and cohort_size only
   bool failed = false;
-  std::string why;     // what ended it: "goal reached", "deadline", ...
-  std::string reason;  // failed rounds: why nothing was published
+  std::string why;             // what ended it: "goal reached", "deadline", ...
+  std::string reason;          // failed rounds: why nothing was published
+  uint64_t model_version = 0;  // the version the round trained from
   std::vector<std::string> cohort;
   // Cohort devices whose update was not counted (empty for a secure round:
   // its protocol reveals no individual contribution).
@@ -272,7 +273,6 @@ struct CoordinatorRoundStatus {
   bool finished = false;
   uint64_t next_round = 1;
   uint64_t closed_rounds = 0;
-  size_t devices_available = 0;
 };
 
 class RoundCoordinator {
@@ -286,6 +286,10 @@ class RoundCoordinator {
       RoundCoordinatorOptions options, StateStore* store, const Clock* clock,
       CoordinatorListener* listener = nullptr, AggregatorMetrics* metrics = nullptr,
       EventLog* events = nullptr);
+  // The option checks Start makes, except the signing key's (a runner may
+  // check its configuration before it loads the key). INVALID_ARGUMENT
+  // naming the field.
+  static absl::Status CheckOptions(const RoundCoordinatorOptions& options);
   ~RoundCoordinator();
   RoundCoordinator(const RoundCoordinator&) = delete;
   RoundCoordinator& operator=(const RoundCoordinator&) = delete;
@@ -349,7 +353,10 @@ class RoundCoordinator {
   bool finished() const;
   // OK, or the error that stopped the coordinator.
   absl::Status fatal() const;
+  // Cheap (constant time in the fleet's size): safe to call per poll.
   CoordinatorRoundStatus round_status() const;
+  // Devices seen within the availability window (linear in the fleet).
+  size_t available_devices() const;
   // ε spent so far (0 without privacy).
   double epsilon_spent() const;
   const RoundCoordinatorOptions& options() const { return options_; }
@@ -386,6 +393,17 @@ class RoundCoordinator {
   // The RoundEnded of the round being closed, taken from the state; mu_ held.
   RoundEnded EndedLocked(uint64_t round, const std::string& why) const;
   absl::Status PublishClosed(const RoundOutcome& outcome, const std::string& why, Pending& pending);
+  // Validation and the rollout's first gate for a new version (sets its
+  // status and validation metrics in `record`, its accuracy in `accuracy`);
+  // nullopt without a rollout gate.
+  std::optional<RolloutDecision> GateVersion(VersionRecord& record, const v1::ModelArtifact& master,
+                                             double& accuracy);
+  // Makes a stored version live, republishes the live one over a rejected
+  // version, or holds it for its canary.
+  absl::Status ActOnGate(const std::optional<RolloutDecision>& decision,
+                         const VersionRecord& record, double accuracy, Pending& pending);
+  // The drift reaction policy at the end of `round`.
+  void ApplyDriftPolicy(uint64_t round);
   void Checkpoint();
   void Fatal(const absl::Status& status, Pending& pending);
   std::vector<std::string> AvailableLocked() const;
