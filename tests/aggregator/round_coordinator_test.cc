@@ -452,6 +452,47 @@ TEST_F(RoundCoordinatorTest, ASecureRoundDoesNotSurviveARestart) {
   EXPECT_EQ(c->round_status().round, 2u);
 }
 
+// --- privacy ------------------------------------------------------------------------
+
+// Central DP goes through RoundManager's PrivateAggregation: tasks carry
+// the clip bound, the sum is noised from the seeded source (so two runs
+// agree bit for bit), ε is spent, and the accountant's state comes back
+// after a restart.
+TEST_F(RoundCoordinatorTest, CentralPrivacyIsSeededAccountedAndSurvivesARestart) {
+  RoundCoordinatorOptions options = Options();
+  PrivateAggregationOptions dp;
+  dp.mode = privacy::PrivacyMode::kCentral;
+  dp.noise_multiplier = 1.0;
+  dp.clipper_options.clip_norm = 0.5;
+  dp.sampling_rate = 0.5;
+  dp.expected_cohort = 3.0;
+  dp.seeded_random = true;
+  dp.seed = 11;
+  options.privacy = dp;
+  auto run = [&](InMemoryStateStore& store) -> std::pair<std::vector<float>, double> {
+    auto c = Start(options, &store);
+    EXPECT_THAT(c.status(), IsOk());
+    if (!c.ok()) return {};
+    MarkAll(**c, 3);
+    (*c)->Tick();
+    for (const v1::Task& task : Tasks(**c, 3)) {
+      EXPECT_TRUE(task.has_privacy());
+      EXPECT_THAT((*c)->Submit(UpdateFor(task)), IsOk());
+    }
+    return {Latest(**c), (*c)->epsilon_spent()};
+  };
+  InMemoryStateStore first_store;
+  InMemoryStateStore second_store;
+  const auto [first, first_epsilon] = run(first_store);
+  const auto [second, second_epsilon] = run(second_store);
+  EXPECT_EQ(first, second);
+  EXPECT_GT(first_epsilon, 0.0);
+  EXPECT_EQ(first_epsilon, second_epsilon);
+  EXPECT_NE(first, kBase);
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto restarted, Start(options, &first_store));
+  EXPECT_EQ(restarted->epsilon_spent(), first_epsilon);
+}
+
 // --- rollout ------------------------------------------------------------------------
 
 TEST_F(RoundCoordinatorTest, AVersionThatFailsValidationIsRejectedAndTheLiveOneRepublished) {
@@ -573,6 +614,53 @@ TEST_F(RoundCoordinatorTest, DriftReportsAreStoredAndAnEmptyOneIsRefused) {
   ASSERT_EQ(stored.size(), 1u);
   EXPECT_EQ(stored[0].client_id(), "d0") << "the authenticated id, not the claimed one";
   EXPECT_EQ(metrics_.drift_reports.load(), 1u);
+}
+
+// The "extra-round" reaction: when enough of the population reports drift,
+// the next round's cohort is the devices that asked to join, even below
+// min_clients.
+TEST_F(RoundCoordinatorTest, TheExtraRoundReactionOpensARoundForTheDriftingDevices) {
+  RoundCoordinatorOptions options = Options();
+  options.goal = 4;
+  options.min_clients = 4;
+  DriftPolicyOptions drift;
+  drift.reaction = "extra-round";
+  drift.threshold = 0.5;
+  drift.window_rounds = 1;
+  drift.cooldown_rounds = 0;
+  options.drift = drift;
+  options.drift_population = 4;
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto c, Start(options));
+  MarkAll(*c, 4);
+  c->Tick();
+  const std::vector<v1::Task> tasks = Tasks(*c, 4);
+  ASSERT_EQ(tasks.size(), 4u);
+  for (int i : {1, 3}) {
+    v1::DriftReport report;
+    report.set_model_version(0);
+    report.set_request_join(true);
+    v1::DriftEvent* event = report.add_events();
+    event->set_detector("ks");
+    event->set_stream("features");
+    event->set_statistic(0.4);
+    event->set_threshold(0.2);
+    FEDGE_ASSERT_OK(c->RecordDrift(Id(i), report));
+  }
+  for (const v1::Task& task : tasks) FEDGE_ASSERT_OK(c->Submit(UpdateFor(task)));
+  ASSERT_EQ(listener_.opened.size(), 1u);
+  // Only d1 and d3 are still available: below min_clients, yet they get
+  // their extra round.
+  clock_.Advance(options.availability_window + std::chrono::milliseconds(1));
+  c->MarkAvailable(Id(1));
+  c->MarkAvailable(Id(3));
+  c->Tick();
+  ASSERT_EQ(listener_.opened.size(), 2u);
+  EXPECT_THAT(listener_.opened[1].cohort, ::testing::ElementsAre("d1", "d3"));
+  EXPECT_EQ(listener_.opened[1].goal, 2u);
+  // Without new drift no third round opens below min_clients.
+  for (const v1::Task& task : Tasks(*c, 4)) FEDGE_ASSERT_OK(c->Submit(UpdateFor(task)));
+  c->Tick();
+  EXPECT_EQ(listener_.opened.size(), 2u);
 }
 
 TEST_F(RoundCoordinatorTest, AForgottenDeviceLeavesTheCohortAndTheGoalShrinks) {
