@@ -69,6 +69,8 @@ RoundCoordinatorOptions AggregatorServer::Impl::CoordinatorOptions() const {
   o.validate = options_.validate;
   o.rollout = options_.rollout;
   o.alerts = options_.alerts;
+  o.privacy = options_.privacy;
+  o.drift = options_.drift;
   return o;
 }
 
@@ -92,8 +94,13 @@ absl::Status AggregatorServer::Impl::Init() {
   }
   key_.emplace(*std::move(key));
   FEDGE_ASSIGN_OR_RETURN(store_, StateStore::Open(options_.state_dir));
+  RoundCoordinatorOptions coordinator_options = CoordinatorOptions();
+  if (options_.drift.has_value()) {
+    FEDGE_ASSIGN_OR_RETURN(std::vector<ClientRecord> clients, store_->Clients());
+    coordinator_options.drift_population = std::max<int64_t>(1, std::ssize(clients));
+  }
   absl::StatusOr<std::unique_ptr<RoundCoordinator>> coordinator = RoundCoordinator::Start(
-      CoordinatorOptions(), store_.get(), &clock_, this, &metrics, &event_log);
+      std::move(coordinator_options), store_.get(), &clock_, this, &metrics, &event_log);
   if (!coordinator.ok()) {
     if (coordinator.status().code() == absl::StatusCode::kFailedPrecondition &&
         !options_.initial_model.has_value()) {
