@@ -308,6 +308,10 @@ absl::Status RoundCoordinator::PublishClosed(const RoundOutcome& outcome, const 
     // Before the round's close: a crash in between accounts the round twice
     // after the restart (an overestimate of ε, never an underestimate).
     FEDGE_RETURN_IF_ERROR(store_->PutSetting("privacy_state", privacy->Serialize()));
+    record.metrics["epsilon_spent"] = privacy->epsilon();
+    if (privacy->options().epsilon_budget > 0.0) {
+      record.metrics["epsilon_budget"] = privacy->options().epsilon_budget;
+    }
     std::lock_guard<std::mutex> lock(mu_);
     RaiseAlerts(alerts_->OnPrivacy(privacy->epsilon(), privacy->options().epsilon_budget));
   }

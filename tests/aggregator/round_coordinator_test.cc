@@ -489,6 +489,8 @@ TEST_F(RoundCoordinatorTest, CentralPrivacyIsSeededAccountedAndSurvivesARestart)
   EXPECT_GT(first_epsilon, 0.0);
   EXPECT_EQ(first_epsilon, second_epsilon);
   EXPECT_NE(first, kBase);
+  FEDGE_ASSERT_OK_AND_ASSIGN(VersionRecord version, first_store.LatestVersion());
+  EXPECT_EQ(version.metrics["epsilon_spent"], first_epsilon);
   FEDGE_ASSERT_OK_AND_ASSIGN(auto restarted, Start(options, &first_store));
   EXPECT_EQ(restarted->epsilon_spent(), first_epsilon);
 }
