@@ -47,6 +47,14 @@ void RoundCoordinator::MaybeOpenRound(Pending& pending) {
                                          round);
     if (!drawn.ok()) return Fatal(drawn.status(), pending);
     cohort = *std::move(drawn);
+    if (cohort.empty()) {
+      // A sampler may draw nobody (Poisson sampling): the next Tick draws
+      // for the next round id.
+      std::lock_guard<std::mutex> lock(mu_);
+      next_round_ = round + 1;
+      return;
+    }
+    goal = std::min(goal, cohort.size());
   }
   if (const PrivateAggregation* privacy = rounds_->privacy(); privacy != nullptr) {
     if (absl::Status budget = privacy->CheckBudget(cohort); !budget.ok()) {

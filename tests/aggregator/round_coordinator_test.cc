@@ -681,6 +681,36 @@ TEST_F(RoundCoordinatorTest, AForgottenDeviceLeavesTheCohortAndTheGoalShrinks) {
   EXPECT_EQ(listener_.ended[0].participants, 2);
 }
 
+// The cohort hook (e.g. an OpenSSL-drawn or Poisson cohort): what it draws
+// is the cohort; an empty draw opens nothing and the next Tick draws for the
+// next round id.
+TEST_F(RoundCoordinatorTest, TheCohortSamplerDecidesTheCohort) {
+  RoundCoordinatorOptions options = Options();
+  options.goal = 3;
+  std::vector<uint64_t> asked;
+  options.cohort_sampler = [&](const std::vector<std::string>& available, int count,
+                               uint64_t round) -> absl::StatusOr<std::vector<std::string>> {
+    asked.push_back(round);
+    EXPECT_EQ(count, 3);
+    EXPECT_EQ(available.size(), 4u);
+    if (round == 1) return std::vector<std::string>();
+    return std::vector<std::string>{"d0", "d3"};
+  };
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto c, Start(options));
+  MarkAll(*c, 4);
+  c->Tick();
+  EXPECT_FALSE(c->round_status().open);
+  c->Tick();
+  ASSERT_TRUE(c->round_status().open);
+  EXPECT_EQ(c->round_status().round, 2u);
+  EXPECT_EQ(c->round_status().goal, 2u) << "the goal cannot exceed the cohort";
+  EXPECT_THAT(asked, ::testing::ElementsAre(1u, 2u));
+  const std::vector<v1::Task> tasks = Tasks(*c, 4);
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_EQ(tasks[0].client_id(), "d0");
+  EXPECT_EQ(tasks[1].client_id(), "d3");
+}
+
 TEST_F(RoundCoordinatorTest, BadOptionsAreRefusedNamingTheField) {
   RoundCoordinatorOptions options = Options();
   options.signing_key = nullptr;

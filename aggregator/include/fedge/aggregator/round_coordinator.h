@@ -16,7 +16,8 @@
 //                           the DP and secure-aggregation sections) or a
 //                           canary evaluation
 //   Submit(update)          validate, journal, fold (RoundManager); the
-//                           round closes when the goal is reached
+//                           round closes, on the calling thread, when the
+//                           goal is reached
 //   SecAggReceive/Poll      the four secure-aggregation phases; a phase
 //                           closes when every device of the phase before
 //                           answered, or at its deadline
@@ -177,7 +178,11 @@ class CoordinatorListener {
 // The default is RoundManager::SelectCohort seeded with options.seed
 // (reproducible, what simulations compare against). A deployment that must
 // keep the cohort unpredictable (secure aggregation with an adversarial
-// server model) supplies a sampler drawing from OpenSSL's RAND_bytes.
+// server model) supplies a sampler drawing from OpenSSL's RAND_bytes. With
+// differential privacy, the accountant assumes Poisson sampling at
+// privacy.sampling_rate: a runner that needs that guarantee supplies a
+// sampler built on RoundManager::SelectPoissonCohort (the default draws
+// `count` uniformly, which the accounting does not cover).
 using CohortSampler = std::function<absl::StatusOr<std::vector<std::string>>(
     const std::vector<std::string>& available, int count, uint64_t round)>;
 
