@@ -10,6 +10,23 @@
 
 namespace fedge::aggregator {
 
+absl::StatusOr<std::vector<std::string>> RoundCoordinator::DrawCohort(
+    const std::vector<std::string>& available, uint64_t round, size_t& goal) const {
+  goal = options_.goal > 0 ? static_cast<size_t>(options_.goal)
+                           : static_cast<size_t>(std::ceil(options_.fraction *
+                                                           static_cast<double>(available.size())));
+  goal = std::clamp<size_t>(goal, 1, available.size());
+  const size_t selected = std::min(
+      available.size(),
+      static_cast<size_t>(std::ceil(static_cast<double>(goal) * (1.0 + options_.over_selection))));
+  absl::StatusOr<std::vector<std::string>> drawn =
+      options_.cohort_sampler
+          ? options_.cohort_sampler(available, static_cast<int>(selected), round)
+          : RoundManager::SelectCohort(available, static_cast<int>(selected), options_.seed, round);
+  if (drawn.ok()) goal = std::min(goal, drawn->size());
+  return drawn;
+}
+
 void RoundCoordinator::MaybeOpenRound(Pending& pending) {
   std::vector<std::string> available;
   std::vector<std::string> extra;
@@ -33,18 +50,7 @@ void RoundCoordinator::MaybeOpenRound(Pending& pending) {
     goal = cohort.size();
   } else {
     if (available.size() < static_cast<size_t>(options_.min_clients)) return;
-    goal = options_.goal > 0 ? static_cast<size_t>(options_.goal)
-                             : static_cast<size_t>(std::ceil(
-                                   options_.fraction * static_cast<double>(available.size())));
-    goal = std::clamp<size_t>(goal, 1, available.size());
-    const size_t selected =
-        std::min(available.size(), static_cast<size_t>(std::ceil(static_cast<double>(goal) *
-                                                                 (1.0 + options_.over_selection))));
-    absl::StatusOr<std::vector<std::string>> drawn =
-        options_.cohort_sampler
-            ? options_.cohort_sampler(available, static_cast<int>(selected), round)
-            : RoundManager::SelectCohort(available, static_cast<int>(selected), options_.seed,
-                                         round);
+    absl::StatusOr<std::vector<std::string>> drawn = DrawCohort(available, round, goal);
     if (!drawn.ok()) return Fatal(drawn.status(), pending);
     cohort = *std::move(drawn);
     if (cohort.empty()) {
@@ -54,7 +60,6 @@ void RoundCoordinator::MaybeOpenRound(Pending& pending) {
       next_round_ = round + 1;
       return;
     }
-    goal = std::min(goal, cohort.size());
   }
   if (const PrivateAggregation* privacy = rounds_->privacy(); privacy != nullptr) {
     if (absl::Status budget = privacy->CheckBudget(cohort); !budget.ok()) {

@@ -390,6 +390,10 @@ class RoundCoordinator {
 
   // Rounds (round_coordinator_rounds.cc); lifecycle_mu_ held.
   void MaybeOpenRound(Pending& pending);
+  // The cohort of `round` from `available` (non-empty) and its goal, which
+  // never exceeds the cohort drawn.
+  absl::StatusOr<std::vector<std::string>> DrawCohort(const std::vector<std::string>& available,
+                                                      uint64_t round, size_t& goal) const;
   void CheckDeadlines(Pending& pending);
   // Closes round `round` if it is the open one.
   void CloseRound(uint64_t round, const std::string& why, Pending& pending);
