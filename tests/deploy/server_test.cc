@@ -503,6 +503,50 @@ TEST_F(DeployTest, OverSelectedRoundsCloseAtTheGoalAndRefuseStragglers) {
   EXPECT_NEAR(final[5], initial[5] + 0.02f, 1e-6);  // the straggler is not in it
 }
 
+// Differential privacy behind the gRPC service: the coordinator applies it
+// exactly as in simulations (tasks carry the privacy section, the sum is
+// clipped and noised, the round is accounted), and the operator sees ε.
+TEST_F(DeployTest, CentralPrivacyIsAppliedAndAccountedBehindTheService) {
+  for (const char* id : {"dev-1", "dev-2"}) Enroll(state_, id);
+  aggregator::AggregatorServerOptions options = ServerOptions(state_);
+  options.policy.goal = 2;
+  options.policy.min_clients = 2;
+  options.policy.rounds = 1;
+  aggregator::PrivateAggregationOptions dp;
+  dp.mode = privacy::PrivacyMode::kCentral;
+  dp.noise_multiplier = 1.0;
+  dp.clipper_options.clip_norm = 0.1;
+  dp.sampling_rate = 1.0;
+  dp.expected_cohort = 2.0;
+  dp.seeded_random = true;
+  dp.seed = 5;
+  options.privacy = dp;
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto one,
+                             client::GrpcTransport::Create(CertDevice("dev-1", server->port())));
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto two,
+                             client::GrpcTransport::Create(CertDevice("dev-2", server->port())));
+  v1::Task task_two;
+  std::thread poll_two([&] { task_two = *WaitForTask(*two); });
+  FEDGE_ASSERT_OK_AND_ASSIGN(v1::Task task_one, WaitForTask(*one));
+  poll_two.join();
+  EXPECT_TRUE(task_one.has_privacy());
+  EXPECT_TRUE(task_two.has_privacy());
+  const size_t d = testing_util::kSmallModelSize;
+  FEDGE_ASSERT_OK(one->SubmitUpdate(MakeUpdate(task_one, d, 0.5f)));
+  FEDGE_ASSERT_OK(two->SubmitUpdate(MakeUpdate(task_two, d, 0.5f)));
+  FEDGE_ASSERT_OK(server->Wait());
+  EXPECT_EQ(server->latest_version(), 1u);
+  EXPECT_GT(server->fleet().Overview().epsilon_spent, 0.0);
+  // Each update was clipped to norm 0.1 before the mean (noise aside), so
+  // the model moved by far less than the unclipped 0.5 per coordinate.
+  const std::vector<float> initial = InitialParameters();
+  const std::vector<float> final = Parameters(*server);
+  double moved = 0.0;
+  for (size_t k = 0; k < d; ++k) moved += std::abs(final[k] - initial[k]);
+  EXPECT_LT(moved / static_cast<double>(d), 0.25);
+}
+
 TEST_F(DeployTest, DeadlinesCloseWithWhatArrivedOrFailTheRound) {
   for (const char* id : {"dev-1", "dev-2"}) Enroll(state_, id);
   aggregator::AggregatorServerOptions options = ServerOptions(state_);

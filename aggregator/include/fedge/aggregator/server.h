@@ -1,6 +1,9 @@
 // AggregatorServer: a federation's aggregator as a gRPC service (see
-// proto/fedge/v1/service.proto), on the same RoundManager and ModelRegistry
-// that simulations use, with its state in a StateStore directory.
+// proto/fedge/v1/service.proto) over a RoundCoordinator
+// (round_coordinator.h), the engine that owns every round decision, with its
+// state in a SQLite StateStore directory (sqlite_state_store.h). The service
+// itself is only the RPC edge: TLS, device authentication, streaming
+// transfers, held long polls, upload admission and the ops endpoint.
 //
 // What it does, in order:
 //  * on start, restores the state directory: the latest model version (its
@@ -13,7 +16,7 @@
 //    cohort (the goal count, or a fraction of the devices available, times
 //    1 + over_selection for stragglers), hands them tasks, folds their
 //    updates as they stream in, and closes the round as soon as `goal`
-//    updates arrived, or at the deadline (a Boost.Asio timer) with what
+//    updates arrived, or at the deadline (checked every 50 ms) with what
 //    arrived if that is at least `min_updates`; otherwise the round fails
 //    and publishes nothing;
 //  * publishes each new version as an fp32 master and an int8 per-channel
@@ -37,9 +40,11 @@
 
 #include "absl/status/statusor.h"
 #include "fedge/aggregator/alerts.h"
+#include "fedge/aggregator/drift_tracker.h"
 #include "fedge/aggregator/event_log.h"
 #include "fedge/aggregator/fleet_status.h"
 #include "fedge/aggregator/metrics.h"
+#include "fedge/aggregator/private_aggregation.h"
 #include "fedge/aggregator/rollout.h"
 #include "fedge/aggregator/round_manager.h"
 #include "fedge/aggregator/secure_aggregation.h"
@@ -151,6 +156,16 @@ struct AggregatorServerOptions {
   // failed and the next round starts. Default: off.
   std::optional<SecureAggregationOptions> secure_aggregation;
   std::chrono::milliseconds secagg_phase_timeout{30'000};
+  // Differential privacy (private_aggregation.h), applied by the round
+  // coordinator as in simulations: the clip bound (and device noise) in
+  // every task, central noise on the sum, the accountant and the budget
+  // (rounds stop once it is spent). Its state is stored with each version.
+  // Default: off.
+  std::optional<PrivateAggregationOptions> privacy;
+  // The drift reaction policy (drift_tracker.h) over the devices enrolled
+  // at start: "extra-round" opens a round for the devices that asked to
+  // join. Default: off (drift reports are stored and feed the drift alert).
+  std::optional<DriftPolicyOptions> drift;
   OpsOptions ops;
   // Deprecated: when ops.listen is empty, sets it, with ops.metrics_public.
   std::string metrics_listen;

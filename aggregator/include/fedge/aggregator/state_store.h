@@ -1,25 +1,24 @@
-// StateStore: an aggregator's durable state, in one directory.
+// StateStore: what an aggregator keeps durable, as an interface (the round
+// coordinator journals through it; see round_coordinator.h). Two
+// implementations:
 //
-//   <dir>/state.db              SQLite (WAL, synchronous=FULL): devices, rounds,
-//                               model versions, accepted updates, drift events,
-//                               settings
-//   <dir>/versions/v<N>.fp32    fp32 master of version N (a signed ModelArtifact)
-//   <dir>/versions/v<N>.int8    what devices download (a signed ModelArtifact)
-//   <dir>/rounds/r<N>.ckpt      the latest checkpoint of open round N
+//   SqliteStateStore   (sqlite_state_store.h, fedge::aggregator_server): one
+//                      directory with a SQLite database and signed artifact
+//                      files; what deployments use.
+//   InMemoryStateStore (in_memory_state_store.h, fedge::aggregator): the same
+//                      contract in memory; what simulations and tests use, and
+//                      what a "restart" over the same object resumes from.
 //
-// Every file is written atomically (temp file, fsync, rename, fsync of the
-// directory) before the row that names it is committed, and every change of
-// state is one SQLite transaction, so a crash at any point leaves either the
-// old state or the new one. A round's accepted updates are journaled (the
-// encoded update, in folding order) as they are accepted; a checkpoint of
-// the partial aggregate replaces the journal entries it covers. After a
-// crash the open round is rebuilt from its latest checkpoint plus the
-// journal entries after it (see RoundManager::ResumeRound).
+// The contract every implementation keeps: each change is atomic (a crash, or
+// an error, leaves either the old state or the new one); a round's accepted
+// updates are journaled in folding order as they are accepted; a checkpoint
+// of the partial aggregate replaces the journal entries it covers; closing or
+// failing a round drops its journal and checkpoint. After a restart the open
+// round is rebuilt from its latest checkpoint plus the journal entries after
+// it (see RoundManager::ResumeRound), so no accepted update is lost and none
+// is counted twice.
 //
-// Thread safety: all methods may be called concurrently (one connection,
-// serialized by a mutex). Only one process may use a directory at a time:
-// Open takes an exclusive lock on it (FAILED_PRECONDITION if another process
-// holds it).
+// Thread safety: every implementation's methods may be called concurrently.
 #ifndef FEDGE_AGGREGATOR_STATE_STORE_H_
 #define FEDGE_AGGREGATOR_STATE_STORE_H_
 
@@ -27,7 +26,6 @@
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,8 +34,6 @@
 #include "fedge/v1/drift.pb.h"
 #include "fedge/v1/federation.pb.h"
 #include "fedge/v1/model.pb.h"
-
-struct sqlite3;
 
 namespace fedge::aggregator {
 
@@ -90,99 +86,105 @@ struct OpenRoundState {
 };
 
 // A fresh enrollment token: 24 random bytes (OpenSSL RAND_bytes) in hex.
+// Defined in fedge::aggregator_server (sqlite_state_store.cc).
 std::string GenerateEnrollmentToken();
+
+// The client ids a store accepts: 1 to 128 characters of [A-Za-z0-9._-].
+bool ValidClientId(const std::string& id);
+// The statuses of VersionRecord::status.
+bool ValidVersionStatus(const std::string& status);
 
 class StateStore {
  public:
-  // Opens (creating when missing) the state directory. INTERNAL / DATA_LOSS
-  // name the file and SQLite's message.
+  // Opens (creating when missing) the SQLite state directory `dir`: a
+  // SqliteStateStore (sqlite_state_store.h). Kept here so deployments and
+  // tools written against the concrete store of earlier releases still
+  // compile; it is defined in fedge::aggregator_server, so calling it needs
+  // that library. INTERNAL / DATA_LOSS name the file and SQLite's message;
+  // FAILED_PRECONDITION when another process holds the directory.
   static absl::StatusOr<std::unique_ptr<StateStore>> Open(const std::filesystem::path& dir);
-  ~StateStore();
+
+  virtual ~StateStore() = default;
   StateStore(const StateStore&) = delete;
   StateStore& operator=(const StateStore&) = delete;
 
-  const std::filesystem::path& dir() const { return dir_; }
+  // Where the state lives on disk; empty for a store without files.
+  virtual std::filesystem::path dir() const = 0;
 
   // --- devices -----------------------------------------------------------
   // Enrolls `id` (or re-enrolls it, clearing a revocation). With a token,
-  // only its SHA-256 is stored. INVALID_ARGUMENT for an empty or overlong
-  // id or one with characters other than [A-Za-z0-9._-].
-  absl::Status EnrollClient(const std::string& id, const std::string& token);
+  // only its SHA-256 is stored. INVALID_ARGUMENT for an id ValidClientId
+  // refuses.
+  virtual absl::Status EnrollClient(const std::string& id, const std::string& token) = 0;
   // NOT_FOUND for an unknown id.
-  absl::Status RevokeClient(const std::string& id);
-  absl::StatusOr<ClientRecord> GetClient(const std::string& id) const;
-  absl::StatusOr<std::vector<ClientRecord>> Clients() const;
+  virtual absl::Status RevokeClient(const std::string& id) = 0;
+  virtual absl::StatusOr<ClientRecord> GetClient(const std::string& id) const = 0;
+  virtual absl::StatusOr<std::vector<ClientRecord>> Clients() const = 0;
 
   // --- model versions ----------------------------------------------------
-  // Writes version files and commits the row; `master` and `artifact` must
-  // be signed already. Used for the first version and for rollbacks; rounds
-  // publish through CloseRound.
-  absl::Status AddVersion(const VersionRecord& record, const v1::ModelArtifact& master,
-                          const v1::ModelArtifact& artifact);
-  absl::StatusOr<std::vector<VersionRecord>> Versions() const;
+  // Stores a version; `master` and `artifact` must be signed already. Used
+  // for the first version and for rollbacks; rounds publish through
+  // CloseRound.
+  virtual absl::Status AddVersion(const VersionRecord& record, const v1::ModelArtifact& master,
+                                  const v1::ModelArtifact& artifact) = 0;
+  virtual absl::StatusOr<std::vector<VersionRecord>> Versions() const = 0;
   // NOT_FOUND when there is no version yet.
-  absl::StatusOr<VersionRecord> LatestVersion() const;
+  virtual absl::StatusOr<VersionRecord> LatestVersion() const = 0;
   // The newest version whose status is "live" (what devices are served);
   // NOT_FOUND when there is none.
-  absl::StatusOr<VersionRecord> LatestLiveVersion() const;
+  virtual absl::StatusOr<VersionRecord> LatestLiveVersion() const = 0;
   // Sets a version's rollout status and its reason. NOT_FOUND for an
   // unknown version; INVALID_ARGUMENT for a status other than those of
   // VersionRecord::status.
-  absl::Status SetVersionStatus(uint64_t version, const std::string& status,
-                                const std::string& reason);
-  // Reads a version's files back; DATA_LOSS when one does not parse.
-  absl::StatusOr<v1::ModelArtifact> ReadMaster(uint64_t version) const;
-  absl::StatusOr<v1::ModelArtifact> ReadArtifact(uint64_t version) const;
+  virtual absl::Status SetVersionStatus(uint64_t version, const std::string& status,
+                                        const std::string& reason) = 0;
+  // A version's stored artifacts; an error naming the version when it is
+  // unknown, DATA_LOSS when one does not parse.
+  virtual absl::StatusOr<v1::ModelArtifact> ReadMaster(uint64_t version) const = 0;
+  virtual absl::StatusOr<v1::ModelArtifact> ReadArtifact(uint64_t version) const = 0;
 
   // --- rounds ------------------------------------------------------------
   // Records that `record.round` opened. ALREADY_EXISTS for a known round id.
-  absl::Status BeginRound(const RoundRecord& record);
+  virtual absl::Status BeginRound(const RoundRecord& record) = 0;
   // Journals an accepted update (call in folding order: see
   // RoundManagerOptions::on_accept).
-  absl::Status JournalUpdate(uint64_t round, uint64_t sequence, const v1::EncodedUpdate& update);
+  virtual absl::Status JournalUpdate(uint64_t round, uint64_t sequence,
+                                     const v1::EncodedUpdate& update) = 0;
   // Stores a checkpoint of the open round; journal entries it covers
-  // (sequence <= checkpoint.accepted()) are dropped in the same transaction.
-  absl::Status WriteCheckpoint(const v1::RoundCheckpoint& checkpoint);
-  // Closes the round with a new version: its files, the round's row, the
-  // strategy's optimizer state, in one step; the round's journal and
-  // checkpoint are dropped.
-  absl::Status CloseRound(uint64_t round, int participants, const VersionRecord& version,
-                          const v1::ModelArtifact& master, const v1::ModelArtifact& artifact,
-                          const std::string& strategy_state);
-  // Marks the round failed (no version) with a reason.
-  absl::Status FailRound(uint64_t round, const std::string& reason);
+  // (sequence <= checkpoint.accepted()) are dropped in the same step.
+  virtual absl::Status WriteCheckpoint(const v1::RoundCheckpoint& checkpoint) = 0;
+  // Closes the round with a new version: its artifacts, the round's record,
+  // the strategy's optimizer state (setting "strategy_state"), in one step;
+  // the round's journal and checkpoint are dropped. FAILED_PRECONDITION when
+  // the round is not open.
+  virtual absl::Status CloseRound(uint64_t round, int participants, const VersionRecord& version,
+                                  const v1::ModelArtifact& master,
+                                  const v1::ModelArtifact& artifact,
+                                  const std::string& strategy_state) = 0;
+  // Marks the round failed (no version) with a reason. FAILED_PRECONDITION
+  // when the round is not open.
+  virtual absl::Status FailRound(uint64_t round, const std::string& reason) = 0;
   // The open round, if any.
-  absl::StatusOr<std::optional<OpenRoundState>> LoadOpenRound() const;
-  absl::StatusOr<std::vector<RoundRecord>> Rounds() const;
+  virtual absl::StatusOr<std::optional<OpenRoundState>> LoadOpenRound() const = 0;
+  virtual absl::StatusOr<std::vector<RoundRecord>> Rounds() const = 0;
   // The largest round id ever opened (0 when none).
-  absl::StatusOr<uint64_t> LastRoundId() const;
+  virtual absl::StatusOr<uint64_t> LastRoundId() const = 0;
   // Clients whose update round `round` accepted, in order.
-  absl::StatusOr<std::vector<std::string>> AcceptedClients(uint64_t round) const;
+  virtual absl::StatusOr<std::vector<std::string>> AcceptedClients(uint64_t round) const = 0;
 
   // --- drift -------------------------------------------------------------
-  // Records every event of a device's drift report (one transaction).
-  absl::Status RecordDrift(const v1::DriftReport& report);
+  // Records every event of a device's drift report (one step).
+  virtual absl::Status RecordDrift(const v1::DriftReport& report) = 0;
   // Every recorded event, oldest first, one report per event.
-  absl::StatusOr<std::vector<v1::DriftReport>> DriftReports() const;
+  virtual absl::StatusOr<std::vector<v1::DriftReport>> DriftReports() const = 0;
 
   // --- settings ----------------------------------------------------------
-  absl::Status PutSetting(const std::string& key, const std::string& value);
+  virtual absl::Status PutSetting(const std::string& key, const std::string& value) = 0;
   // Empty when unset.
-  absl::StatusOr<std::string> GetSetting(const std::string& key) const;
+  virtual absl::StatusOr<std::string> GetSetting(const std::string& key) const = 0;
 
- private:
-  StateStore(std::filesystem::path dir, sqlite3* db, int lock_fd);
-  std::filesystem::path VersionFile(uint64_t version, const char* kind) const;
-  std::filesystem::path CheckpointFile(uint64_t round) const;
-  absl::Status WriteVersionFiles(uint64_t version, const v1::ModelArtifact& master,
-                                 const v1::ModelArtifact& artifact);
-  absl::Status InsertVersionLocked(const VersionRecord& record);
-  absl::Status DropJournalLocked(uint64_t round);
-
-  const std::filesystem::path dir_;
-  mutable std::mutex mu_;
-  sqlite3* db_;
-  int lock_fd_;
+ protected:
+  StateStore() = default;
 };
 
 }  // namespace fedge::aggregator
