@@ -294,7 +294,9 @@ void AggregatorServer::Impl::OnRoundEnded(const RoundEnded& ended) {
     }
     history_.push_back(summary);
     while (history_.size() > 10'000) history_.pop_front();
-    round_summary_ = RoundSummary{};
+    // The next round may have opened (on the Tick thread) before this
+    // callback ran on the thread that closed this one: keep its summary.
+    if (round_summary_.round == ended.outcome.round) round_summary_ = RoundSummary{};
   }
   if (options_.on_round_closed) options_.on_round_closed(ended.outcome);
   if (!ended.failed && options_.policy.rounds > 0 &&

@@ -150,9 +150,17 @@ CurrentRound AggregatorServer::Impl::Round() const {
   }
   if (status.open) {
     {
+      // The listener's summary adds what only the edge counts (bytes); the
+      // coordinator's status is the truth about which round is open, since
+      // the summary may still describe the round before it.
       std::lock_guard<std::mutex> lock(fleet_mu_);
-      current.round = round_summary_;
+      if (round_summary_.round == status.round) current.round = round_summary_;
     }
+    current.round.round = status.round;
+    current.round.model_version = status.model_version;
+    current.round.outcome = "open";
+    current.round.opened_at_ms = status.opened_at_ms;
+    current.round.selected = status.cohort;
     current.round.reported = status.reported;
     current.goal = status.goal;
     current.deadline_at_ms = status.deadline_at_ms;
