@@ -45,16 +45,7 @@ AggregatorServer::Impl::~Impl() { Shutdown(); }
 RoundCoordinatorOptions AggregatorServer::Impl::CoordinatorOptions() const {
   const RoundPolicy& policy = options_.policy;
   RoundCoordinatorOptions o;
-  o.goal = policy.goal;
-  o.fraction = policy.fraction;
-  o.min_clients = policy.min_clients;
-  o.over_selection = policy.over_selection;
-  o.min_updates = policy.min_updates;
-  o.deadline = policy.deadline;
-  o.rounds = policy.rounds;
-  o.train = policy.train;
-  o.lr_decay = policy.lr_decay;
-  o.seed = policy.seed;
+  static_cast<RoundPolicy&>(o) = policy;
   // Available: polled within the longest poll wait plus a second of grace.
   o.availability_window = options_.max_poll_wait + std::chrono::seconds(1);
   o.strategy = options_.strategy;

@@ -110,16 +110,7 @@ GrpcTransport::~GrpcTransport() = default;
 
 GrpcTransportOptions GrpcTransport::FromClientOptions(const ClientTransportOptions& options) {
   GrpcTransportOptions grpc;
-  grpc.target = options.target;
-  grpc.client_id = options.client_id;
-  grpc.insecure = options.insecure;
-  grpc.ca_file = options.ca_file;
-  grpc.cert_file = options.cert_file;
-  grpc.key_file = options.key_file;
-  grpc.token = options.token;
-  grpc.pinned_key_file = options.pinned_key_file;
-  grpc.poll_wait = options.poll_wait;
-  grpc.call_timeout = options.call_timeout;
+  static_cast<ClientTransportOptions&>(grpc) = options;
   return grpc;
 }
 

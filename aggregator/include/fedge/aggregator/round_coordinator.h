@@ -186,8 +186,9 @@ class CoordinatorListener {
 using CohortSampler = std::function<absl::StatusOr<std::vector<std::string>>(
     const std::vector<std::string>& available, int count, uint64_t round)>;
 
-struct RoundCoordinatorOptions {
-  // --- cohort and goal ---
+// How rounds are scheduled: the part of a coordinator's options a
+// deployment's operator sets (fedge-aggregator's rounds.* and train.* keys).
+struct RoundPolicy {
   // Updates that close a round early. 0: use `fraction` instead.
   int goal = 0;
   // Goal as a fraction of the devices available when the round opens, in
@@ -195,7 +196,9 @@ struct RoundCoordinatorOptions {
   double fraction = 0.0;
   // Devices that must be available before a round opens. REQUIRES: >= 1.
   int min_clients = 1;
-  // Devices selected beyond the goal, as a fraction of it. REQUIRES: >= 0.
+  // Devices selected beyond the goal, as a fraction of it, to absorb
+  // stragglers (Bonawitz et al. 2019, "Towards federated learning at scale",
+  // select 130% of the goal). REQUIRES: >= 0.
   double over_selection = 0.0;
   // Fewest accepted updates with which a round closes at its deadline;
   // with fewer it fails. REQUIRES: >= 1.
@@ -204,15 +207,18 @@ struct RoundCoordinatorOptions {
   std::chrono::milliseconds deadline{60'000};
   // Rounds to close before finished() turns true; 0: no limit.
   uint64_t rounds = 0;
-  // A device is available while it was seen within this window.
-  // Default: 31 s (the longest held poll and a second).
-  std::chrono::milliseconds availability_window{31'000};
   v1::TrainConfig train;
   // Round r's tasks use learning rate train.learning_rate * lr_decay^(r-1)
   // and seed train.seed ^ (0x9E3779B97F4A7C15 * r). REQUIRES: (0, 1].
   double lr_decay = 1.0;
   // Seed of the default cohort sampler.
   uint64_t seed = 1;
+};
+
+struct RoundCoordinatorOptions : RoundPolicy {
+  // A device is available while it was seen within this window.
+  // Default: 31 s (the longest held poll and a second).
+  std::chrono::milliseconds availability_window{31'000};
   // Default: RoundManager::SelectCohort with `seed` (see CohortSampler).
   CohortSampler cohort_sampler;
 

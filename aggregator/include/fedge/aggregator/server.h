@@ -46,6 +46,7 @@
 #include "fedge/aggregator/metrics.h"
 #include "fedge/aggregator/private_aggregation.h"
 #include "fedge/aggregator/rollout.h"
+#include "fedge/aggregator/round_coordinator.h"
 #include "fedge/aggregator/round_manager.h"
 #include "fedge/aggregator/secure_aggregation.h"
 #include "fedge/aggregator/strategy.h"
@@ -69,30 +70,8 @@ struct ServerTlsOptions {
   bool require_client_certificate = false;
 };
 
-struct RoundPolicy {
-  // Updates that close a round early. 0: use `fraction` instead.
-  int goal = 0;
-  // Goal as a fraction of the devices available when the round opens,
-  // in (0, 1]; used when goal == 0.
-  double fraction = 0.0;
-  // Devices that must be polling before a round opens. REQUIRES: >= 1.
-  int min_clients = 1;
-  // Devices selected beyond the goal, as a fraction of it, to absorb
-  // stragglers (Bonawitz et al. 2019, "Towards federated learning at scale",
-  // select 130% of the goal). REQUIRES: >= 0.
-  double over_selection = 0.0;
-  // Fewest accepted updates with which a round closes at its deadline.
-  int min_updates = 1;
-  std::chrono::milliseconds deadline{60'000};
-  // Rounds to close in this state directory before Wait returns; 0: run
-  // until Shutdown.
-  uint64_t rounds = 0;
-  v1::TrainConfig train;
-  // Round r's tasks use learning rate train.learning_rate * lr_decay^(r-1).
-  double lr_decay = 1.0;
-  // Cohort sampling seed.
-  uint64_t seed = 1;
-};
+// RoundPolicy (how rounds are scheduled) is the coordinator's: see
+// fedge/aggregator/round_coordinator.h.
 
 // The operations endpoint (ops_server.h, docs/operations.md): /metrics, the
 // JSON status and admin API, and the dashboard, on a port of its own. It

@@ -40,28 +40,12 @@ class Channel;
 
 namespace fedge::client {
 
-struct GrpcTransportOptions {
-  // The aggregator, host:port.
-  std::string target;
-  std::string client_id;
-  // Plaintext (aggregators started with --insecure). Logs a warning.
-  bool insecure = false;
-  // The CA that signed the aggregator's certificate (PEM). Required unless
-  // insecure.
-  std::filesystem::path ca_file;
-  // The device's certificate and key for mutual TLS (PEM); empty: use
-  // `token`.
-  std::filesystem::path cert_file;
-  std::filesystem::path key_file;
-  // Enrollment token (devices without a certificate).
-  std::string token;
-  // The aggregator's model-signing public key (PEM). Required: a device
-  // never trains on a model it cannot verify.
-  std::filesystem::path pinned_key_file;
-  // How long the aggregator may hold a task poll.
-  std::chrono::milliseconds poll_wait{10'000};
-  // Deadline of every other call (downloads and uploads: per call).
-  std::chrono::milliseconds call_timeout{120'000};
+// What every transport reads (target, identity, TLS files, token, pinned
+// key, poll and call deadlines: see transport_registry.h), plus the gRPC
+// transport's own knobs. The target is host:port; plaintext (insecure) logs
+// a warning; ca_file is required unless insecure; pinned_key_file is
+// required: a device never trains on a model it cannot verify.
+struct GrpcTransportOptions : ClientTransportOptions {
   // Chunk size of uploads (and asked of downloads).
   uint32_t chunk_bytes = 1u << 20;
   // Download attempts before FetchModel gives up (each resumes).
@@ -79,6 +63,7 @@ class GrpcTransport : public ClientTransport {
 
   // The options of a transport created by name ("grpc"), with the gRPC
   // settings at their defaults.
+  // The common options with the gRPC knobs at their defaults.
   static GrpcTransportOptions FromClientOptions(const ClientTransportOptions& options);
 
   // Announces the device; returns the federation's model spec and the
