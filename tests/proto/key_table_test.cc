@@ -462,5 +462,21 @@ TEST(KeyTableTest, WithoutDropsKeysAndSectionsButKeepsTheRest) {
   EXPECT_EQ(o.rounds, 4);
 }
 
+// Two keys of one table with one name (or an alias that is another key's
+// name) is an error in the table's code, not in any input: building the
+// table stops the program at once, so every program's table, which its
+// tests build, is checked by the suite before anyone runs it.
+TEST(KeyTableDeathTest, ADuplicateKeyNameStopsTheTableBeingBuilt) {
+  auto weight = [](const char* name) {
+    return Key<Shared>::Double(
+        name, "A weight.", [](const Shared& s) { return s.weight; },
+        [](Shared& s, double v) { s.weight = v; });
+  };
+  EXPECT_DEATH(KeyTable<Shared>("", {weight("shared.weight"), weight("shared.weight")}),
+               "config key 'shared.weight' is defined twice");
+  EXPECT_DEATH(KeyTable<Shared>("", {weight("a.weight"), weight("b.weight").Alias("a.weight")}),
+               "config key 'a.weight' is defined twice");
+}
+
 }  // namespace
 }  // namespace fedge::config
