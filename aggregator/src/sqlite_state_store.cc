@@ -185,18 +185,6 @@ std::map<std::string, double> ParseMetrics(const std::string& text) {
   return metrics;
 }
 
-const char* StateName(RoundState state) {
-  switch (state) {
-    case RoundState::kOpen:
-      return "open";
-    case RoundState::kClosed:
-      return "closed";
-    case RoundState::kFailed:
-      return "failed";
-  }
-  return "open";
-}
-
 RoundState ParseState(const std::string& name) {
   if (name == "closed") return RoundState::kClosed;
   if (name == "failed") return RoundState::kFailed;

@@ -1,9 +1,10 @@
 // fedge-client: one device process. Trains on its shard of an IDX dataset
 // (e.g. Debian's Fashion-MNIST) for an aggregator reached over gRPC + TLS.
 //
-//   fedge-client --aggregator localhost:7443 --id dev-1 \
-//       --ca certs/ca.pem --cert certs/client-dev-1.pem --key certs/client-dev-1.key \
+//   fedge-client --aggregator localhost:7443 --id dev-1
+//       --ca certs/ca.pem --cert certs/client-dev-1.pem --key certs/client-dev-1.key
 //       --pinned-key certs/signing.pub --shard 0 --num-shards 2 --state dev-1-state
+//   (one command line)
 //   fedge-client --config device.yaml --set partition.shard=1
 //
 // Flags, --config and --set all go through one key table (client_config.h).
