@@ -156,7 +156,10 @@ absl::Status RoundCoordinator::RestoreOrInitModel() {
   ModelRegistryOptions registry_options;
   registry_options.keep_latest = 4;
   registry_options.encoding.precision = options_.precision;
-  registry_options.annotate = [&key](std::span<const float>, v1::ModelArtifact& artifact) {
+  registry_options.encoding.sparse = options_.sparse_artifacts;
+  registry_options.annotate = [this, &key](std::span<const float> parameters,
+                                           v1::ModelArtifact& artifact) {
+    if (options_.annotate) FEDGE_RETURN_IF_ERROR(options_.annotate(parameters, artifact));
     return models::SignArtifact(artifact, key);
   };
   absl::StatusOr<VersionRecord> latest = store_->LatestVersion();
@@ -257,7 +260,7 @@ absl::Status RoundCoordinator::RestoreOpenRound() {
   if (secure_ != nullptr) {
     // The protocol's secrets lived in the stopped process: nothing of the
     // round was aggregated, so nothing is lost by failing it.
-    LogEvent("warning", "round_failed", {{"round", std::to_string(record.round)}},
+    Log("warning", "round_failed", {{"round", std::to_string(record.round)}},
              "a secure-aggregation round does not survive a restart");
     return store_->FailRound(record.round,
                              "interrupted by a restart (secure aggregation keeps no state)");
@@ -287,7 +290,7 @@ absl::Status RoundCoordinator::RestoreOpenRound() {
   cohort_ = {record.cohort.begin(), record.cohort.end()};
   submitted_ = {accepted.begin(), accepted.end()};
   goal_ = GoalFor(cohort_.size());
-  LogEvent("info", "round_resumed",
+  Log("info", "round_resumed",
            {{"round", std::to_string(record.round)},
             {"accepted", std::to_string(rounds_->accepted())},
             {"replayed", std::to_string(open->journal.size())}});
@@ -316,11 +319,16 @@ void RoundCoordinator::Deliver(Pending& pending) {
 }
 
 void RoundCoordinator::Fatal(const absl::Status& status, Pending& pending) {
-  LogEvent("error", "fatal", {}, status.ToString());
+  Log("error", "fatal", {}, status.ToString());
   std::lock_guard<std::mutex> lock(mu_);
   if (fatal_.ok()) fatal_ = status;
   finished_ = true;
   pending.fatal = status;
+}
+
+void RoundCoordinator::Log(std::string_view level, std::string_view event,
+                           const LogFields& fields, std::string_view message) const {
+  if (options_.log_events) LogEvent(level, event, fields, message);
 }
 
 void RoundCoordinator::Record(const std::string& level, const std::string& kind,
@@ -329,7 +337,7 @@ void RoundCoordinator::Record(const std::string& level, const std::string& kind,
   if (events_ != nullptr) {
     events_->Record(level, kind, message, std::move(fields));
   } else {
-    LogEvent(level, kind, LogFields(fields.begin(), fields.end()), message);
+    Log(level, kind, LogFields(fields.begin(), fields.end()), message);
   }
 }
 
@@ -375,6 +383,7 @@ void RoundCoordinator::Tick() {
     std::lock_guard<std::mutex> lifecycle(lifecycle_mu_);
     CheckDeadlines(pending);
     AdvanceRollout(pending);
+    (void)ApplyDriftPolicy();
     MaybeOpenRound(pending);
   }
   Deliver(pending);
@@ -440,6 +449,16 @@ uint64_t RoundCoordinator::live_version() const {
 uint64_t RoundCoordinator::closed_rounds() const {
   std::lock_guard<std::mutex> lock(mu_);
   return closed_rounds_;
+}
+
+std::string RoundCoordinator::stop_reason() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stop_reason_;
+}
+
+std::optional<DriftPolicyDecision> RoundCoordinator::EvaluateDrift() {
+  std::lock_guard<std::mutex> lifecycle(lifecycle_mu_);
+  return ApplyDriftPolicy();
 }
 
 bool RoundCoordinator::finished() const {

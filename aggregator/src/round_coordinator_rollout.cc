@@ -60,7 +60,7 @@ absl::StatusOr<std::pair<double, double>> RoundCoordinator::Validate(
     return absl::InternalError(
         "the validation hook must return an accuracy in [0, 1] and a finite loss");
   }
-  LogEvent("info", "version_validated",
+  Log("info", "version_validated",
            {{"version", std::to_string(master.header().version())},
             {"accuracy", std::to_string(accuracy->second)},
             {"loss", std::to_string(loss->second)}});
@@ -87,7 +87,7 @@ void RoundCoordinator::AdvanceRollout(Pending& pending) {
       if (absl::Status s =
               rollout_->StartCanary(*canary_waiting_, live_version_, available, clock_->Now());
           !s.ok()) {
-        LogEvent("error", "canary_not_started", {}, s.ToString());
+        Log("error", "canary_not_started", {}, s.ToString());
         return;
       }
       canary_waiting_.reset();
@@ -357,7 +357,7 @@ void RoundCoordinator::RecordMetrics(const std::string& device, uint64_t round,
                         .baseline_loss = figure("baseline_loss"),
                         .examples = static_cast<int64_t>(figure("eval_examples"))};
     absl::Status added = rollout_->AddReport(device, model_version, canary);
-    LogEvent(added.ok() ? "info" : "warning", "canary_report",
+    Log(added.ok() ? "info" : "warning", "canary_report",
              {{"client", device},
               {"version", std::to_string(model_version)},
               {"accuracy", std::to_string(canary.accuracy)},

@@ -38,13 +38,12 @@ void RoundCoordinator::MaybeOpenRound(Pending& pending) {
     if (canary_waiting_.has_value() || (rollout_ != nullptr && rollout_->canary_active())) return;
     available = AvailableLocked();
     round = next_round_;
-    for (const std::string& id : extra_round_devices_) {
-      if (std::binary_search(available.begin(), available.end(), id)) extra.push_back(id);
-    }
+    extra = ExtraCohortLocked(available, round);
   }
   std::vector<std::string> cohort;
   size_t goal;
-  if (!extra.empty()) {
+  const bool drift_extra = !extra.empty();
+  if (drift_extra) {
     // The drift policy's extra round: the devices that asked to join.
     cohort = extra;
     goal = cohort.size();
@@ -67,6 +66,7 @@ void RoundCoordinator::MaybeOpenRound(Pending& pending) {
              {{"round", std::to_string(round)}});
       std::lock_guard<std::mutex> lock(mu_);
       finished_ = true;
+      stop_reason_ = absl::StrCat("round ", round, " refused: ", budget.message());
       return;
     }
   }
@@ -100,7 +100,11 @@ void RoundCoordinator::MaybeOpenRound(Pending& pending) {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    extra_round_devices_.clear();
+    if (drift_extra && --extra_rounds_left_ <= 0) {
+      extra_rounds_left_ = 0;
+      extra_round_devices_.clear();
+    }
+    drift_extra_ = drift_extra;
     phase_senders_.clear();
     phase_expected_ = cohort.size();
     secagg_bytes_up_ = 0;
@@ -138,7 +142,8 @@ void RoundCoordinator::MaybeOpenRound(Pending& pending) {
                                .available = available.size(),
                                .goal = goal,
                                .opened_at_ms = record.opened_at_ms,
-                               .deadline_at_ms = record.deadline_at_ms};
+                               .deadline_at_ms = record.deadline_at_ms,
+                               .drift_extra = drift_extra};
   pending.tasks = true;
 }
 
@@ -147,6 +152,7 @@ RoundEnded RoundCoordinator::EndedLocked(uint64_t round, const std::string& why)
   ended.outcome.round = round;
   ended.outcome.cohort_size = static_cast<int>(cohort_.size());
   ended.why = why;
+  ended.drift_extra = drift_extra_;
   ended.model_version = round_version_;
   ended.cohort.assign(cohort_.begin(), cohort_.end());
   if (secure_ == nullptr) {
@@ -219,7 +225,8 @@ void RoundCoordinator::Checkpoint() {
   }
 }
 
-void RoundCoordinator::CloseRound(uint64_t round, const std::string& why, Pending& pending) {
+void RoundCoordinator::CloseRound(uint64_t round, const std::string& why, Pending& pending,
+                                  const std::string& failure) {
   int selected;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -234,7 +241,8 @@ void RoundCoordinator::CloseRound(uint64_t round, const std::string& why, Pendin
     if (outcome.status().code() != absl::StatusCode::kFailedPrecondition) {
       return Fatal(outcome.status(), pending);
     }
-    return FailRound(round, std::string(outcome.status().message()), why, pending);
+    return FailRound(round, failure.empty() ? std::string(outcome.status().message()) : failure,
+                     why, pending);
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -273,7 +281,10 @@ void RoundCoordinator::FailRound(uint64_t round, const std::string& reason, cons
   Record("warning", "round_failed", absl::StrCat("round ", round, " failed (", why, "): ", reason),
          {{"round", std::to_string(round)}, {"why", why}});
   if (absl::Status s = store_->FailRound(round, reason); !s.ok()) return Fatal(s, pending);
-  ApplyDriftPolicy(round);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_ended_round_ = round;
+  }
   pending.ended.push_back(std::move(ended));
   if (secure_ != nullptr) pending.phases.emplace_back(round, v1::SECAGG_PHASE_UNSPECIFIED);
   pending.tasks = true;
@@ -339,10 +350,10 @@ absl::Status RoundCoordinator::PublishClosed(const RoundOutcome& outcome, const 
         static_cast<uint64_t>(std::max(0, outcome.cohort_size - outcome.participants));
   }
   FEDGE_RETURN_IF_ERROR(ActOnGate(decision, record, accuracy, pending));
-  ApplyDriftPolicy(round);
   RoundEnded ended;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    last_ended_round_ = round;
     ended = EndedLocked(round, why);
     ++closed_rounds_;
     if (options_.rounds > 0 && closed_rounds_ >= options_.rounds) finished_ = true;
@@ -384,7 +395,7 @@ std::optional<RolloutDecision> RoundCoordinator::GateVersion(VersionRecord& reco
       RaiseAlerts(alerts_->OnVersion(record.version, accuracy, live_accuracy_));
     } else {
       validation_error = std::string(evaluated.status().message());
-      LogEvent("error", "validation_failed", {{"version", std::to_string(record.version)}},
+      Log("error", "validation_failed", {{"version", std::to_string(record.version)}},
                validation_error);
     }
   }
@@ -432,8 +443,16 @@ absl::Status RoundCoordinator::ActOnGate(const std::optional<RolloutDecision>& d
   return absl::OkStatus();
 }
 
-void RoundCoordinator::ApplyDriftPolicy(uint64_t round) {
-  if (drift_ == nullptr) return;
+std::optional<DriftPolicyDecision> RoundCoordinator::ApplyDriftPolicy() {
+  if (drift_ == nullptr) return std::nullopt;
+  uint64_t round;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (round_open_ || last_ended_round_ == 0 || drift_applied_round_ >= last_ended_round_) {
+      return std::nullopt;
+    }
+    round = drift_applied_round_ = last_ended_round_;
+  }
   const DriftPolicyDecision drift = drift_->Evaluate(round);
   if (drift.alert) {
     Record("warning", "drift_reaction",
@@ -442,10 +461,51 @@ void RoundCoordinator::ApplyDriftPolicy(uint64_t round) {
                         drift.extra_round ? ": an extra round follows" : ""),
            {{"round", std::to_string(round)}, {"share", std::to_string(drift.share)}});
   }
-  if (drift.extra_round) {
-    std::lock_guard<std::mutex> lock(mu_);
-    extra_round_devices_ = drift_->TakeJoinRequests();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (drift.extra_round) extra_rounds_left_ = std::max(1, options_.drift_extra_rounds);
+  if (extra_rounds_left_ > 0) {
+    // Requests that arrive while a reaction runs join its remaining rounds.
+    for (std::string& id : drift_->TakeJoinRequests()) extra_round_devices_.insert(std::move(id));
+  } else {
+    (void)drift_->TakeJoinRequests();  // not served: dropped
   }
+  return drift;
+}
+
+std::vector<std::string> RoundCoordinator::ExtraCohortLocked(
+    const std::vector<std::string>& available, uint64_t round) const {
+  std::vector<std::string> cohort;
+  // Extra rounds alternate with regular ones: each of the next
+  // drift_extra_rounds regular rounds is preceded by one.
+  if (extra_rounds_left_ <= 0 || drift_extra_) return cohort;
+  const size_t want = options_.drift_extra_round_devices > 0
+                          ? static_cast<size_t>(options_.drift_extra_round_devices)
+                          : available.size();
+  // Those that asked first, in a seeded random order, then a draw of the rest.
+  std::vector<std::string> asked;
+  for (const std::string& id : extra_round_devices_) {
+    if (std::binary_search(available.begin(), available.end(), id)) asked.push_back(id);
+  }
+  if (asked.empty()) return cohort;
+  absl::StatusOr<std::vector<std::string>> order = RoundManager::SelectCohort(
+      asked, static_cast<int>(asked.size()), options_.seed ^ 0x6A6F696EULL, round);
+  if (!order.ok()) return cohort;
+  for (std::string& id : *order) {
+    if (cohort.size() < want) cohort.push_back(std::move(id));
+  }
+  if (options_.drift_extra_round_devices > 0 && cohort.size() < want) {
+    std::vector<std::string> rest;
+    const std::set<std::string> in(cohort.begin(), cohort.end());
+    for (const std::string& id : available) {
+      if (!in.contains(id)) rest.push_back(id);
+    }
+    absl::StatusOr<std::vector<std::string>> fill =
+        RoundManager::SelectCohort(rest, static_cast<int>(std::min(rest.size(), want - cohort.size())),
+                                   options_.seed ^ 0x6578747261ULL, round);
+    if (fill.ok()) cohort.insert(cohort.end(), fill->begin(), fill->end());
+  }
+  std::sort(cohort.begin(), cohort.end());
+  return cohort;
 }
 
 }  // namespace fedge::aggregator

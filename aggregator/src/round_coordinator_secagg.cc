@@ -62,19 +62,24 @@ void RoundCoordinator::CloseSecAggPhase(const std::string& why, bool only_if_com
     phase_senders_.clear();
     deadline_ = clock_->Now() + options_.secagg_phase_timeout;
   }
-  LogEvent(closed.ok() ? "info" : "warning", "secagg_phase_closed",
+  Log(closed.ok() ? "info" : "warning", "secagg_phase_closed",
            {{"round", std::to_string(round)},
             {"phase", v1::SecAggPhase_Name(closing)},
             {"answered", std::to_string(answered)},
             {"why", why}},
            closed.ok() ? std::string() : std::string(closed.message()));
   pending.phases.emplace_back(round, closing);
-  if (!closed.ok()) return CloseRound(round, "secure aggregation aborted", pending);
+  if (!closed.ok()) {
+    return CloseRound(round, "secure aggregation aborted", pending,
+                      absl::StrCat("secure aggregation: ", closed.message()));
+  }
   if (closing == v1::SECAGG_PHASE_UNMASKING) {
     absl::StatusOr<SecureRoundOutcome> finished = secure_->Finish(*rounds_);
     if (!finished.ok()) {
-      LogEvent("warning", "secagg_aborted", {{"round", std::to_string(round)}},
+      Log("warning", "secagg_aborted", {{"round", std::to_string(round)}},
                std::string(finished.status().message()));
+      return CloseRound(round, "secure aggregation aborted", pending,
+                        absl::StrCat("secure aggregation: ", finished.status().message()));
     }
     return CloseRound(round, "secure aggregation finished", pending);
   }

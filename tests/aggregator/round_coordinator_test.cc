@@ -665,6 +665,113 @@ TEST_F(RoundCoordinatorTest, TheExtraRoundReactionOpensARoundForTheDriftingDevic
   EXPECT_EQ(listener_.opened.size(), 2u);
 }
 
+// A drift report from device `i`, asking to join.
+v1::DriftReport JoinRequest() {
+  v1::DriftReport report;
+  report.set_model_version(0);
+  report.set_request_join(true);
+  v1::DriftEvent* event = report.add_events();
+  event->set_detector("ks");
+  event->set_stream("features");
+  event->set_statistic(0.4);
+  event->set_threshold(0.2);
+  return report;
+}
+
+// Reports that arrive after a round closed (devices report while running
+// the version it published) count for that round; the policy is applied
+// once, before the next round opens or when the runner asks; a reaction of
+// two extra rounds, each filled up to three devices, precedes each of the
+// next two regular rounds by one.
+TEST_F(RoundCoordinatorTest, ReportsAfterTheCloseCountAndAReactionRunsItsExtraRounds) {
+  RoundCoordinatorOptions options = Options();
+  options.goal = 2;
+  DriftPolicyOptions drift;
+  drift.reaction = "extra-round";
+  drift.threshold = 0.25;
+  drift.window_rounds = 1;
+  drift.cooldown_rounds = 5;
+  options.drift = drift;
+  options.drift_population = 6;
+  options.drift_extra_rounds = 2;
+  options.drift_extra_round_devices = 3;
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto c, Start(options));
+  MarkAll(*c, 6);
+  c->Tick();
+  for (const v1::Task& task : Tasks(*c, 6)) FEDGE_ASSERT_OK(c->Submit(UpdateFor(task)));
+  ASSERT_FALSE(c->round_status().open);
+  FEDGE_ASSERT_OK(c->RecordDrift(Id(4), JoinRequest()));
+  FEDGE_ASSERT_OK(c->RecordDrift(Id(5), JoinRequest()));
+  const std::optional<DriftPolicyDecision> decision = c->EvaluateDrift();
+  ASSERT_TRUE(decision.has_value());
+  EXPECT_EQ(decision->round, 1u);
+  EXPECT_EQ(decision->reporting_clients, 2);
+  EXPECT_TRUE(decision->extra_round);
+  EXPECT_FALSE(c->EvaluateDrift().has_value()) << "applied once per round";
+  for (int k = 0; k < 5; ++k) {
+    c->Tick();
+    ASSERT_EQ(listener_.opened.size(), 2u + k);
+    const RoundOpened& opened = listener_.opened.back();
+    const bool extra = k == 0 || k == 2;  // extra, regular, extra, regular, regular
+    EXPECT_EQ(opened.drift_extra, extra) << "round " << opened.round;
+    if (extra) {
+      ASSERT_EQ(opened.cohort.size(), 3u);
+      EXPECT_THAT(opened.cohort, ::testing::IsSupersetOf({"d4", "d5"}));
+    } else {
+      EXPECT_EQ(opened.cohort.size(), 2u);
+    }
+    for (const v1::Task& task : Tasks(*c, 6)) FEDGE_ASSERT_OK(c->Submit(UpdateFor(task)));
+    ASSERT_FALSE(listener_.endings.empty());
+    EXPECT_EQ(listener_.endings.back().drift_extra, extra);
+  }
+}
+
+// Secure aggregation below its threshold: the round fails and says why.
+TEST_F(RoundCoordinatorTest, AnAbortedSecureRoundFailsWithTheProtocolsReason) {
+  RoundCoordinatorOptions options = Options();
+  options.goal = 3;
+  SecureAggregationOptions secure;
+  secure.protocol.protocol = v1::SecAggConfig::PROTOCOL_SECAGG;
+  secure.protocol.threshold = 2;  // of each device's two neighbours
+  secure.protocol.clip_bound = 1.0;
+  options.secure_aggregation = secure;
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto c, Start(options));
+  MarkAll(*c, 3);
+  c->Tick();
+  ASSERT_TRUE(c->round_status().open);
+  // Nobody advertises keys: the first phase closes at the deadline with
+  // fewer devices than the threshold.
+  clock_.Advance(options.deadline + std::chrono::milliseconds(1));
+  c->Tick();
+  ASSERT_EQ(listener_.endings.size(), 1u);
+  EXPECT_TRUE(listener_.endings[0].failed);
+  EXPECT_THAT(listener_.endings[0].reason, HasSubstr("secure aggregation"));
+}
+
+// A privacy budget that refuses the next round stops the rounds and says
+// which round and why.
+TEST_F(RoundCoordinatorTest, TheBudgetStopsRoundsAndTheStopReasonSaysWhy) {
+  RoundCoordinatorOptions options = Options();
+  options.goal = 3;
+  PrivateAggregationOptions dp;
+  dp.mode = privacy::PrivacyMode::kCentral;
+  dp.noise_multiplier = 1.0;
+  dp.clipper_options.clip_norm = 0.5;
+  dp.sampling_rate = 0.5;
+  dp.expected_cohort = 3.0;
+  dp.epsilon_budget = 1e-3;
+  dp.seeded_random = true;
+  dp.seed = 11;
+  options.privacy = dp;
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto c, Start(options));
+  MarkAll(*c, 3);
+  c->Tick();
+  EXPECT_FALSE(c->round_status().open);
+  EXPECT_TRUE(c->finished());
+  EXPECT_THAT(c->stop_reason(), HasSubstr("round 1 refused: privacy budget"));
+  EXPECT_THAT(c->fatal(), IsOk());
+}
+
 TEST_F(RoundCoordinatorTest, AForgottenDeviceLeavesTheCohortAndTheGoalShrinks) {
   RoundCoordinatorOptions options = Options();
   options.goal = 3;

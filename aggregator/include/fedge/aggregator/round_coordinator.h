@@ -62,7 +62,9 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -78,6 +80,7 @@
 #include "fedge/aggregator/secure_aggregation.h"
 #include "fedge/aggregator/state_store.h"
 #include "fedge/aggregator/strategy.h"
+#include "fedge/proto/log.h"
 #include "fedge/models/artifact.h"
 #include "fedge/models/pruning.h"
 #include "fedge/models/signing.h"
@@ -130,6 +133,8 @@ struct RoundOpened {
   size_t goal = 0;
   int64_t opened_at_ms = 0;
   int64_t deadline_at_ms = 0;
+  // The drift policy's extra round (its cohort: devices that asked to join).
+  bool drift_extra = false;
 };
 
 // A round that ended: closed with a version, or failed.
@@ -138,6 +143,7 @@ struct RoundEnded {
   bool failed = false;
   std::string why;             // what ended it: "goal reached", "deadline", ...
   std::string reason;          // failed rounds: why nothing was published
+  bool drift_extra = false;    // the drift policy's extra round
   uint64_t model_version = 0;  // the version the round trained from
   std::vector<std::string> cohort;
   // Cohort devices whose update was not counted (empty for a secure round:
@@ -243,6 +249,14 @@ struct RoundCoordinatorOptions : RoundPolicy {
   // What devices download. Default: int8 per channel.
   models::ArtifactEncoding::Precision precision =
       models::ArtifactEncoding::Precision::kInt8PerChannel;
+  // Downloads list only the non-zero weights (pruned models). Default: false.
+  bool sparse_artifacts = false;
+  // Adds to every artifact devices download, before it is signed (e.g. the
+  // activation ranges an int8 engine needs, calibrated on proxy data):
+  // called with the version's fp32 parameters on the publishing thread.
+  // Empty: nothing is added.
+  std::function<absl::Status(std::span<const float> parameters, v1::ModelArtifact& artifact)>
+      annotate;
   // Signs every artifact; stored artifacts must verify with it. REQUIRES:
   // set. Not owned; must outlive the coordinator.
   const models::SigningKey* signing_key = nullptr;
@@ -259,11 +273,23 @@ struct RoundCoordinatorOptions : RoundPolicy {
 
   // --- fleet reactions ---
   AlertRules alerts;
+  // Events without an EventLog, and the coordinator's own log lines, go to
+  // the process log (LogEvent). Off: they are dropped (simulations, whose
+  // report says what happened). Default: on.
+  bool log_events = true;
   // The drift reaction policy (drift_tracker.h) over `drift_population`
-  // devices. "extra-round" opens the next round with the devices that asked
-  // to join, even below min_clients. Default: none.
+  // devices, applied once per ended round, before the next one opens (or
+  // when the runner calls EvaluateDrift), over the reports filed under the
+  // ended round: devices report while they run the version it published.
+  // "extra-round" precedes each of the next `drift_extra_rounds` regular
+  // rounds by an extra round with the devices that asked to join (even
+  // below min_clients), filled up to
+  // `drift_extra_round_devices` with the cohort sampler's draw (0: the
+  // devices that asked, no fill). Default: none.
   std::optional<DriftPolicyOptions> drift;
   int64_t drift_population = 1;
+  int drift_extra_rounds = 1;
+  int drift_extra_round_devices = 0;
 };
 
 // What an open round looks like (for status pages and tests).
@@ -370,6 +396,15 @@ class RoundCoordinator {
   size_t available_devices() const;
   // ε spent so far (0 without privacy).
   double epsilon_spent() const;
+  // Why rounds stopped before `rounds` closed ("round 4 refused: privacy
+  // budget: ..."); empty while they go on, or after a fatal error.
+  std::string stop_reason() const;
+
+  // Applies the drift policy for the last ended round now, if it has not
+  // been applied yet (Tick applies it before the next round opens; a runner
+  // that knows every report is in, a simulation, may call this earlier).
+  // nullopt without a drift policy or when already applied.
+  std::optional<DriftPolicyDecision> EvaluateDrift();
   const RoundCoordinatorOptions& options() const { return options_; }
 
  private:
@@ -401,8 +436,10 @@ class RoundCoordinator {
   absl::StatusOr<std::vector<std::string>> DrawCohort(const std::vector<std::string>& available,
                                                       uint64_t round, size_t& goal) const;
   void CheckDeadlines(Pending& pending);
-  // Closes round `round` if it is the open one.
-  void CloseRound(uint64_t round, const std::string& why, Pending& pending);
+  // Closes round `round` if it is the open one. A round that publishes
+  // nothing fails with `failure`, when given, as its reason.
+  void CloseRound(uint64_t round, const std::string& why, Pending& pending,
+                  const std::string& failure = "");
   void FailRound(uint64_t round, const std::string& reason, const std::string& why,
                  Pending& pending);
   // The RoundEnded of the round being closed, taken from the state; mu_ held.
@@ -417,8 +454,12 @@ class RoundCoordinator {
   // version, or holds it for its canary.
   absl::Status ActOnGate(const std::optional<RolloutDecision>& decision,
                          const VersionRecord& record, double accuracy, Pending& pending);
-  // The drift reaction policy at the end of `round`.
-  void ApplyDriftPolicy(uint64_t round);
+  // The drift reaction policy for the last ended round, once; lifecycle_mu_
+  // held.
+  std::optional<DriftPolicyDecision> ApplyDriftPolicy();
+  // The extra round's cohort from `available`, when one is due (mu_ held).
+  std::vector<std::string> ExtraCohortLocked(const std::vector<std::string>& available,
+                                             uint64_t round) const;
   void Checkpoint();
   void Fatal(const absl::Status& status, Pending& pending);
   std::vector<std::string> AvailableLocked() const;
@@ -438,6 +479,9 @@ class RoundCoordinator {
   void RaiseAlerts(const std::vector<Alert>& alerts);
   void Record(const std::string& level, const std::string& kind, const std::string& message,
               std::map<std::string, std::string> fields = {});
+  // The process log (JSON lines on stderr), unless options_.log_events is off.
+  void Log(std::string_view level, std::string_view event, const LogFields& fields,
+           std::string_view message = {}) const;
 
   const RoundCoordinatorOptions options_;
   StateStore* const store_;
@@ -479,8 +523,15 @@ class RoundCoordinator {
   size_t phase_expected_ = 0;
   uint64_t secagg_bytes_up_ = 0;
   uint64_t bytes_down_ = 0;  // the open round's model downloads
-  // Drift: devices the policy asked into the next round.
-  std::vector<std::string> extra_round_devices_;
+  // Drift: devices the policy asked into the next rounds, how many extra
+  // rounds are still due, and the last ended round the policy was applied
+  // for.
+  std::set<std::string> extra_round_devices_;
+  int extra_rounds_left_ = 0;
+  bool drift_extra_ = false;  // the open round is an extra one
+  uint64_t last_ended_round_ = 0;
+  uint64_t drift_applied_round_ = 0;
+  std::string stop_reason_;
   std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> last_drift_;
 
   // Rollout: the live version and its validation accuracy (NaN when not
