@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
@@ -41,6 +42,36 @@ AggregatorServer::Impl::Impl(AggregatorServerOptions options) : options_(std::mo
 AggregatorServer::Impl::~Impl() { Shutdown(); }
 
 // --- start-up --------------------------------------------------------------------
+
+namespace {
+
+// Poisson cohorts at `rate`: reproducible from `seed` when `seeded`, else
+// from OpenSSL's generator (an adversary cannot predict who is drawn, which
+// amplification by sampling assumes).
+CohortSampler PoissonSampler(double rate, bool seeded, uint64_t seed) {
+  if (seeded) {
+    return [rate, seed](const std::vector<std::string>& available, int, uint64_t round) {
+      return RoundManager::SelectPoissonCohort(available, rate, seed, round);
+    };
+  }
+  return [rate](const std::vector<std::string>& available,
+                int, uint64_t) -> absl::StatusOr<std::vector<std::string>> {
+    std::vector<std::string> cohort;
+    std::vector<uint64_t> draws(available.size());
+    if (!draws.empty() &&
+        RAND_bytes(reinterpret_cast<unsigned char*>(draws.data()),
+                   static_cast<int>(draws.size() * sizeof(uint64_t))) != 1) {
+      return absl::InternalError("OpenSSL's RAND_bytes failed while drawing a cohort");
+    }
+    for (size_t i = 0; i < available.size(); ++i) {
+      // The top 53 bits as a uniform double in [0, 1).
+      if (static_cast<double>(draws[i] >> 11) * 0x1.0p-53 < rate) cohort.push_back(available[i]);
+    }
+    return cohort;
+  };
+}
+
+}  // namespace
 
 RoundCoordinatorOptions AggregatorServer::Impl::CoordinatorOptions() const {
   const RoundPolicy& policy = options_.policy;
@@ -86,9 +117,28 @@ absl::Status AggregatorServer::Impl::Init() {
   key_.emplace(*std::move(key));
   FEDGE_ASSIGN_OR_RETURN(store_, StateStore::Open(options_.state_dir));
   RoundCoordinatorOptions coordinator_options = CoordinatorOptions();
-  if (options_.drift.has_value()) {
-    FEDGE_ASSIGN_OR_RETURN(std::vector<ClientRecord> clients, store_->Clients());
-    coordinator_options.drift_population = std::max<int64_t>(1, std::ssize(clients));
+  FEDGE_ASSIGN_OR_RETURN(std::vector<ClientRecord> clients, store_->Clients());
+  const int64_t enrolled = std::max<int64_t>(1, std::ssize(clients));
+  if (options_.drift.has_value()) coordinator_options.drift_population = enrolled;
+  // A round's devices (the goal, or the fraction of the fleet) over the
+  // enrolled devices, as a simulation takes its clients per round over its
+  // clients.
+  const RoundPolicy& policy = options_.policy;
+  const double cohort =
+      policy.goal > 0 ? policy.goal : std::ceil(policy.fraction * static_cast<double>(enrolled));
+  const double rate = std::min(1.0, cohort / static_cast<double>(enrolled));
+  if (std::optional<PrivateAggregationOptions>& privacy = coordinator_options.privacy) {
+    if (privacy->expected_cohort <= 0.0) privacy->expected_cohort = cohort;
+    if (privacy->sampling_rate <= 0.0) privacy->sampling_rate = rate;
+  }
+  if (options_.sampling == "poisson") {
+    // Every drawn device counts: the round's goal is its whole cohort.
+    coordinator_options.goal = static_cast<int>(enrolled);
+    coordinator_options.fraction = 0.0;
+    coordinator_options.cohort_sampler = PoissonSampler(rate, options_.seeded_sampling, policy.seed);
+  } else if (options_.sampling != "fixed") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling '", options_.sampling, "': expected fixed or poisson"));
   }
   absl::StatusOr<std::unique_ptr<RoundCoordinator>> coordinator = RoundCoordinator::Start(
       std::move(coordinator_options), store_.get(), &clock_, this, &metrics, &event_log);
@@ -202,6 +252,17 @@ absl::Status AggregatorServer::Impl::StartGrpc() {
 
 void AggregatorServer::Impl::ScheduleTick() {
   coordinator_->Tick();
+  if (options_.policy.rounds > 0 && coordinator_->fatal().ok() && coordinator_->finished() &&
+      !coordinator_->stop_reason().empty()) {
+    // Rounds stopped before their count (the privacy budget is spent): no
+    // round can open again, so a run that counts rounds is over.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!finished_) {
+      LogEvent("warning", "rounds_stopped", {}, coordinator_->stop_reason());
+      finished_ = true;
+      done_cv_.notify_all();
+    }
+  }
   tick_timer_->expires_after(std::chrono::milliseconds(50));
   tick_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (!ec) ScheduleTick();

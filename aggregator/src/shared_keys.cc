@@ -4,6 +4,11 @@
 #include <cstdint>
 #include <limits>
 
+#include "fedge/privacy/clipper.h"
+#include "fedge/privacy/mechanism.h"
+#include "fedge/privacy/update_privacy.h"
+#include "fedge/proto/status_macros.h"
+
 namespace fedge::aggregator {
 
 using config::Key;
@@ -122,6 +127,111 @@ const config::KeyTable<TrainChoice>& TrainKeys() {
               .Max(std::numeric_limits<uint32_t>::max()),
       });
   return *table;
+}
+
+const config::KeyTable<PrivacyChoice>& PrivacyKeys() {
+  using K = Key<PrivacyChoice>;
+  using C = PrivacyChoice;
+  static const auto* table = new config::KeyTable<PrivacyChoice>(
+      "",
+      {
+          K::Enum(
+              "privacy.mode",
+              "Differential privacy: none, central (aggregator noises the sum; DP-FedAvg), local "
+              "(each device noises its update), distributed (each device adds a share of the "
+              "noise).",
+              [] {
+                return std::vector<std::string>{"central", "distributed", "local", "none"};
+              },
+              [](const C& c) { return c.mode; }, [](C& c, const std::string& v) { c.mode = v; }),
+          K::Enum(
+              "privacy.mechanism", "DP noise mechanism.", privacy::RegisteredMechanisms,
+              [](const C& c) { return c.mechanism; },
+              [](C& c, const std::string& v) { c.mechanism = v; }),
+          K::Double(
+              "privacy.noise_multiplier",
+              "Noise std on each round's sum, in units of the clip norm (z; the value "
+              "accounted).",
+              [](const C& c) { return c.noise_multiplier; },
+              [](C& c, double v) { c.noise_multiplier = v; })
+              .Above(0),
+          K::Enum(
+              "privacy.clipping", "How the per-update bound is chosen: fixed or adaptive (quantile).",
+              privacy::RegisteredClippers, [](const C& c) { return c.clipping; },
+              [](C& c, const std::string& v) { c.clipping = v; }),
+          K::Double(
+              "privacy.clip_norm", "Bound on each device's update (adaptive: the first round's).",
+              [](const C& c) { return c.clip_norm; }, [](C& c, double v) { c.clip_norm = v; })
+              .Above(0),
+          K::Double(
+              "privacy.target_quantile", "Adaptive clipping: quantile of update norms to track.",
+              [](const C& c) { return c.target_quantile; },
+              [](C& c, double v) { c.target_quantile = v; })
+              .AtLeast(0)
+              .AtMost(1),
+          K::Double(
+              "privacy.clip_learning_rate", "Adaptive clipping: geometric learning rate.",
+              [](const C& c) { return c.clip_learning_rate; },
+              [](C& c, double v) { c.clip_learning_rate = v; })
+              .Above(0),
+          K::Double(
+              "privacy.count_noise_stddev",
+              "Adaptive clipping: noise std on the count of unclipped updates (0 = devices per "
+              "round / 20).",
+              [](const C& c) { return c.count_noise_stddev; },
+              [](C& c, double v) { c.count_noise_stddev = v; })
+              .AtLeast(0),
+          K::Double(
+              "privacy.delta", "delta at which epsilon is reported.",
+              [](const C& c) { return c.delta; }, [](C& c, double v) { c.delta = v; })
+              .Above(0)
+              .Below(1),
+          K::Double(
+              "privacy.epsilon_budget",
+              "Largest total epsilon; a round that would exceed it is refused and rounds stop "
+              "(0 = no budget).",
+              [](const C& c) { return c.epsilon_budget; },
+              [](C& c, double v) { c.epsilon_budget = v; })
+              .AtLeast(0),
+          K::Double(
+              "privacy.integer_scale",
+              "Integer mechanisms: fixed-point scale of the clipped update (0 = 20 sqrt(d) / "
+              "clip).",
+              [](const C& c) { return c.integer_scale; },
+              [](C& c, double v) { c.integer_scale = v; })
+              .AtLeast(0),
+          K::Enum(
+              "privacy.random",
+              "Noise source: secure (OpenSSL, seeded by the OS) or seeded (reproducible; for "
+              "simulations and tests, the noise is predictable).",
+              [] {
+                return std::vector<std::string>{"secure", "seeded"};
+              },
+              [](const C& c) { return c.random; }, [](C& c, const std::string& v) { c.random = v; }),
+      });
+  return *table;
+}
+
+absl::StatusOr<PrivateAggregationOptions> PrivateAggregationOptionsFrom(
+    const PrivacyChoice& choice, int expected_cohort, double sampling_rate, uint64_t seed) {
+  PrivateAggregationOptions options;
+  FEDGE_ASSIGN_OR_RETURN(options.mode, privacy::ParsePrivacyMode(choice.mode));
+  options.mechanism = choice.mechanism;
+  options.noise_multiplier = choice.noise_multiplier;
+  options.clipper = choice.clipping;
+  options.clipper_options.clip_norm = choice.clip_norm;
+  options.clipper_options.target_quantile = choice.target_quantile;
+  options.clipper_options.learning_rate = choice.clip_learning_rate;
+  options.clipper_options.count_noise_stddev =
+      choice.count_noise_stddev > 0.0 ? choice.count_noise_stddev : expected_cohort / 20.0;
+  options.sampling_rate = sampling_rate;
+  options.expected_cohort = expected_cohort;
+  options.delta = choice.delta;
+  options.epsilon_budget = choice.epsilon_budget;
+  options.integer_scale = choice.integer_scale;
+  options.seeded_random = choice.random == "seeded";
+  options.seed = seed ^ 0xA5A5A5A5DEADBEEFULL;
+  return options;
 }
 
 }  // namespace fedge::aggregator

@@ -122,6 +122,22 @@ int Serve(ServeConfig config) {
   if (config.server.state_dir.empty()) {
     return Fail(absl::InvalidArgumentError("state_dir is not set (--state DIR)"));
   }
+  if (config.privacy.mode != "none") {
+    // The sampling rate (the round's devices over the enrolled ones) is
+    // set when the server opens its state directory.
+    absl::StatusOr<fedge::aggregator::PrivateAggregationOptions> privacy =
+        fedge::aggregator::PrivateAggregationOptionsFrom(config.privacy, config.server.policy.goal,
+                                                         /*sampling_rate=*/0.0,
+                                                         config.server.policy.seed);
+    if (!privacy.ok()) return Fail(privacy.status());
+    config.server.privacy = *std::move(privacy);
+    config.server.seeded_sampling = config.privacy.random == "seeded";
+    if (config.privacy.random == "seeded") {
+      fedge::LogEvent("warning", "seeded_privacy_noise", {},
+                      "privacy.random=seeded: the noise is reproducible from rounds.seed, so "
+                      "whoever knows the seed can remove it; use it for tests only");
+    }
+  }
   ReturnFreedMemoryToTheSystem();
   if (!config.validation_dir.empty()) {
     absl::StatusOr<std::shared_ptr<const fedge::aggregator::ValidationSet>> validation =

@@ -178,6 +178,16 @@ std::vector<Key> RoundKeys() {
           [](const ServeConfig& c) { return static_cast<int64_t>(c.server.policy.seed); },
           [](ServeConfig& c, int64_t v) { c.server.policy.seed = static_cast<uint64_t>(v); })
           .Min(0),
+      Key::Enum(
+          "rounds.sampling",
+          "cohorts: fixed (goal devices) or poisson (each device with probability goal / "
+          "enrolled; what the DP accountant assumes; drawn from OpenSSL unless "
+          "privacy.random=seeded)",
+          [] {
+            return std::vector<std::string>{"fixed", "poisson"};
+          },
+          [](const ServeConfig& c) { return c.server.sampling; },
+          [](ServeConfig& c, const std::string& v) { c.server.sampling = v; }),
   };
 }
 
@@ -411,6 +421,9 @@ const config::KeyTable<ServeConfig>& ServeKeys() {
           c.server.policy.lr_decay = v.lr_decay;
         });
     for (Key& key : TaskKeys()) t->Add(std::move(key));
+    t->Include(
+        PrivacyKeys(), [](const ServeConfig& c) { return c.privacy; },
+        [](ServeConfig& c, PrivacyChoice v) { c.privacy = std::move(v); });
     for (Key& key : OperationKeys()) t->Add(std::move(key));
     return t;
   }();

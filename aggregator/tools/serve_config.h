@@ -1,6 +1,6 @@
 // ServeConfig: what `fedge-aggregator serve` runs with, and its key table
-// (fedge/proto/key_table.h). The `strategy.*` and `train.*` keys are the
-// groups fedge-sim includes too (fedge/aggregator/shared_keys.h).
+// (fedge/proto/key_table.h). The `strategy.*`, `train.*` and `privacy.*`
+// keys are the groups fedge-sim includes too (fedge/aggregator/shared_keys.h).
 #ifndef FEDGE_AGGREGATOR_TOOLS_SERVE_CONFIG_H_
 #define FEDGE_AGGREGATOR_TOOLS_SERVE_CONFIG_H_
 
@@ -10,6 +10,7 @@
 
 #include "fedge/aggregator/secure_aggregation.h"
 #include "fedge/aggregator/server.h"
+#include "fedge/aggregator/shared_keys.h"
 #include "fedge/proto/key_table.h"
 
 namespace fedge::aggregator::tools {
@@ -24,6 +25,9 @@ struct ServeConfig {
   std::string ops_port_file;
   // Secure-aggregation settings, applied when secure_aggregation is on.
   SecureAggregationOptions secagg;
+  // privacy.*: the keys fedge-sim has (shared_keys.h); applied when
+  // privacy.mode is not "none".
+  PrivacyChoice privacy;
   // The validation set (IDX directory; empty: none) and its size.
   std::string validation_dir;
   int64_t validation_examples = 2000;

@@ -94,26 +94,10 @@ bool UsesPoissonSampling(const SimulationConfig& config) {
 
 absl::StatusOr<aggregator::PrivateAggregationOptions> PrivateAggregationOptionsFor(
     const SimulationConfig& config, int num_clients) {
-  aggregator::PrivateAggregationOptions options;
-  FEDGE_ASSIGN_OR_RETURN(options.mode, privacy::ParsePrivacyMode(config.privacy.mode));
   const int per_round = ClientsPerRound(config);
-  options.mechanism = config.privacy.mechanism;
-  options.noise_multiplier = config.privacy.noise_multiplier;
-  options.clipper = config.privacy.clipping;
-  options.clipper_options.clip_norm = config.privacy.clip_norm;
-  options.clipper_options.target_quantile = config.privacy.target_quantile;
-  options.clipper_options.learning_rate = config.privacy.clip_learning_rate;
-  options.clipper_options.count_noise_stddev = config.privacy.count_noise_stddev > 0.0
-                                                   ? config.privacy.count_noise_stddev
-                                                   : per_round / 20.0;
-  options.sampling_rate = std::min(1.0, static_cast<double>(per_round) / std::max(1, num_clients));
-  options.expected_cohort = per_round;
-  options.delta = config.privacy.delta;
-  options.epsilon_budget = config.privacy.epsilon_budget;
-  options.integer_scale = config.privacy.integer_scale;
-  options.seeded_random = config.privacy.random == "seeded";
-  options.seed = config.run.seed ^ 0xA5A5A5A5DEADBEEFULL;
-  return options;
+  return aggregator::PrivateAggregationOptionsFrom(
+      config.privacy, per_round,
+      std::min(1.0, static_cast<double>(per_round) / std::max(1, num_clients)), config.run.seed);
 }
 
 absl::Status ValidateConfig(const SimulationConfig& config) {

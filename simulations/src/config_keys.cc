@@ -219,6 +219,9 @@ const config::KeyTable<SimulationConfig>& Table() {
                 [](auto& c, bool v) { c.prune.structured = v; }),
         });
     t->Include(
+        aggregator::PrivacyKeys(), [](const SimulationConfig& c) { return c.privacy; },
+        [](SimulationConfig& c, aggregator::PrivacyChoice v) { c.privacy = std::move(v); });
+    t->Include(
         aggregator::TrainKeys(),
         [](const SimulationConfig& c) {
           return aggregator::TrainChoice{c.train, c.lr_decay};
@@ -253,74 +256,6 @@ const config::KeyTable<SimulationConfig>& Table() {
                 },
                 [](auto&c) { return c.round.sampling; },
                 [](auto&c, auto&v) { c.round.sampling = v; }),
-            // privacy
-            ChoiceKey(
-                "privacy.mode",
-                "Differential privacy: none, central (aggregator noises the sum; DP-FedAvg), local "
-                "(each client noises its update), distributed (each client adds a share of the "
-                "noise).",
-                [] {
-                  return std::vector<std::string>{"central", "distributed", "local", "none"};
-                },
-                [](auto&c) { return c.privacy.mode; }, [](auto&c, auto&v) { c.privacy.mode = v; }),
-            ChoiceKey(
-                "privacy.mechanism", "DP noise mechanism.", privacy::RegisteredMechanisms,
-                [](auto&c) { return c.privacy.mechanism; },
-                [](auto&c, auto&v) { c.privacy.mechanism = v; }),
-            FloatKey(
-                "privacy.noise_multiplier",
-                "Noise std on each round's sum, in units of the clip norm (z; the value "
-                "accounted).",
-                0, true, INFINITY, false, [](auto&c) { return c.privacy.noise_multiplier; },
-                [](auto&c, double v) { c.privacy.noise_multiplier = v; }),
-            ChoiceKey(
-                "privacy.clipping",
-                "How the per-update bound is chosen: fixed or adaptive (quantile).",
-                privacy::RegisteredClippers, [](auto&c) { return c.privacy.clipping; },
-                [](auto&c, auto&v) { c.privacy.clipping = v; }),
-            FloatKey(
-                "privacy.clip_norm", "Bound on each client's update (adaptive: the first round's).",
-                0, true, INFINITY, false, [](auto&c) { return c.privacy.clip_norm; },
-                [](auto&c, double v) { c.privacy.clip_norm = v; }),
-            FloatKey(
-                "privacy.target_quantile", "Adaptive clipping: quantile of update norms to track.",
-                0, false, 1, false, [](auto&c) { return c.privacy.target_quantile; },
-                [](auto&c, double v) { c.privacy.target_quantile = v; }),
-            FloatKey(
-                "privacy.clip_learning_rate", "Adaptive clipping: geometric learning rate.", 0,
-                true, INFINITY, false, [](auto&c) { return c.privacy.clip_learning_rate; },
-                [](auto&c, double v) { c.privacy.clip_learning_rate = v; }),
-            FloatKey(
-                "privacy.count_noise_stddev",
-                "Adaptive clipping: noise std on the count of unclipped updates (0 = clients per "
-                "round / 20).",
-                0, false, INFINITY, false, [](auto&c) { return c.privacy.count_noise_stddev; },
-                [](auto&c, double v) { c.privacy.count_noise_stddev = v; }),
-            FloatKey(
-                "privacy.delta", "delta at which epsilon is reported.", 0, true, 1, true,
-                [](auto&c) { return c.privacy.delta; },
-                [](auto&c, double v) { c.privacy.delta = v; }),
-            FloatKey(
-                "privacy.epsilon_budget",
-                "Largest total epsilon; a round that would exceed it is refused and the run stops "
-                "(0 = no budget).",
-                0, false, INFINITY, false, [](auto&c) { return c.privacy.epsilon_budget; },
-                [](auto&c, double v) { c.privacy.epsilon_budget = v; }),
-            FloatKey(
-                "privacy.integer_scale",
-                "Integer mechanisms: fixed-point scale of the clipped update (0 = 20 sqrt(d) / "
-                "clip).",
-                0, false, INFINITY, false, [](auto&c) { return c.privacy.integer_scale; },
-                [](auto&c, double v) { c.privacy.integer_scale = v; }),
-            ChoiceKey(
-                "privacy.random",
-                "Noise source: secure (OpenSSL, seeded by the OS) or seeded (from run.seed; "
-                "reproducible, simulations only).",
-                [] {
-                  return std::vector<std::string>{"secure", "seeded"};
-                },
-                [](auto&c) { return c.privacy.random; },
-                [](auto&c, auto&v) { c.privacy.random = v; }),
         }) {
       t->Add(std::move(key));
     }

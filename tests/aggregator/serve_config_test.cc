@@ -68,6 +68,33 @@ TEST(ServeConfigTest, OldNamesAreAliasesOfTheSharedKeys) {
   EXPECT_DOUBLE_EQ(config.server.policy.lr_decay, 0.5);
 }
 
+// privacy.* is fedge-sim's group too: a deployment is configured with the
+// keys a simulation was, and rounds.sampling picks the accountant's Poisson
+// cohorts.
+TEST(ServeConfigTest, PrivacyKeysAreTheSimulationsAndSet) {
+  ServeConfig config = DefaultServeConfig();
+  EXPECT_EQ(config.privacy.mode, "none");
+  for (const std::string& key : PrivacyKeys().Names()) EXPECT_TRUE(ServeKeys().Contains(key));
+  ASSERT_TRUE(ServeKeys().Set(config, "privacy.mode", "central").ok());
+  ASSERT_TRUE(ServeKeys().Set(config, "privacy.noise_multiplier", "0.7").ok());
+  ASSERT_TRUE(ServeKeys().Set(config, "privacy.clipping", "adaptive").ok());
+  ASSERT_TRUE(ServeKeys().Set(config, "privacy.epsilon_budget", "4").ok());
+  ASSERT_TRUE(ServeKeys().Set(config, "rounds.sampling", "poisson").ok());
+  EXPECT_EQ(config.privacy.mode, "central");
+  EXPECT_DOUBLE_EQ(config.privacy.noise_multiplier, 0.7);
+  EXPECT_EQ(config.privacy.clipping, "adaptive");
+  EXPECT_EQ(config.server.sampling, "poisson");
+  absl::StatusOr<PrivateAggregationOptions> options =
+      PrivateAggregationOptionsFrom(config.privacy, /*expected_cohort=*/10, 0.1, /*seed=*/3);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->mode, privacy::PrivacyMode::kCentral);
+  EXPECT_DOUBLE_EQ(options->noise_multiplier, 0.7);
+  EXPECT_DOUBLE_EQ(options->epsilon_budget, 4.0);
+  EXPECT_DOUBLE_EQ(options->sampling_rate, 0.1);
+  EXPECT_DOUBLE_EQ(options->clipper_options.count_noise_stddev, 0.5);  // 10 / 20
+  EXPECT_FALSE(options->seeded_random);
+}
+
 TEST(ServeConfigTest, BadValuesNameTheKeyAndChangeNothing) {
   const ServeConfig original = DefaultServeConfig();
   struct Case {
@@ -87,6 +114,9 @@ TEST(ServeConfigTest, BadValuesNameTheKeyAndChangeNothing) {
       {"strategy.name", "fedmagic", "known: fedadagrad"},
       {"train.momentum", "1", "[0, 1)"},
       {"max_update_mb", "0", "config key 'max_update_mb'"},
+      {"privacy.mode", "centre", "known: central"},
+      {"privacy.noise_multiplier", "0", "config key 'privacy.noise_multiplier'"},
+      {"rounds.sampling", "bernoulli", "known: fixed, poisson"},
   };
   for (const Case& c : cases) {
     ServeConfig config = original;

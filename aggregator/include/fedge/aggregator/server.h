@@ -111,6 +111,14 @@ struct AggregatorServerOptions {
   models::ArtifactEncoding::Precision precision =
       models::ArtifactEncoding::Precision::kInt8PerChannel;
   RoundPolicy policy;
+  // How cohorts are drawn: "fixed" (goal x (1 + over_selection) of the
+  // available devices) or "poisson" (each available device independently
+  // with probability goal / enrolled devices, and the round waits for every
+  // device drawn: the sampling the DP accountant assumes). Poisson draws
+  // come from OpenSSL's generator, so nobody can predict a cohort, unless
+  // `seeded_sampling` (tests: reproducible from policy.seed).
+  std::string sampling = "fixed";
+  bool seeded_sampling = false;
   // Checkpoint the open round's partial aggregate every this many accepted
   // updates (0: never; the journal alone then restores the round).
   int checkpoint_every = 64;

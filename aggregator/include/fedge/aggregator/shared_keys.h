@@ -1,12 +1,17 @@
 // The configuration keys fedge-sim and fedge-aggregator share, written once
-// (fedge/proto/key_table.h): `strategy.*` (the server's aggregation) and
-// `train.*` (the local training every task asks for). Each program includes
+// (fedge/proto/key_table.h): `strategy.*` (the server's aggregation),
+// `train.*` (the local training every task asks for) and `privacy.*` (the
+// rounds' differential privacy). Each program includes
 // these groups in its own table, so a key means the same thing, with the
 // same checks, in a simulation and in a deployment.
 #ifndef FEDGE_AGGREGATOR_SHARED_KEYS_H_
 #define FEDGE_AGGREGATOR_SHARED_KEYS_H_
 
+#include <cstdint>
 #include <string>
+
+#include "absl/status/statusor.h"
+#include "fedge/aggregator/private_aggregation.h"
 
 #include "fedge/aggregator/strategy.h"
 #include "fedge/proto/key_table.h"
@@ -37,6 +42,41 @@ struct TrainChoice {
 // train.weight_decay, train.proximal_mu, train.lr_decay, train.max_steps.
 // (The shuffling seed is per program: fedge-sim derives it from run.seed.)
 const config::KeyTable<TrainChoice>& TrainKeys();
+
+// Differential privacy of the rounds, as configured (private_aggregation.h
+// has the mechanism's meaning).
+struct PrivacyChoice {
+  std::string mode = "none";  // none | central | local | distributed
+  std::string mechanism = "gaussian";
+  double noise_multiplier = 1.0;
+  std::string clipping = "fixed";  // a registered clipper
+  double clip_norm = 1.0;          // fixed bound, or adaptive's first bound
+  double target_quantile = 0.5;
+  double clip_learning_rate = 0.2;
+  // Std of the noise on the adaptive clipper's count; 0 = devices per round
+  // / 20 (Andrew et al. 2021).
+  double count_noise_stddev = 0.0;
+  double delta = 1e-5;
+  double epsilon_budget = 0.0;  // 0 = none
+  double integer_scale = 0.0;   // 0 = auto
+  // "secure" (OpenSSL, seeded by the OS) or "seeded" (reproducible: for
+  // simulations and tests; the noise is predictable to whoever knows the
+  // seed).
+  std::string random = "secure";
+};
+
+// privacy.mode, privacy.mechanism, privacy.noise_multiplier,
+// privacy.clipping, privacy.clip_norm, privacy.target_quantile,
+// privacy.clip_learning_rate, privacy.count_noise_stddev, privacy.delta,
+// privacy.epsilon_budget, privacy.integer_scale, privacy.random.
+const config::KeyTable<PrivacyChoice>& PrivacyKeys();
+
+// The aggregator's options for `choice` (mode other than "none"), for rounds
+// of `expected_cohort` devices drawn at `sampling_rate`; with random
+// "seeded", the noise stream is keyed by `seed`. INVALID_ARGUMENT names a bad
+// mode.
+absl::StatusOr<PrivateAggregationOptions> PrivateAggregationOptionsFrom(
+    const PrivacyChoice& choice, int expected_cohort, double sampling_rate, uint64_t seed);
 
 }  // namespace fedge::aggregator
 

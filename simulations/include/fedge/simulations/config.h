@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "fedge/aggregator/drift_tracker.h"
 #include "fedge/aggregator/private_aggregation.h"
+#include "fedge/aggregator/shared_keys.h"
 #include "fedge/aggregator/strategy.h"
 #include "fedge/proto/key_table.h"
 #include "fedge/client/drift_monitor.h"
@@ -58,24 +59,8 @@ struct RoundOptions {
 };
 
 // Differential privacy (see fedge/aggregator/private_aggregation.h).
-struct PrivacyOptions {
-  std::string mode = "none";  // none | central | local | distributed
-  std::string mechanism = "gaussian";
-  double noise_multiplier = 1.0;
-  std::string clipping = "fixed";  // a registered clipper
-  double clip_norm = 1.0;          // fixed bound, or adaptive's first bound
-  double target_quantile = 0.5;
-  double clip_learning_rate = 0.2;
-  // Std of the noise on the adaptive clipper's count; 0 = clients per round
-  // / 20 (Andrew et al. 2021).
-  double count_noise_stddev = 0.0;
-  double delta = 1e-5;
-  double epsilon_budget = 0.0;  // 0 = none
-  double integer_scale = 0.0;   // 0 = auto
-  // "secure" (OpenSSL, seeded by the OS) or "seeded" (from run.seed:
-  // reproducible, for simulations only).
-  std::string random = "secure";
-};
+// privacy.*: the keys fedge-aggregator has too (fedge/aggregator/shared_keys.h).
+using PrivacyOptions = aggregator::PrivacyChoice;
 
 // How published versions are stored for devices (model.artifact,
 // model.sparse_artifact; see fedge/models/artifact.h).
