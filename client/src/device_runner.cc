@@ -30,8 +30,8 @@ bool IsModelRefusal(const absl::Status& status) {
 // key (when one is set) and remembers the last model that passed.
 class DeviceRunner::ModelGate final : public ClientTransport {
  public:
-  ModelGate(ClientTransport* inner, const std::optional<models::VerifyingKey>* pinned)
-      : inner_(inner), pinned_(pinned) {}
+  ModelGate(ClientTransport* inner, const std::optional<models::VerifyingKey>* pinned, bool log)
+      : inner_(inner), pinned_(pinned), log_(log) {}
 
   absl::StatusOr<v1::JoinResponse> Join(const std::string& client_id) override {
     absl::StatusOr<v1::JoinResponse> join = inner_->Join(client_id);
@@ -57,7 +57,9 @@ class DeviceRunner::ModelGate final : public ClientTransport {
     if (pinned_->has_value() &&
         std::find(verified_.begin(), verified_.end(), *artifact) == verified_.end()) {
       if (absl::Status s = models::VerifySignedArtifact(**artifact, **pinned_); !s.ok()) {
-        LogEvent("error", "model_refused", {{"version", std::to_string(version)}}, s.ToString());
+        if (log_) {
+          LogEvent("error", "model_refused", {{"version", std::to_string(version)}}, s.ToString());
+        }
         return absl::Status(s.code(),
                             absl::StrCat("model version ", version, " refused: ", s.message()));
       }
@@ -96,6 +98,7 @@ class DeviceRunner::ModelGate final : public ClientTransport {
  private:
   ClientTransport* const inner_;
   const std::optional<models::VerifyingKey>* const pinned_;
+  const bool log_;
   mutable std::mutex mu_;
   std::vector<std::shared_ptr<const v1::ModelArtifact>> verified_;
   std::shared_ptr<const v1::ModelArtifact> current_;
@@ -111,7 +114,7 @@ DeviceRunner::DeviceRunner(ClientTransport* transport, PendingUpdateStore* pendi
       model_(model),
       trainer_(trainer),
       options_(std::move(options)) {
-  gate_ = std::make_unique<ModelGate>(&offline_, &options_.pinned_key);
+  gate_ = std::make_unique<ModelGate>(&offline_, &options_.pinned_key, options_.log_events);
 }
 
 DeviceRunner::~DeviceRunner() = default;
@@ -153,6 +156,19 @@ std::shared_ptr<const v1::ModelArtifact> DeviceRunner::current_model() const {
   return gate_->current();
 }
 
+void DeviceRunner::Log(std::string_view level, std::string_view event, const LogFields& fields,
+                       std::string_view message) const {
+  if (options_.log_events) LogEvent(level, event, fields, message);
+}
+
+absl::StatusOr<StepResult> DeviceRunner::RunOnce(models::ModelInstance& model) {
+  models::ModelInstance* const own = model_;
+  model_ = &model;
+  absl::StatusOr<StepResult> step = RunOnce();
+  model_ = own;
+  return step;
+}
+
 absl::StatusOr<StepResult> DeviceRunner::RunOnce() {
   FEDGE_RETURN_IF_ERROR(Prepare());
   const std::string& id = device_->id();
@@ -163,7 +179,7 @@ absl::StatusOr<StepResult> DeviceRunner::RunOnce() {
     joined_ = true;
     step.joined = true;
     if (options_.on_join) options_.on_join(*join);
-    LogEvent("info", "joined",
+    Log("info", "joined",
              {{"client", id}, {"latest_version", std::to_string(join->latest_version())}});
   }
   absl::StatusOr<TaskReport> report;
@@ -189,11 +205,15 @@ absl::StatusOr<StepResult> DeviceRunner::RunOnce() {
   } else {
     absl::StatusOr<FlushReport> flushed = offline_.Flush();
     if (!flushed.ok()) {
-      LogEvent("error", "pending_updates_unreadable", {{"client", id}},
+      Log("error", "pending_updates_unreadable", {{"client", id}},
                flushed.status().ToString());
     } else if (flushed->kept > 0) {
       step.kind = StepResult::Kind::kOffline;
       return step;
+    }
+    if (model_ == nullptr) {
+      return absl::FailedPreconditionError(
+          "this runner has no model of its own: call RunOnce(model)");
     }
     report = device_->RunTask(*gate_, *model_, *trainer_);
     if (report.ok() && report->secagg) {
@@ -233,18 +253,18 @@ StepResult DeviceRunner::FinishTask(TaskReport report) {
   }
   if (absl::Status s = gate_->ReportMetrics(metrics);
       !s.ok() && !IsUnreachable(s) && !absl::IsUnimplemented(s)) {
-    LogEvent("warning", "metrics_refused", {{"client", id}}, s.ToString());
+    Log("warning", "metrics_refused", {{"client", id}}, s.ToString());
   }
   std::shared_ptr<const v1::ModelArtifact> model = gate_->current();
   if (!options_.model_file.empty() && model != nullptr && model != saved_model_) {
     if (absl::Status s = proto::WriteFileAtomic(options_.model_file, model->SerializeAsString());
         !s.ok()) {
-      LogEvent("warning", "model_not_saved", {{"client", id}}, s.ToString());
+      Log("warning", "model_not_saved", {{"client", id}}, s.ToString());
     } else {
       saved_model_ = model;
     }
   }
-  LogEvent("info", report.evaluation ? "evaluation_done" : "task_done",
+  Log("info", report.evaluation ? "evaluation_done" : "task_done",
            {{"client", id},
             {"round", std::to_string(report.round)},
             {"model_version", std::to_string(report.model_version)},
@@ -257,7 +277,7 @@ StepResult DeviceRunner::FinishTask(TaskReport report) {
     if (absl::Status s =
             drift_->ObserveTask(*model_, device_->data(), *model, report.round, *gate_);
         !s.ok()) {
-      LogEvent("warning", "drift_observation_failed", {{"client", id}}, s.ToString());
+      Log("warning", "drift_observation_failed", {{"client", id}}, s.ToString());
     }
   }
   StepResult step;
@@ -279,14 +299,14 @@ absl::Status DeviceRunner::Run(const std::atomic<bool>& stop) {
       const auto delay = backoff.Next();
       if (!joined_) {
         if (!IsUnreachable(status)) return status;
-        LogEvent("warning", "aggregator_unreachable",
+        Log("warning", "aggregator_unreachable",
                  {{"client", id}, {"retry_in_ms", std::to_string(delay.count())}},
                  status.ToString());
       } else {
         // A refused model is skipped: the device keeps its model and waits
         // for the next version. A refused device ends the loop.
         if (IsRefusal(status) && !IsModelRefusal(status)) return status;
-        LogEvent(IsUnreachable(status) ? "warning" : "error", "task_failed",
+        Log(IsUnreachable(status) ? "warning" : "error", "task_failed",
                  {{"client", id}, {"retry_in_ms", std::to_string(delay.count())}},
                  status.ToString());
       }

@@ -14,7 +14,7 @@ bool IsUnreachable(const absl::Status& status) {
 
 absl::Status OfflineTransport::SubmitUpdate(const v1::EncodedUpdate& update) {
   absl::Status status = inner_->SubmitUpdate(update);
-  if (!IsUnreachable(status)) return status;
+  if (!IsUnreachable(status) || store_ == nullptr) return status;
   FEDGE_RETURN_IF_ERROR(store_->Put(update));
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -28,6 +28,7 @@ absl::Status OfflineTransport::SubmitUpdate(const v1::EncodedUpdate& update) {
 
 absl::StatusOr<FlushReport> OfflineTransport::Flush() {
   std::lock_guard<std::mutex> flush_lock(flush_mu_);
+  if (store_ == nullptr) return FlushReport{};
   FEDGE_ASSIGN_OR_RETURN(std::vector<v1::EncodedUpdate> pending, store_->List());
   std::sort(
       pending.begin(), pending.end(),

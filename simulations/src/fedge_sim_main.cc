@@ -7,6 +7,7 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "fedge/data/partition.h"
 #include "fedge/models/artifact.h"
 #include "fedge/models/model_zoo.h"
 #include "fedge/proto/atomic_file.h"
@@ -208,7 +210,16 @@ int main(int argc, char** argv) {
     options.client_binary = SiblingBinary("FEDGE_CLIENT", FEDGE_CLIENT_BIN);
     options.cert_script = FEDGE_MAKE_DEV_CERTS;
     options.work_dir = std::filesystem::path(out_dir) / "multiprocess";
-    options.max_client_examples = static_cast<uint64_t>(data->train.num_examples());
+    // The largest device's examples (each device rebuilds this partition),
+    // as the in-process mode caps secure aggregation's weights.
+    fedge::data::PartitionOptions partition = config.partition;
+    partition.seed = config.run.seed;
+    absl::StatusOr<fedge::data::Partition> parts = fedge::data::PartitionExamples(
+        data->train.labels, data->train.num_classes, partition);
+    if (!parts.ok()) return Fail(std::string(parts.status().message()));
+    for (const auto& part : *parts) {
+      options.max_client_examples = std::max<uint64_t>(options.max_client_examples, part.size());
+    }
     result = fedge::simulations::RunMultiprocess(config, std::move(data->test), options, on_round);
   } else {
     result = fedge::simulations::RunSimulation(config, std::move(*data), on_round);

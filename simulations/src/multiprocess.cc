@@ -105,16 +105,21 @@ absl::Status CheckMultiprocessConfig(const SimulationConfig& config) {
     return refuse(absl::StrCat("partition.num_clients=", config.partition.num_clients),
                   absl::StrCat("one process per client: at most ", kMaxClients));
   }
-  if (config.privacy.mode != "none") return refuse("privacy.mode", "not yet in deployments");
+  if (config.privacy.mode == "local" || config.privacy.mode == "distributed") {
+    return refuse("privacy.mode=" + config.privacy.mode,
+                  "fedge-client adds no device noise yet (central works)");
+  }
   if (config.drift.type != "none" || config.monitor.enabled) {
     return refuse("drift.type / monitor.enabled", "not yet in deployments");
   }
   if (config.proxy.examples > 0) return refuse("proxy.examples", "no proxy data in deployments");
   if (config.distill.student != "none") return refuse("distill.student", "not in deployments");
   if (config.prune.sparsity > 0.0) return refuse("prune.sparsity", "not yet in deployments");
-  if (config.round.sampling == "poisson") return refuse("round.sampling=poisson", "DP sampling");
   if (config.clip_norm > 0.0) return refuse("update.clip_norm", "not yet in deployments");
-  if (config.codec != "fp32") return refuse("update.codec", "devices send fp32 updates for now");
+  if (UsesErrorFeedback(config) || config.codec == "qsgd" || config.codec == "topk") {
+    return refuse("update.codec=" + config.codec,
+                  "fedge-client takes no codec options or error feedback yet");
+  }
   if (config.secure_aggregation.dropout > 0.0) {
     return refuse("secure_aggregation.dropout",
                   "dropouts are simulated in-process only (a real device drops out by itself)");
@@ -228,6 +233,25 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
       absl::StrCat("train.max_steps=", train.max_steps()),
       "--set",
       absl::StrCat("train.seed=", config.run.seed)};
+  if (UsesPoissonSampling(config)) {
+    aggregator_args.push_back("--set");
+    aggregator_args.push_back("rounds.sampling=poisson");
+  }
+  if (config.privacy.mode != "none") {
+    const aggregator::PrivacyChoice& p = config.privacy;
+    for (const std::string& kv :
+         {"privacy.mode=" + p.mode, "privacy.mechanism=" + p.mechanism,
+          "privacy.noise_multiplier=" + Number(p.noise_multiplier),
+          "privacy.clipping=" + p.clipping, "privacy.clip_norm=" + Number(p.clip_norm),
+          "privacy.target_quantile=" + Number(p.target_quantile),
+          "privacy.clip_learning_rate=" + Number(p.clip_learning_rate),
+          "privacy.count_noise_stddev=" + Number(p.count_noise_stddev),
+          "privacy.delta=" + Number(p.delta), "privacy.epsilon_budget=" + Number(p.epsilon_budget),
+          "privacy.integer_scale=" + Number(p.integer_scale), "privacy.random=" + p.random}) {
+      aggregator_args.push_back("--set");
+      aggregator_args.push_back(kv);
+    }
+  }
   if (config.secure_aggregation.protocol != "none") {
     // As in-process: weights are example counts, capped above every
     // client's count, so none is cut.
@@ -289,7 +313,9 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
                                      "--state",
                                      (work / ids[i]).string(),
                                      "--threads",
-                                     std::to_string(std::max(1, config.run.intra_op_threads))};
+                                     std::to_string(std::max(1, config.run.intra_op_threads)),
+                                     "--codec",
+                                     config.codec};
     FEDGE_ASSIGN_OR_RETURN(Child device, Child::Spawn(args, work / (ids[i] + ".log")));
     devices.push_back(std::move(device));
   }
@@ -350,6 +376,10 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
       return it == version.metrics.end() ? 0.0 : it->second;
     };
     record.train_loss = metric("train_loss");
+    if (config.privacy.mode != "none") {
+      record.epsilon = metric("epsilon_spent");
+      record.clip_norm = config.privacy.clip_norm;
+    }
     record.participants = static_cast<int>(metric("participants"));
     record.bytes_up = static_cast<uint64_t>(metric("bytes_up"));
     // Each participant downloaded the version its task named once.
@@ -376,6 +406,8 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
   }
   if (result.rounds.empty()) return absl::InternalError("the aggregator published no version");
   RunSummary& summary = result.summary;
+  summary.privacy_mode = config.privacy.mode;
+  if (config.privacy.mode != "none") summary.delta = config.privacy.delta;
   SummarizeRounds(result.rounds, summary);
   summary.num_parameters = static_cast<int64_t>(result.final_parameters.size());
   summary.wall_seconds = run_seconds;

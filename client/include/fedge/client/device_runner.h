@@ -45,6 +45,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "fedge/client/device_client.h"
@@ -53,6 +54,7 @@
 #include "fedge/client/offline_transport.h"
 #include "fedge/client/transport.h"
 #include "fedge/models/signing.h"
+#include "fedge/proto/log.h"
 
 namespace fedge::client {
 
@@ -83,6 +85,9 @@ struct DeviceRunnerOptions {
   // The monitor's clock (its `time`; `drift->cooldown` is in the same units).
   // Default: milliseconds since the Unix epoch.
   std::function<int64_t()> clock;
+  // Log lines (joined, task_done, model_refused, ...) on stderr. Off for
+  // simulated devices, whose simulation reports what happened. Default: on.
+  bool log_events = true;
   // Called after each completed task (e.g. to evaluate on local data).
   std::function<void(const TaskReport&)> on_task;
   // Called each time the device joined the federation.
@@ -114,9 +119,12 @@ struct StepResult {
 
 class DeviceRunner {
  public:
-  // All pointers must outlive the runner. Options are checked (and the drift
-  // state restored) on the first RunOnce / Observe call, which returns the
-  // error; Create checks them at once.
+  // All pointers must outlive the runner. `pending` may be null: nothing is
+  // buffered, and an unreachable aggregator's error is the step's (simulated
+  // devices). `model` may be null for a runner that is always given one
+  // (RunOnce(model)). Options are checked (and the drift state restored) on
+  // the first RunOnce / Observe call, which returns the error; Create checks
+  // them at once.
   DeviceRunner(ClientTransport* transport, PendingUpdateStore* pending, DeviceClient* device,
                models::ModelInstance* model, const Trainer* trainer, DeviceRunnerOptions options);
 
@@ -136,6 +144,10 @@ class DeviceRunner {
   // task's (UNAVAILABLE when the aggregator is unreachable; a refused model
   // says "fetching the model: ..."); nothing is retried here.
   absl::StatusOr<StepResult> RunOnce();
+  // RunOnce on `model` instead of the runner's own: simulated devices share
+  // one model per worker thread, so 10,000 of them stay cheap. The model's
+  // weights are the task's afterwards.
+  absl::StatusOr<StepResult> RunOnce(models::ModelInstance& model);
 
   // Runs until max_tasks tasks completed or `stop` becomes true (checked
   // between steps and while waiting). Returns the error that ended it
@@ -170,6 +182,8 @@ class DeviceRunner {
 
   // Checks the options and restores the drift state, once.
   absl::Status Prepare();
+  void Log(std::string_view level, std::string_view event, const LogFields& fields,
+           std::string_view message = {}) const;
   // Reports, persists, logs what a finished task produced.
   StepResult FinishTask(TaskReport report);
   // Sleeps up to `delay`, waking early on `stop`.

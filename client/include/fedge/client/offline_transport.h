@@ -30,7 +30,8 @@ bool IsUnreachable(const absl::Status& status);
 
 class OfflineTransport : public ClientTransport {
  public:
-  // Both must outlive this object.
+  // Both must outlive this object. A null `store` buffers nothing: an
+  // unreachable aggregator's error is returned as it is.
   OfflineTransport(ClientTransport* inner, PendingUpdateStore* store)
       : inner_(inner), store_(store) {}
 
