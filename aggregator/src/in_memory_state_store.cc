@@ -79,7 +79,38 @@ absl::Status InMemoryStateStore::AddVersion(const VersionRecord& record,
         absl::StrCat("model version ", record.version, " is stored already"));
   }
   versions_[record.version] = StoredVersion{record, master, artifact};
+  DropOldModelsLocked();
   return absl::OkStatus();
+}
+
+void InMemoryStateStore::DropOldModelsLocked() {
+  if (keep_models_ == 0 || versions_.size() <= keep_models_) return;
+  uint64_t live = 0;
+  for (auto it = versions_.rbegin(); it != versions_.rend(); ++it) {
+    if (it->second.record.status == "live") {
+      live = it->first;
+      break;
+    }
+  }
+  size_t newer = 0;
+  for (auto it = versions_.rbegin(); it != versions_.rend(); ++it, ++newer) {
+    if (newer < keep_models_ || it->first == live || !it->second.kept) continue;
+    it->second.master.Clear();
+    it->second.artifact.Clear();
+    it->second.kept = false;
+  }
+}
+
+absl::StatusOr<const InMemoryStateStore::StoredVersion*> InMemoryStateStore::KeptLocked(
+    uint64_t version) const {
+  auto it = versions_.find(version);
+  if (it == versions_.end()) return absl::NotFoundError(absl::StrCat("no model version ", version));
+  if (!it->second.kept) {
+    return absl::NotFoundError(absl::StrCat("the artifacts of model version ", version,
+                                            " are no longer kept (this store keeps the newest ",
+                                            keep_models_, ")"));
+  }
+  return &it->second;
 }
 
 absl::StatusOr<std::vector<VersionRecord>> InMemoryStateStore::Versions() const {
@@ -119,16 +150,16 @@ absl::Status InMemoryStateStore::SetVersionStatus(uint64_t version, const std::s
 
 absl::StatusOr<v1::ModelArtifact> InMemoryStateStore::ReadMaster(uint64_t version) const {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = versions_.find(version);
-  if (it == versions_.end()) return absl::NotFoundError(absl::StrCat("no model version ", version));
-  return it->second.master;
+  absl::StatusOr<const StoredVersion*> stored = KeptLocked(version);
+  if (!stored.ok()) return stored.status();
+  return (*stored)->master;
 }
 
 absl::StatusOr<v1::ModelArtifact> InMemoryStateStore::ReadArtifact(uint64_t version) const {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = versions_.find(version);
-  if (it == versions_.end()) return absl::NotFoundError(absl::StrCat("no model version ", version));
-  return it->second.artifact;
+  absl::StatusOr<const StoredVersion*> stored = KeptLocked(version);
+  if (!stored.ok()) return stored.status();
+  return (*stored)->artifact;
 }
 
 // --- rounds --------------------------------------------------------------------
@@ -209,6 +240,7 @@ absl::Status InMemoryStateStore::CloseRound(uint64_t round, int participants,
         absl::StrCat("model version ", version.version, " is stored already"));
   }
   versions_[version.version] = StoredVersion{version, master, artifact};
+  DropOldModelsLocked();
   settings_["strategy_state"] = strategy_state;
   return EndRoundLocked(round, RoundState::kClosed, participants, version.version, "");
 }

@@ -54,8 +54,11 @@ class DeviceRunner::ModelGate final : public ClientTransport {
           absl::StrCat("the transport gave no artifact for version ", version));
     }
     std::lock_guard<std::mutex> lock(mu_);
-    if (pinned_->has_value() &&
-        std::find(verified_.begin(), verified_.end(), *artifact) == verified_.end()) {
+    // Verified before: the same (immutable, still living) artifact object.
+    const bool verified = std::any_of(
+        verified_.begin(), verified_.end(),
+        [&](const std::weak_ptr<const v1::ModelArtifact>& v) { return v.lock() == *artifact; });
+    if (pinned_->has_value() && !verified) {
       if (absl::Status s = models::VerifySignedArtifact(**artifact, **pinned_); !s.ok()) {
         if (log_) {
           LogEvent("error", "model_refused", {{"version", std::to_string(version)}}, s.ToString());
@@ -100,7 +103,9 @@ class DeviceRunner::ModelGate final : public ClientTransport {
   const std::optional<models::VerifyingKey>* const pinned_;
   const bool log_;
   mutable std::mutex mu_;
-  std::vector<std::shared_ptr<const v1::ModelArtifact>> verified_;
+  // Weak: the runner does not keep old versions alive (a simulation runs
+  // thousands of runners); a freed artifact is verified again if it comes back.
+  std::vector<std::weak_ptr<const v1::ModelArtifact>> verified_;
   std::shared_ptr<const v1::ModelArtifact> current_;
 };
 

@@ -60,7 +60,8 @@ absl::StatusOr<aggregator::RoundCoordinatorOptions> CoordinatorOptionsFor(
 
 struct Federation {
   aggregator::ManualClock clock;
-  aggregator::InMemoryStateStore store;
+  // The version being trained and the newest: all a simulation reads back.
+  aggregator::InMemoryStateStore store{2};
   std::optional<models::SigningKey> key;
   RoundWatcher watcher;
   std::unique_ptr<aggregator::RoundCoordinator> coordinator;

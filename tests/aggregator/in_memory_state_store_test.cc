@@ -107,6 +107,31 @@ TEST(InMemoryStateStoreTest, VersionsKeepTheirStatusAndTheLatestLiveSkipsHeldOne
   EXPECT_EQ(state, "optimizer");
 }
 
+// keep_models 2: the newest two versions and the newest live one keep their
+// artifacts; older ones keep only their records.
+TEST(InMemoryStateStoreTest, KeepModelsDropsOldArtifactsButNotTheLiveOne) {
+  InMemoryStateStore store(2);
+  v1::ModelArtifact artifact;
+  VersionRecord record;
+  FEDGE_ASSERT_OK(store.AddVersion(record, artifact, artifact));  // version 0, live
+  for (uint64_t v = 1; v <= 4; ++v) {
+    FEDGE_ASSERT_OK(store.BeginRound(Round(v)));
+    record.version = v;
+    record.status = v == 1 ? "live" : "canary";
+    artifact.mutable_header()->set_version(v);
+    FEDGE_ASSERT_OK(store.CloseRound(v, 3, record, artifact, artifact, ""));
+  }
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<VersionRecord> versions, store.Versions());
+  EXPECT_EQ(versions.size(), 5u);
+  EXPECT_THAT(store.ReadMaster(0).status(),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no longer kept")));
+  EXPECT_THAT(store.ReadArtifact(2).status(), StatusIs(absl::StatusCode::kNotFound));
+  for (uint64_t v : {1u, 3u, 4u}) {  // the live one, and the newest two
+    FEDGE_ASSERT_OK_AND_ASSIGN(v1::ModelArtifact master, store.ReadMaster(v));
+    EXPECT_EQ(master.header().version(), v);
+  }
+}
+
 TEST(InMemoryStateStoreTest, ClientsAreValidatedRevokedAndReenrolled) {
   InMemoryStateStore store;
   EXPECT_THAT(store.EnrollClient("bad id!", ""),

@@ -22,7 +22,11 @@ namespace fedge::aggregator {
 
 class InMemoryStateStore final : public StateStore {
  public:
-  InMemoryStateStore() = default;
+  // `keep_models` > 0 keeps the master and artifact of only the newest
+  // `keep_models` versions and of the newest live one (a long simulation
+  // would otherwise hold every version it published); older versions keep
+  // their records, and reading their artifacts is NOT_FOUND. 0: keep all.
+  explicit InMemoryStateStore(size_t keep_models = 0) : keep_models_(keep_models) {}
 
   std::filesystem::path dir() const override { return {}; }
 
@@ -65,7 +69,12 @@ class InMemoryStateStore final : public StateStore {
     VersionRecord record;
     v1::ModelArtifact master;
     v1::ModelArtifact artifact;
+    bool kept = true;  // false: its artifacts were dropped (keep_models)
   };
+  // Drops the artifacts keep_models_ no longer covers; mu_ held.
+  void DropOldModelsLocked();
+  // The stored version's artifacts, or NOT_FOUND; mu_ held.
+  absl::StatusOr<const StoredVersion*> KeptLocked(uint64_t version) const;
   struct Journal {
     std::vector<std::string> clients;               // every accepted client, in order
     std::map<uint64_t, v1::EncodedUpdate> entries;  // sequence -> update, not yet covered
@@ -75,6 +84,7 @@ class InMemoryStateStore final : public StateStore {
   absl::Status EndRoundLocked(uint64_t round, RoundState state, int participants,
                               uint64_t new_version, const std::string& reason);
 
+  const size_t keep_models_;
   mutable std::mutex mu_;
   std::map<std::string, ClientRecord, std::less<>> clients_;
   std::map<uint64_t, StoredVersion> versions_;
