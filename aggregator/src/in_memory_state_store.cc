@@ -95,8 +95,9 @@ void InMemoryStateStore::DropOldModelsLocked() {
   size_t newer = 0;
   for (auto it = versions_.rbegin(); it != versions_.rend(); ++it, ++newer) {
     if (newer < keep_models_ || it->first == live || !it->second.kept) continue;
-    it->second.master.Clear();
-    it->second.artifact.Clear();
+    // Assigned, not Clear()ed: Clear keeps the bytes' capacity.
+    it->second.master = v1::ModelArtifact();
+    it->second.artifact = v1::ModelArtifact();
     it->second.kept = false;
   }
 }

@@ -30,8 +30,9 @@ bool IsModelRefusal(const absl::Status& status) {
 // key (when one is set) and remembers the last model that passed.
 class DeviceRunner::ModelGate final : public ClientTransport {
  public:
-  ModelGate(ClientTransport* inner, const std::optional<models::VerifyingKey>* pinned, bool log)
-      : inner_(inner), pinned_(pinned), log_(log) {}
+  ModelGate(ClientTransport* inner, const std::optional<models::VerifyingKey>* pinned, bool log,
+            bool keep)
+      : inner_(inner), pinned_(pinned), log_(log), keep_(keep) {}
 
   absl::StatusOr<v1::JoinResponse> Join(const std::string& client_id) override {
     absl::StatusOr<v1::JoinResponse> join = inner_->Join(client_id);
@@ -70,7 +71,7 @@ class DeviceRunner::ModelGate final : public ClientTransport {
       // An evaluation task alternates two versions: keep both verified.
       if (verified_.size() > 2) verified_.erase(verified_.begin());
     }
-    current_ = *artifact;
+    if (keep_) current_ = *artifact;
     return artifact;
   }
   absl::Status SubmitUpdate(const v1::EncodedUpdate& update) override {
@@ -102,6 +103,7 @@ class DeviceRunner::ModelGate final : public ClientTransport {
   ClientTransport* const inner_;
   const std::optional<models::VerifyingKey>* const pinned_;
   const bool log_;
+  const bool keep_;
   mutable std::mutex mu_;
   // Weak: the runner does not keep old versions alive (a simulation runs
   // thousands of runners); a freed artifact is verified again if it comes back.
@@ -119,7 +121,9 @@ DeviceRunner::DeviceRunner(ClientTransport* transport, PendingUpdateStore* pendi
       model_(model),
       trainer_(trainer),
       options_(std::move(options)) {
-  gate_ = std::make_unique<ModelGate>(&offline_, &options_.pinned_key, options_.log_events);
+  gate_ = std::make_unique<ModelGate>(&offline_, &options_.pinned_key, options_.log_events,
+                                      options_.keep_model || options_.drift.has_value() ||
+                                          !options_.model_file.empty());
 }
 
 DeviceRunner::~DeviceRunner() = default;
@@ -166,6 +170,21 @@ void DeviceRunner::Log(std::string_view level, std::string_view event, const Log
   if (options_.log_events) LogEvent(level, event, fields, message);
 }
 
+bool DeviceRunner::DropsOut(uint64_t round) {
+  auto it = options_.secagg_drops.find(round);
+  if (it == options_.secagg_drops.end() || !device_->secagg_pending() ||
+      static_cast<int>(device_->secagg_phase()) < it->second) {
+    return false;
+  }
+  Log("warning", "secagg_dropped",
+      {{"client", device_->id()},
+       {"round", std::to_string(round)},
+       {"phase", v1::SecAggPhase_Name(device_->secagg_phase())}},
+      "fault injection (secagg_drops)");
+  device_->AbandonSecAgg();
+  return true;
+}
+
 absl::StatusOr<StepResult> DeviceRunner::RunOnce(models::ModelInstance& model) {
   models::ModelInstance* const own = model_;
   model_ = &model;
@@ -188,6 +207,11 @@ absl::StatusOr<StepResult> DeviceRunner::RunOnce() {
              {{"client", id}, {"latest_version", std::to_string(join->latest_version())}});
   }
   absl::StatusOr<TaskReport> report;
+  if (secagg_report_.has_value() && DropsOut(secagg_report_->round)) {
+    secagg_report_.reset();
+    step.kind = StepResult::Kind::kNoTask;
+    return step;
+  }
   if (secagg_report_.has_value()) {
     // Secure aggregation: the update leaves the device only masked, over
     // the protocol's phases, one phase per step.

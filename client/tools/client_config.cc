@@ -2,8 +2,10 @@
 
 #include <algorithm>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "fedge/data/dataset.h"
 #include "fedge/client/transport_registry.h"
 
@@ -59,6 +61,23 @@ std::vector<Key> DataKeys() {
           [](const ClientToolConfig& c) { return c.transport; },
           [](ClientToolConfig& c, const std::string& v) { c.transport = v; }),
       Key::String(
+          "fault.secagg_drops",
+          "tests only: drop out of secure aggregation, ROUND:PHASE,... (phase 1-4; 1: never "
+          "advertise keys)",
+          [](const ClientToolConfig& c) {
+            std::string text;
+            for (const auto& [round, phase] : c.secagg_drops) {
+              absl::StrAppend(&text, text.empty() ? "" : ",", round, ":", phase);
+            }
+            return text;
+          },
+          [](ClientToolConfig& c, const std::string& v) {
+            c.secagg_drops = ParseSecAggDrops(v).value_or(std::map<uint64_t, int>{});
+          })
+          .Check([](const config::Value& v) {
+            return ParseSecAggDrops(std::get<std::string>(v)).status();
+          }),
+      Key::String(
           "data.dir", "IDX dataset directory (gzipped or not)",
           [](const ClientToolConfig& c) { return c.data_dir; },
           [](ClientToolConfig& c, const std::string& v) { c.data_dir = v; })
@@ -111,6 +130,23 @@ std::vector<Key> DataKeys() {
 }
 
 }  // namespace
+
+absl::StatusOr<std::map<uint64_t, int>> ParseSecAggDrops(const std::string& text) {
+  std::map<uint64_t, int> drops;
+  if (text.empty()) return drops;
+  for (absl::string_view entry : absl::StrSplit(text, ',')) {
+    std::pair<absl::string_view, absl::string_view> parts = absl::StrSplit(entry, ':');
+    uint64_t round = 0;
+    int phase = 0;
+    if (!absl::SimpleAtoi(parts.first, &round) || !absl::SimpleAtoi(parts.second, &phase) ||
+        round < 1 || phase < 1 || phase > 4) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "expected ROUND:PHASE entries (round >= 1, phase 1-4), got '", entry, "'"));
+    }
+    drops[round] = phase;
+  }
+  return drops;
+}
 
 ClientToolConfig DefaultClientToolConfig() {
   ClientToolConfig config;

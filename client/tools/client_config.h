@@ -4,6 +4,8 @@
 #ifndef FEDGE_CLIENT_TOOLS_CLIENT_CONFIG_H_
 #define FEDGE_CLIENT_TOOLS_CLIENT_CONFIG_H_
 
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,7 +27,14 @@ struct ClientToolConfig {
   // How the device reaches the aggregator: a registered client transport
   // (fedge/client/transport_registry.h). Default: grpc.
   std::string transport = "grpc";
+  // Fault injection for tests (fault.secagg_drops, "ROUND:PHASE,..."): the
+  // secure-aggregation phase this device drops out at, by round.
+  std::map<uint64_t, int> secagg_drops;
 };
+
+// Parses fault.secagg_drops: "" or "ROUND:PHASE[,ROUND:PHASE...]" with
+// ROUND >= 1 and PHASE in 1..4. INVALID_ARGUMENT names the bad entry.
+absl::StatusOr<std::map<uint64_t, int>> ParseSecAggDrops(const std::string& text);
 
 // Defaults: Fashion-MNIST, shard 0 of 1, dirichlet(0.5), seed 1, a
 // 10-second long poll; state_dir empty (./fedge-device-ID).

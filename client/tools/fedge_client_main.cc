@@ -107,6 +107,7 @@ int main(int argc, char** argv) {
   runner_options.seed = std::hash<std::string>{}(transport.client_id);
   runner_options.model_file = std::filesystem::path(state_dir) / "model.fedge";
   runner_options.pinned_key = *std::move(pinned);
+  runner_options.secagg_drops = config->secagg_drops;
   std::filesystem::create_directories(state_dir);
   fedge::client::DeviceRunner runner(&client_transport, &pending, &device, model->get(), &trainer,
                                      runner_options);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "fedge/models/inference.h"
@@ -78,6 +80,19 @@ absl::StatusOr<models::ArtifactEncoding> ArtifactEncodingFor(const SimulationCon
   encoding.sparse = config.artifact.sparse == "on" ||
                     (config.artifact.sparse == "auto" && config.prune.sparsity > 0.0);
   return encoding;
+}
+
+std::vector<int> SecAggDropPhases(const SimulationConfig& config, uint64_t round,
+                                  size_t cohort_size) {
+  std::vector<int> drop_at(cohort_size, 5);
+  std::mt19937_64 rng(config.run.seed ^ (0x44524F50ULL * (round + 1)));
+  std::vector<size_t> order(cohort_size);
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::shuffle(order.begin(), order.end(), rng);
+  const auto drops = static_cast<size_t>(
+      std::llround(config.secure_aggregation.dropout * static_cast<double>(cohort_size)));
+  for (size_t j = 0; j < drops; ++j) drop_at[order[j]] = 1 + static_cast<int>(rng() % 4);
+  return drop_at;
 }
 
 bool UsesErrorFeedback(const SimulationConfig& config) {

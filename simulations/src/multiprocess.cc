@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "fedge/aggregator/round_manager.h"
 #include "fedge/aggregator/state_store.h"
 #include "fedge/client/dataset_store.h"
 #include "fedge/client/trainer.h"
@@ -120,9 +121,9 @@ absl::Status CheckMultiprocessConfig(const SimulationConfig& config) {
     return refuse("update.codec=" + config.codec,
                   "fedge-client takes no codec options or error feedback yet");
   }
-  if (config.secure_aggregation.dropout > 0.0) {
-    return refuse("secure_aggregation.dropout",
-                  "dropouts are simulated in-process only (a real device drops out by itself)");
+  if (config.secure_aggregation.dropout > 0.0 && UsesPoissonSampling(config)) {
+    return refuse("secure_aggregation.dropout with Poisson sampling",
+                  "the devices are told their dropouts from the fixed-size cohorts");
   }
   return absl::OkStatus();
 }
@@ -210,7 +211,7 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
       "--set",
       absl::StrCat("rounds.min_clients=", clients),
       "--set",
-      absl::StrCat("rounds.min_updates=", per_round),
+      "rounds.min_updates=1",  // as in-process: what arrived closes a round at its deadline
       "--set",
       "rounds.deadline_s=3600",
       "--set",
@@ -267,6 +268,28 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
       aggregator_args.push_back(kv);
     }
   }
+  // Simulated dropouts: each device is told the rounds and phases it drops
+  // out at (the cohorts the coordinator will draw, and the drops the
+  // in-process mode simulates); a phase left unanswered closes at its
+  // deadline, so the deadlines are short.
+  std::vector<std::string> drops(static_cast<size_t>(clients));
+  if (config.secure_aggregation.protocol != "none" && config.secure_aggregation.dropout > 0.0) {
+    for (int r = 1; r <= config.round.rounds; ++r) {
+      FEDGE_ASSIGN_OR_RETURN(std::vector<std::string> cohort,
+                             aggregator::RoundManager::SelectCohort(ids, per_round,
+                                                                    config.run.seed, r));
+      const std::vector<int> phases = SecAggDropPhases(config, r, cohort.size());
+      for (size_t j = 0; j < cohort.size(); ++j) {
+        if (phases[j] > 4) continue;
+        std::string& text = drops[std::stoul(cohort[j].substr(std::string("client-").size()))];
+        absl::StrAppend(&text, text.empty() ? "" : ",", r, ":", phases[j]);
+      }
+    }
+    for (const char* kv : {"rounds.deadline_s=15", "secure_aggregation.phase_timeout_s=5"}) {
+      aggregator_args.push_back("--set");
+      aggregator_args.push_back(kv);
+    }
+  }
   FEDGE_ASSIGN_OR_RETURN(Child aggregator, Child::Spawn(aggregator_args, work / "aggregator.log"));
   int port = 0;
   for (int i = 0; i < 1200 && port == 0; ++i) {
@@ -316,6 +339,10 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
                                      std::to_string(std::max(1, config.run.intra_op_threads)),
                                      "--codec",
                                      config.codec};
+    if (!drops[static_cast<size_t>(i)].empty()) {
+      args.push_back("--set");
+      args.push_back("fault.secagg_drops=" + drops[static_cast<size_t>(i)]);
+    }
     FEDGE_ASSIGN_OR_RETURN(Child device, Child::Spawn(args, work / (ids[i] + ".log")));
     devices.push_back(std::move(device));
   }

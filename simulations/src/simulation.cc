@@ -243,6 +243,7 @@ absl::Status StartModels(Run& run) {
   FEDGE_ASSIGN_OR_RETURN(run.federation, internal::StartFederation(inputs, run.ids));
   client::DeviceRunnerOptions runner_options;
   runner_options.log_events = false;
+  runner_options.keep_model = false;
   runner_options.pinned_key = run.federation->key->public_key();
   run.runners.reserve(run.clients.size());
   for (client::DeviceClient& device : run.clients) {
@@ -260,20 +261,6 @@ absl::Status StartModels(Run& run) {
   run.result.summary.privacy_mode = config.privacy.mode;
   if (config.privacy.mode != "none") run.result.summary.delta = config.privacy.delta;
   return absl::OkStatus();
-}
-
-// Which phase each cohort device drops out at (5: none): a seeded share of
-// the cohort, each at a uniformly drawn phase.
-std::vector<int> DropPhases(const Run& run, const aggregator::RoundOpened& opened) {
-  std::vector<int> drop_at(opened.cohort.size(), 5);
-  std::mt19937_64 rng(run.config.run.seed ^ (0x44524F50ULL * (opened.round + 1)));
-  std::vector<size_t> order(opened.cohort.size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  std::shuffle(order.begin(), order.end(), rng);
-  const auto drops = static_cast<size_t>(std::llround(
-      run.config.secure_aggregation.dropout * static_cast<double>(opened.cohort.size())));
-  for (size_t j = 0; j < drops; ++j) drop_at[order[j]] = 1 + static_cast<int>(rng() % 4);
-  return drop_at;
 }
 
 // Secure aggregation after the task step (which trained, masked and
@@ -337,7 +324,8 @@ absl::StatusOr<std::optional<aggregator::RoundOpened>> RunCoordinatedRound(Run& 
   const std::vector<std::string>& cohort = opened->cohort;
   const bool secure = run.config.secure_aggregation.protocol != "none";
   const std::vector<int> drop_at =
-      secure ? DropPhases(run, *opened) : std::vector<int>(cohort.size(), 5);
+      secure ? SecAggDropPhases(run.config, opened->round, cohort.size())
+             : std::vector<int>(cohort.size(), 5);
   std::vector<absl::StatusOr<client::StepResult>> steps(cohort.size(),
                                                         absl::UnknownError("not run"));
   run.pool->ParallelFor(static_cast<int64_t>(cohort.size()), [&](int64_t task, int worker) {

@@ -101,6 +101,14 @@ TEST(ClientToolConfigTest, DefaultsAreTheOldFlagDefaults) {
   EXPECT_EQ(c->transport, "grpc");
 }
 
+TEST(ClientToolConfigTest, SecAggDropsParseByRound) {
+  absl::StatusOr<ClientToolConfig> config =
+      LoadClientToolConfig(With(Base(), {"--set", "fault.secagg_drops=3:1,1:4"}));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->secagg_drops, (std::map<uint64_t, int>{{1, 4}, {3, 1}}));
+  EXPECT_TRUE(LoadClientToolConfig(Base())->secagg_drops.empty());
+}
+
 TEST(ClientToolConfigTest, TransportIsChosenByRegisteredName) {
   ASSERT_STREQ(GrpcTransportName(), "grpc");
   absl::StatusOr<ClientToolConfig> c = LoadClientToolConfig(With(Base(), {"--transport", "grpc"}));
@@ -147,6 +155,10 @@ TEST(ClientToolConfigTest, BadCommandLinesNameTheFlagAndKey) {
       {With(Base(), {"--set", "tls.ca_file=x"}),
        "--set tls.ca_file=x: unknown config key 'tls.ca_file'; did you mean 'tls.ca'?"},
       {With(Base(), {"--set", "novalue"}), "--set expects key=value"},
+      {With(Base(), {"--set", "fault.secagg_drops=2:5"}),
+       "config key 'fault.secagg_drops': expected ROUND:PHASE entries (round >= 1, phase 1-4), "
+       "got '2:5'"},
+      {With(Base(), {"--set", "fault.secagg_drops=1:2,x"}), "got 'x'"},
       // fedge-client runs no training budget or drift detector: refused, not ignored.
       {With(Base(), {"--set", "drift.detector=adwin"}), "unknown config key 'drift.detector'"},
       {With(Base(), {"--set", "budget.max_task_seconds=5"}), "unknown config key"},

@@ -116,6 +116,16 @@ class DeviceClient {
   absl::StatusOr<uint64_t> SecAggStep(ClientTransport& transport);
   // True while a secure-aggregation session is open.
   bool secagg_pending() const { return secagg_ != nullptr; }
+  // The phase the open session acts in next (UNSPECIFIED without one).
+  v1::SecAggPhase secagg_phase() const {
+    return secagg_ != nullptr ? secagg_->phase() : v1::SECAGG_PHASE_UNSPECIFIED;
+  }
+  // Leaves the open session without a word: the device dropped out.
+  void AbandonSecAgg() {
+    secagg_.reset();
+    secagg_input_.clear();
+    secagg_input_.shrink_to_fit();
+  }
 
   // The error-feedback state; null before the first task or when error
   // feedback is off.

@@ -41,6 +41,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -85,6 +86,16 @@ struct DeviceRunnerOptions {
   // The monitor's clock (its `time`; `drift->cooldown` is in the same units).
   // Default: milliseconds since the Unix epoch.
   std::function<int64_t()> clock;
+  // Fault injection, for tests that compare a deployment with a simulation:
+  // in round r (key) the device drops out of secure aggregation at phase p
+  // (value, 1-4: it does not act in p or later; 1: it never advertises its
+  // keys). Empty: never.
+  std::map<uint64_t, int> secagg_drops;
+  // Keep the last verified artifact (current_model()). Off: it is not kept
+  // after its task, unless drift monitoring or model_file need it
+  // (simulated devices: thousands of runners would keep old versions
+  // alive). Default: on.
+  bool keep_model = true;
   // Log lines (joined, task_done, model_refused, ...) on stderr. Off for
   // simulated devices, whose simulation reports what happened. Default: on.
   bool log_events = true;
@@ -184,6 +195,9 @@ class DeviceRunner {
   absl::Status Prepare();
   void Log(std::string_view level, std::string_view event, const LogFields& fields,
            std::string_view message = {}) const;
+  // Fault injection: true (and the session abandoned) when the device drops
+  // out of `round`'s secure aggregation at the phase it would act in now.
+  bool DropsOut(uint64_t round);
   // Reports, persists, logs what a finished task produced.
   StepResult FinishTask(TaskReport report);
   // Sleeps up to `delay`, waking early on `stop`.

@@ -228,6 +228,15 @@ std::vector<std::pair<std::string, std::string>> DescribeConfig(const Simulation
 // Poisson sampling, the expected number.
 int ClientsPerRound(const SimulationConfig& config);
 
+// Simulated secure-aggregation dropouts (secure_aggregation.dropout) of
+// round `round`: for each position of its cohort (as the coordinator drew
+// it), the phase 1-4 that device drops out at (it does not act in that
+// phase or later; 1: it never runs its task), or 5 for none. A seeded
+// round(dropout x cohort) of the cohort drop, each at a uniformly drawn
+// phase. fedge-sim --mode multiprocess tells each fedge-client the same.
+std::vector<int> SecAggDropPhases(const SimulationConfig& config, uint64_t round,
+                                  size_t cohort_size);
+
 // True when devices keep an error-feedback residual (update.error_feedback,
 // resolving "auto").
 bool UsesErrorFeedback(const SimulationConfig& config);
