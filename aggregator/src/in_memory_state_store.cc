@@ -192,7 +192,11 @@ absl::Status InMemoryStateStore::JournalUpdate(uint64_t round, uint64_t sequence
                                                    journal.clients.size() + 1, ")"));
   }
   journal.clients.push_back(update.client_id());
-  journal.entries[sequence] = update;
+  if (keep_journal_) {
+    journal.entries[sequence] = update;
+  } else {
+    journal.incomplete = true;
+  }
   return absl::OkStatus();
 }
 
@@ -259,6 +263,11 @@ absl::StatusOr<std::optional<OpenRoundState>> InMemoryStateStore::LoadOpenRound(
     open.record = it->second;
     auto journal = journals_.find(it->first);
     if (journal != journals_.end()) {
+      if (journal->second.incomplete) {
+        return absl::DataLossError(absl::StrCat(
+            "round ", it->first, " is open, but its updates were not journaled (this store keeps "
+            "no journal): it cannot be resumed"));
+      }
       open.checkpoint = journal->second.checkpoint;
       for (const auto& [sequence, update] : journal->second.entries) {
         open.journal.push_back(update);

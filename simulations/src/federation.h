@@ -60,8 +60,9 @@ absl::StatusOr<aggregator::RoundCoordinatorOptions> CoordinatorOptionsFor(
 
 struct Federation {
   aggregator::ManualClock clock;
-  // The version being trained and the newest: all a simulation reads back.
-  aggregator::InMemoryStateStore store{2};
+  // The version being trained and the newest (all a simulation reads
+  // back), and no journal of updates: a simulation never resumes a round.
+  aggregator::InMemoryStateStore store{2, /*keep_journal=*/false};
   std::optional<models::SigningKey> key;
   RoundWatcher watcher;
   std::unique_ptr<aggregator::RoundCoordinator> coordinator;

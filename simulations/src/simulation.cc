@@ -80,6 +80,7 @@ struct Run {
   // join, poll, fetch and verify against the pinned key, train, submit,
   // report; on the worker's model replica.
   std::vector<std::unique_ptr<client::DeviceRunner>> runners;
+  client::DeviceRunnerOptions runner_options;
   std::vector<std::string> ids;
   std::vector<size_t> partition_of;  // clients[k] is partition entry partition_of[k]
   std::unordered_map<std::string, size_t> client_index;
@@ -241,16 +242,10 @@ absl::Status StartModels(Run& run) {
     };
   }
   FEDGE_ASSIGN_OR_RETURN(run.federation, internal::StartFederation(inputs, run.ids));
-  client::DeviceRunnerOptions runner_options;
-  runner_options.log_events = false;
-  runner_options.keep_model = false;
-  runner_options.pinned_key = run.federation->key->public_key();
-  run.runners.reserve(run.clients.size());
-  for (client::DeviceClient& device : run.clients) {
-    run.runners.push_back(std::make_unique<client::DeviceRunner>(
-        run.federation->transport.get(), /*pending=*/nullptr, &device, /*model=*/nullptr,
-        &run.trainer, runner_options));
-  }
+  run.runner_options.log_events = false;
+  run.runner_options.keep_model = false;
+  run.runner_options.pinned_key = run.federation->key->public_key();
+  run.runners.resize(run.clients.size());  // each made when its device is first selected
   if (config.monitor.enabled) {
     FEDGE_RETURN_IF_ERROR(internal::CreateMonitors(config, run.ids, run.partition_of, *run.train,
                                                    run.example_shape, run.drift));
@@ -261,6 +256,19 @@ absl::Status StartModels(Run& run) {
   run.result.summary.privacy_mode = config.privacy.mode;
   if (config.privacy.mode != "none") run.result.summary.delta = config.privacy.delta;
   return absl::OkStatus();
+}
+
+// Device k's runner, made when the device is first selected (a cohort's
+// devices are distinct, so no two workers make the same one).
+client::DeviceRunner& RunnerOf(Run& run, size_t k) {
+  std::unique_ptr<client::DeviceRunner>& runner = run.runners[k];
+  if (runner == nullptr) {
+    runner = std::make_unique<client::DeviceRunner>(run.federation->transport.get(),
+                                                    /*pending=*/nullptr, &run.clients[k],
+                                                    /*model=*/nullptr, &run.trainer,
+                                                    run.runner_options);
+  }
+  return *runner;
 }
 
 // Secure aggregation after the task step (which trained, masked and
@@ -281,7 +289,7 @@ void RunSecurePhases(Run& run, const aggregator::RoundOpened& opened,
       run.pool->ParallelFor(static_cast<int64_t>(cohort.size()), [&](int64_t task, int worker) {
         const size_t k = run.client_index.at(cohort[task]);
         if (drop_at[static_cast<size_t>(task)] <= phase || !run.clients[k].secagg_pending()) return;
-        steps[task] = run.runners[k]->RunOnce(*run.replicas[worker]);
+        steps[task] = RunnerOf(run, k).RunOnce(*run.replicas[worker]);
       });
     }
     const aggregator::CoordinatorRoundStatus status = coordinator.round_status();
@@ -294,7 +302,7 @@ void RunSecurePhases(Run& run, const aggregator::RoundOpened& opened,
   // protocol tells them so at their next step.
   run.pool->ParallelFor(static_cast<int64_t>(cohort.size()), [&](int64_t task, int worker) {
     const size_t k = run.client_index.at(cohort[task]);
-    if (run.clients[k].secagg_pending()) (void)run.runners[k]->RunOnce(*run.replicas[worker]);
+    if (run.clients[k].secagg_pending()) (void)RunnerOf(run, k).RunOnce(*run.replicas[worker]);
   });
 }
 
@@ -330,7 +338,7 @@ absl::StatusOr<std::optional<aggregator::RoundOpened>> RunCoordinatedRound(Run& 
                                                         absl::UnknownError("not run"));
   run.pool->ParallelFor(static_cast<int64_t>(cohort.size()), [&](int64_t task, int worker) {
     if (drop_at[static_cast<size_t>(task)] <= 1) return;  // gone before its task
-    steps[task] = run.runners[run.client_index.at(cohort[task])]->RunOnce(*run.replicas[worker]);
+    steps[task] = RunnerOf(run, run.client_index.at(cohort[task])).RunOnce(*run.replicas[worker]);
   });
   for (size_t i = 0; i < steps.size(); ++i) {
     if (drop_at[i] <= 1) continue;

@@ -132,6 +132,21 @@ TEST(InMemoryStateStoreTest, KeepModelsDropsOldArtifactsButNotTheLiveOne) {
   }
 }
 
+// Without a journal the store remembers who was accepted, and refuses to
+// hand back an open round it could not resume.
+TEST(InMemoryStateStoreTest, WithoutAJournalAnOpenRoundIsDataLossNotAnEmptyResume) {
+  InMemoryStateStore store(0, /*keep_journal=*/false);
+  FEDGE_ASSERT_OK(store.BeginRound(Round(1)));
+  FEDGE_ASSERT_OK(store.JournalUpdate(1, 1, Update("a")));
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<std::string> accepted, store.AcceptedClients(1));
+  EXPECT_THAT(accepted, ElementsAre("a"));
+  EXPECT_THAT(store.LoadOpenRound().status(),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("cannot be resumed")));
+  FEDGE_ASSERT_OK(store.FailRound(1, "stopped"));
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::optional<OpenRoundState> open, store.LoadOpenRound());
+  EXPECT_FALSE(open.has_value());
+}
+
 TEST(InMemoryStateStoreTest, ClientsAreValidatedRevokedAndReenrolled) {
   InMemoryStateStore store;
   EXPECT_THAT(store.EnrollClient("bad id!", ""),

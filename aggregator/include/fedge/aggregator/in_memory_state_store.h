@@ -26,7 +26,13 @@ class InMemoryStateStore final : public StateStore {
   // `keep_models` versions and of the newest live one (a long simulation
   // would otherwise hold every version it published); older versions keep
   // their records, and reading their artifacts is NOT_FOUND. 0: keep all.
-  explicit InMemoryStateStore(size_t keep_models = 0) : keep_models_(keep_models) {}
+  //
+  // `keep_journal` false keeps who was journaled but not the updates (a
+  // simulation, which never restarts, would hold every update of an open
+  // round): a coordinator started over such a store with a round open gets
+  // DATA_LOSS from LoadOpenRound instead of resuming it wrong.
+  explicit InMemoryStateStore(size_t keep_models = 0, bool keep_journal = true)
+      : keep_models_(keep_models), keep_journal_(keep_journal) {}
 
   std::filesystem::path dir() const override { return {}; }
 
@@ -79,12 +85,14 @@ class InMemoryStateStore final : public StateStore {
     std::vector<std::string> clients;               // every accepted client, in order
     std::map<uint64_t, v1::EncodedUpdate> entries;  // sequence -> update, not yet covered
     std::optional<v1::RoundCheckpoint> checkpoint;
+    bool incomplete = false;  // updates journaled without their bytes
   };
   // Marks open round `round` closed or failed; mu_ held.
   absl::Status EndRoundLocked(uint64_t round, RoundState state, int participants,
                               uint64_t new_version, const std::string& reason);
 
   const size_t keep_models_;
+  const bool keep_journal_;
   mutable std::mutex mu_;
   std::map<std::string, ClientRecord, std::less<>> clients_;
   std::map<uint64_t, StoredVersion> versions_;
