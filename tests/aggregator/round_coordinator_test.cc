@@ -81,6 +81,19 @@ v1::EncodedUpdate UpdateFor(const v1::Task& task) {
   return update;
 }
 
+// Central DP with seeded noise: z = 1, clip 0.5, rate 0.5, cohorts of 3.
+PrivateAggregationOptions SeededCentralDp() {
+  PrivateAggregationOptions dp;
+  dp.mode = privacy::PrivacyMode::kCentral;
+  dp.noise_multiplier = 1.0;
+  dp.clipper_options.clip_norm = 0.5;
+  dp.sampling_rate = 0.5;
+  dp.expected_cohort = 3.0;
+  dp.seeded_random = true;
+  dp.seed = 11;
+  return dp;
+}
+
 class RoundCoordinatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -460,15 +473,7 @@ TEST_F(RoundCoordinatorTest, ASecureRoundDoesNotSurviveARestart) {
 // after a restart.
 TEST_F(RoundCoordinatorTest, CentralPrivacyIsSeededAccountedAndSurvivesARestart) {
   RoundCoordinatorOptions options = Options();
-  PrivateAggregationOptions dp;
-  dp.mode = privacy::PrivacyMode::kCentral;
-  dp.noise_multiplier = 1.0;
-  dp.clipper_options.clip_norm = 0.5;
-  dp.sampling_rate = 0.5;
-  dp.expected_cohort = 3.0;
-  dp.seeded_random = true;
-  dp.seed = 11;
-  options.privacy = dp;
+  options.privacy = SeededCentralDp();
   auto run = [&](InMemoryStateStore& store) -> std::pair<std::vector<float>, double> {
     auto c = Start(options, &store);
     EXPECT_THAT(c.status(), IsOk());
@@ -618,6 +623,29 @@ TEST_F(RoundCoordinatorTest, DriftReportsAreStoredAndAnEmptyOneIsRefused) {
   EXPECT_EQ(metrics_.drift_reports.load(), 1u);
 }
 
+// The extra-round reaction over a one-round window.
+DriftPolicyOptions ExtraRoundPolicy(double threshold, int cooldown_rounds) {
+  DriftPolicyOptions drift;
+  drift.reaction = "extra-round";
+  drift.threshold = threshold;
+  drift.window_rounds = 1;
+  drift.cooldown_rounds = cooldown_rounds;
+  return drift;
+}
+
+// A drift report asking to join the next round.
+v1::DriftReport JoinRequest() {
+  v1::DriftReport report;
+  report.set_model_version(0);
+  report.set_request_join(true);
+  v1::DriftEvent* event = report.add_events();
+  event->set_detector("ks");
+  event->set_stream("features");
+  event->set_statistic(0.4);
+  event->set_threshold(0.2);
+  return report;
+}
+
 // The "extra-round" reaction: when enough of the population reports drift,
 // the next round's cohort is the devices that asked to join, even below
 // min_clients.
@@ -625,29 +653,14 @@ TEST_F(RoundCoordinatorTest, TheExtraRoundReactionOpensARoundForTheDriftingDevic
   RoundCoordinatorOptions options = Options();
   options.goal = 4;
   options.min_clients = 4;
-  DriftPolicyOptions drift;
-  drift.reaction = "extra-round";
-  drift.threshold = 0.5;
-  drift.window_rounds = 1;
-  drift.cooldown_rounds = 0;
-  options.drift = drift;
+  options.drift = ExtraRoundPolicy(/*threshold=*/0.5, /*cooldown_rounds=*/0);
   options.drift_population = 4;
   FEDGE_ASSERT_OK_AND_ASSIGN(auto c, Start(options));
   MarkAll(*c, 4);
   c->Tick();
   const std::vector<v1::Task> tasks = Tasks(*c, 4);
   ASSERT_EQ(tasks.size(), 4u);
-  for (int i : {1, 3}) {
-    v1::DriftReport report;
-    report.set_model_version(0);
-    report.set_request_join(true);
-    v1::DriftEvent* event = report.add_events();
-    event->set_detector("ks");
-    event->set_stream("features");
-    event->set_statistic(0.4);
-    event->set_threshold(0.2);
-    FEDGE_ASSERT_OK(c->RecordDrift(Id(i), report));
-  }
+  for (int i : {1, 3}) FEDGE_ASSERT_OK(c->RecordDrift(Id(i), JoinRequest()));
   for (const v1::Task& task : tasks) FEDGE_ASSERT_OK(c->Submit(UpdateFor(task)));
   ASSERT_EQ(listener_.opened.size(), 1u);
   // Only d1 and d3 are still available: below min_clients, yet they get
@@ -665,19 +678,6 @@ TEST_F(RoundCoordinatorTest, TheExtraRoundReactionOpensARoundForTheDriftingDevic
   EXPECT_EQ(listener_.opened.size(), 2u);
 }
 
-// A drift report from device `i`, asking to join.
-v1::DriftReport JoinRequest() {
-  v1::DriftReport report;
-  report.set_model_version(0);
-  report.set_request_join(true);
-  v1::DriftEvent* event = report.add_events();
-  event->set_detector("ks");
-  event->set_stream("features");
-  event->set_statistic(0.4);
-  event->set_threshold(0.2);
-  return report;
-}
-
 // Reports that arrive after a round closed (devices report while running
 // the version it published) count for that round; the policy is applied
 // once, before the next round opens or when the runner asks; a reaction of
@@ -686,12 +686,7 @@ v1::DriftReport JoinRequest() {
 TEST_F(RoundCoordinatorTest, ReportsAfterTheCloseCountAndAReactionRunsItsExtraRounds) {
   RoundCoordinatorOptions options = Options();
   options.goal = 2;
-  DriftPolicyOptions drift;
-  drift.reaction = "extra-round";
-  drift.threshold = 0.25;
-  drift.window_rounds = 1;
-  drift.cooldown_rounds = 5;
-  options.drift = drift;
+  options.drift = ExtraRoundPolicy(/*threshold=*/0.25, /*cooldown_rounds=*/5);
   options.drift_population = 6;
   options.drift_extra_rounds = 2;
   options.drift_extra_round_devices = 3;
@@ -753,16 +748,8 @@ TEST_F(RoundCoordinatorTest, AnAbortedSecureRoundFailsWithTheProtocolsReason) {
 TEST_F(RoundCoordinatorTest, TheBudgetStopsRoundsAndTheStopReasonSaysWhy) {
   RoundCoordinatorOptions options = Options();
   options.goal = 3;
-  PrivateAggregationOptions dp;
-  dp.mode = privacy::PrivacyMode::kCentral;
-  dp.noise_multiplier = 1.0;
-  dp.clipper_options.clip_norm = 0.5;
-  dp.sampling_rate = 0.5;
-  dp.expected_cohort = 3.0;
-  dp.epsilon_budget = 1e-3;
-  dp.seeded_random = true;
-  dp.seed = 11;
-  options.privacy = dp;
+  options.privacy = SeededCentralDp();
+  options.privacy->epsilon_budget = 1e-3;
   FEDGE_ASSERT_OK_AND_ASSIGN(auto c, Start(options));
   MarkAll(*c, 3);
   c->Tick();
