@@ -3,6 +3,8 @@
 // round_coordinator_{rounds,secagg,rollout}.cc.
 #include "fedge/aggregator/round_coordinator.h"
 
+#include <openssl/rand.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -39,6 +41,32 @@ int64_t ManualClock::WallMs() const {
 void ManualClock::Advance(std::chrono::milliseconds by) {
   std::lock_guard<std::mutex> lock(mu_);
   elapsed_ += by;
+}
+
+// --- cohort samplers -----------------------------------------------------------
+
+CohortSampler PoissonCohortSampler(double rate) {
+  return [rate](const std::vector<std::string>& available, int,
+                uint64_t) -> absl::StatusOr<std::vector<std::string>> {
+    std::vector<std::string> cohort;
+    std::vector<uint64_t> draws(available.size());
+    if (!draws.empty() &&
+        RAND_bytes(reinterpret_cast<unsigned char*>(draws.data()),
+                   static_cast<int>(draws.size() * sizeof(uint64_t))) != 1) {
+      return absl::InternalError("OpenSSL's RAND_bytes failed while drawing a cohort");
+    }
+    for (size_t i = 0; i < available.size(); ++i) {
+      // The top 53 bits as a uniform double in [0, 1).
+      if (static_cast<double>(draws[i] >> 11) * 0x1.0p-53 < rate) cohort.push_back(available[i]);
+    }
+    return cohort;
+  };
+}
+
+CohortSampler SeededPoissonCohortSampler(double rate, uint64_t seed) {
+  return [rate, seed](const std::vector<std::string>& available, int, uint64_t round) {
+    return RoundManager::SelectPoissonCohort(available, rate, seed, round);
+  };
 }
 
 // --- start-up ----------------------------------------------------------------

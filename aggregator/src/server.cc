@@ -2,7 +2,6 @@
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
@@ -42,36 +41,6 @@ AggregatorServer::Impl::Impl(AggregatorServerOptions options) : options_(std::mo
 AggregatorServer::Impl::~Impl() { Shutdown(); }
 
 // --- start-up --------------------------------------------------------------------
-
-namespace {
-
-// Poisson cohorts at `rate`: reproducible from `seed` when `seeded`, else
-// from OpenSSL's generator (an adversary cannot predict who is drawn, which
-// amplification by sampling assumes).
-CohortSampler PoissonSampler(double rate, bool seeded, uint64_t seed) {
-  if (seeded) {
-    return [rate, seed](const std::vector<std::string>& available, int, uint64_t round) {
-      return RoundManager::SelectPoissonCohort(available, rate, seed, round);
-    };
-  }
-  return [rate](const std::vector<std::string>& available,
-                int, uint64_t) -> absl::StatusOr<std::vector<std::string>> {
-    std::vector<std::string> cohort;
-    std::vector<uint64_t> draws(available.size());
-    if (!draws.empty() &&
-        RAND_bytes(reinterpret_cast<unsigned char*>(draws.data()),
-                   static_cast<int>(draws.size() * sizeof(uint64_t))) != 1) {
-      return absl::InternalError("OpenSSL's RAND_bytes failed while drawing a cohort");
-    }
-    for (size_t i = 0; i < available.size(); ++i) {
-      // The top 53 bits as a uniform double in [0, 1).
-      if (static_cast<double>(draws[i] >> 11) * 0x1.0p-53 < rate) cohort.push_back(available[i]);
-    }
-    return cohort;
-  };
-}
-
-}  // namespace
 
 RoundCoordinatorOptions AggregatorServer::Impl::CoordinatorOptions() const {
   const RoundPolicy& policy = options_.policy;
@@ -135,7 +104,9 @@ absl::Status AggregatorServer::Impl::Init() {
     // Every drawn device counts: the round's goal is its whole cohort.
     coordinator_options.goal = static_cast<int>(enrolled);
     coordinator_options.fraction = 0.0;
-    coordinator_options.cohort_sampler = PoissonSampler(rate, options_.seeded_sampling, policy.seed);
+    coordinator_options.cohort_sampler = options_.seeded_sampling
+                                             ? SeededPoissonCohortSampler(rate, policy.seed)
+                                             : PoissonCohortSampler(rate);
   } else if (options_.sampling != "fixed") {
     return absl::InvalidArgumentError(
         absl::StrCat("sampling '", options_.sampling, "': expected fixed or poisson"));

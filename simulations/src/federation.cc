@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "fedge/aggregator/round_manager.h"
 #include "fedge/models/artifact.h"
 #include "fedge/privacy/secagg/protocol.h"
 #include "fedge/proto/status_macros.h"
@@ -56,12 +55,8 @@ absl::StatusOr<aggregator::RoundCoordinatorOptions> CoordinatorOptionsFor(
     // the round waits for all that were drawn.
     const double rate = std::min(1.0, static_cast<double>(inputs.clients_per_round) /
                                           static_cast<double>(std::max<size_t>(1, inputs.clients)));
-    const uint64_t seed = config.run.seed;
     o.goal = static_cast<int>(inputs.clients);
-    o.cohort_sampler = [rate, seed](const std::vector<std::string>& available, int,
-                                    uint64_t round) {
-      return aggregator::RoundManager::SelectPoissonCohort(available, rate, seed, round);
-    };
+    o.cohort_sampler = aggregator::SeededPoissonCohortSampler(rate, config.run.seed);
   }
   o.strategy = config.strategy;
   o.strategy_options = config.strategy_options;

@@ -252,6 +252,24 @@ TEST_F(RoundCoordinatorTest, TheCohortSamplerDecidesTheCohort) {
   EXPECT_EQ(tasks[1].client_id(), "d3");
 }
 
+// The Poisson samplers: OpenSSL's draws each device independently at the
+// rate (2000 devices at 0.5: outside [850, 1150] has probability < 1e-11);
+// the seeded one is RoundManager::SelectPoissonCohort.
+TEST(PoissonCohortSamplerTest, DrawsEachDeviceAtTheRateAndTheSeededOneReproduces) {
+  std::vector<std::string> devices;
+  for (int i = 0; i < 2000; ++i) devices.push_back(Id(i));
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<std::string> half, PoissonCohortSampler(0.5)(devices, 0, 1));
+  EXPECT_GT(half.size(), 850u);
+  EXPECT_LT(half.size(), 1150u);
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<std::string> all, PoissonCohortSampler(1.0)(devices, 0, 1));
+  EXPECT_EQ(all, devices);
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<std::string> seeded,
+                             SeededPoissonCohortSampler(0.3, 9)(devices, 0, 4));
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<std::string> direct,
+                             RoundManager::SelectPoissonCohort(devices, 0.3, 9, 4));
+  EXPECT_EQ(seeded, direct);
+}
+
 TEST_F(RoundCoordinatorTest, BadOptionsAreRefusedNamingTheField) {
   RoundCoordinatorOptions options = Options();
   options.signing_key = nullptr;

@@ -192,6 +192,15 @@ class CoordinatorListener {
 using CohortSampler = std::function<absl::StatusOr<std::vector<std::string>>(
     const std::vector<std::string>& available, int count, uint64_t round)>;
 
+// Poisson cohorts: each available device independently with probability
+// `rate` (the count is ignored; a round's goal should be its whole cohort).
+// Drawn from OpenSSL's generator, so nobody can predict a cohort, which
+// amplification by sampling assumes. REQUIRES: 0 < rate <= 1.
+CohortSampler PoissonCohortSampler(double rate);
+// The same, reproducible from `seed` (RoundManager::SelectPoissonCohort):
+// simulations and tests.
+CohortSampler SeededPoissonCohortSampler(double rate, uint64_t seed);
+
 // How rounds are scheduled: the part of a coordinator's options a
 // deployment's operator sets (fedge-aggregator's rounds.* and train.* keys).
 struct RoundPolicy {
