@@ -3,20 +3,13 @@
 // forgotten device, the cohort sampler, option validation and stored keys.
 #include "coordinator_fixture.h"
 
-namespace fedge::aggregator {
+// The tests live in the fixture's namespace: its names need no using.
+namespace fedge::aggregator::coordinator_testing {
 namespace {
 
-using coordinator_testing::Id;
-using coordinator_testing::Index;
-using coordinator_testing::kBase;
-using coordinator_testing::RoundCoordinatorTest;
-using coordinator_testing::SeededCentralDp;
-using coordinator_testing::UpdateFor;
-using ::fedge::testing_util::IsOk;
 using ::fedge::testing_util::StatusIs;
 using ::testing::HasSubstr;
-using round_testing::kLayout;
-using round_testing::kSpec;
+
 
 // --- operator actions and reports ------------------------------------------------------
 
@@ -307,4 +300,4 @@ TEST_F(RoundCoordinatorTest, AStoredVersionSignedWithAnotherKeyIsDataLoss) {
 }
 
 }  // namespace
-}  // namespace fedge::aggregator
+}  // namespace fedge::aggregator::coordinator_testing

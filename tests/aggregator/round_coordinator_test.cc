@@ -6,23 +6,14 @@
 #include "coordinator_fixture.h"
 #include "fedge/privacy/secagg/protocol.h"
 
-namespace fedge::aggregator {
+// The tests live in the fixture's namespace: its names need no using.
+namespace fedge::aggregator::coordinator_testing {
 namespace {
 
-using coordinator_testing::Id;
-using coordinator_testing::Index;
-using coordinator_testing::kBase;
-using coordinator_testing::RoundCoordinatorTest;
-using coordinator_testing::SeededCentralDp;
-using coordinator_testing::UpdateFor;
-using ::fedge::testing_util::IsOk;
 using ::fedge::testing_util::StatusIs;
 using ::testing::HasSubstr;
-using coordinator_testing::DeltaOf;
-using round_testing::kLayout;
-using round_testing::kSpec;
-using round_testing::Train;
 namespace secagg = privacy::secagg;
+
 
 TEST_F(RoundCoordinatorTest, ARoundClosesAtItsGoalAndPublishesTheWeightedMean) {
   FEDGE_ASSERT_OK_AND_ASSIGN(auto c, Start(Options()));
@@ -432,4 +423,4 @@ TEST_F(RoundCoordinatorTest, ACanaryStartsGivesEvaluationTasksAndPromotesOnGoodR
 }
 
 }  // namespace
-}  // namespace fedge::aggregator
+}  // namespace fedge::aggregator::coordinator_testing
