@@ -98,10 +98,12 @@ absl::StatusOr<std::unique_ptr<PrivateAggregation>> PrivateAggregation::Create(
                                 "it composes only with Gaussian mechanisms, not '", name, "'"));
   }
 
-  if (options.clipper != "fixed" && options.mode == PrivacyMode::kLocal) {
-    return Invalid(absl::StrCat("clipper '", options.clipper,
-                                "' needs each client's within-bound bit, which local mode would "
-                                "send in the clear; use the fixed clipper with local DP"));
+  if (options.clipper != "fixed" && options.mode != PrivacyMode::kCentral) {
+    return Invalid(absl::StrCat(
+        "clipper '", options.clipper, "' needs the count of updates within the bound, noised by a ",
+        "trusted aggregator; in ", std::string(privacy::PrivacyModeName(options.mode)),
+        " mode the aggregator is not trusted with it (each client's bit would reach it in the ",
+        "clear); use the fixed clipper, or mode 'central'"));
   }
 
   privacy::ClipperOptions clipper_options = options.clipper_options;
@@ -192,22 +194,28 @@ absl::StatusOr<double> PrivateAggregation::EpsilonAfter(double z,
 }
 
 absl::Status PrivateAggregation::CheckBudget(const std::vector<std::string>& cohort) const {
+  return CheckBudgetFor(cohort.size(), cohort);
+}
+
+absl::Status PrivateAggregation::CheckBudgetFor(
+    std::size_t cohort_size, const std::vector<std::string>& participants) const {
   if (options_.epsilon_budget <= 0.0) return absl::OkStatus();
-  int64_t participations = max_participations_;
+  int64_t most = max_participations_;
   if (options_.mode == PrivacyMode::kLocal) {
-    for (const std::string& client : cohort) {
+    for (const std::string& client : participants) {
       auto it = participations_.find(client);
-      participations =
-          std::max<int64_t>(participations, (it == participations_.end() ? 0 : it->second) + 1);
+      most = std::max<int64_t>(most, (it == participations_.end() ? 0 : it->second) + 1);
     }
   }
-  FEDGE_ASSIGN_OR_RETURN(const double z, AccountedNoise(cohort.size(), cohort.size()));
-  FEDGE_ASSIGN_OR_RETURN(const double after, EpsilonAfter(z, participations));
+  FEDGE_ASSIGN_OR_RETURN(const double z,
+                         AccountedNoise(cohort_size, std::max<std::size_t>(participants.size(), 1)));
+  FEDGE_ASSIGN_OR_RETURN(const double after, EpsilonAfter(z, most));
   if (after > options_.epsilon_budget) {
     return absl::ResourceExhaustedError(absl::StrFormat(
-        "privacy budget: another round would spend epsilon %.4g in total (delta %g), over the "
-        "budget of %.4g; %d rounds have spent %.4g",
-        after, options_.delta, options_.epsilon_budget, rounds_, epsilon_));
+        "privacy budget: this round (%d of %d updates, noise multiplier %.4g) would spend epsilon "
+        "%.4g in total (delta %g), over the budget of %.4g; %d rounds have spent %.4g",
+        static_cast<int>(participants.size()), static_cast<int>(cohort_size), z, after,
+        options_.delta, options_.epsilon_budget, rounds_, epsilon_));
   }
   return absl::OkStatus();
 }
@@ -215,9 +223,12 @@ absl::Status PrivateAggregation::CheckBudget(const std::vector<std::string>& coh
 v1::PrivacyConfig PrivateAggregation::TaskConfig(std::size_t cohort_size) const {
   v1::PrivacyConfig config;
   config.set_mode(ProtoMode(options_.mode));
-  if (options_.mode == PrivacyMode::kCentral) return config;  // the aggregator clips
+  // Central: the aggregator clips what it sees, but under secure aggregation
+  // it sees only the sum, so the devices clip to the same bound first.
   config.set_clip_norm(clipper_->clip_norm());
   config.set_clip_norm_type(static_cast<uint32_t>(clipper_->norm()));
+  config.set_aggregate_noise_multiplier(options_.noise_multiplier);  // for device floors
+  if (options_.mode == PrivacyMode::kCentral) return config;
   config.set_mechanism(std::string(mechanism_->name()));
   // SumNoiseMultiplier cannot fail here: Create checked it for this target.
   const double z_sum = *clipper_->SumNoiseMultiplier(options_.noise_multiplier);
@@ -231,23 +242,29 @@ v1::PrivacyConfig PrivateAggregation::TaskConfig(std::size_t cohort_size) const 
   return config;
 }
 
-bool PrivateAggregation::ClipUpdate(std::span<float> delta, const v1::EncodedUpdate& update,
-                                    double bound) const {
+absl::StatusOr<bool> PrivateAggregation::ClipUpdate(std::span<float> delta,
+                                                    const v1::EncodedUpdate& update,
+                                                    double bound) const {
   if (options_.mode == PrivacyMode::kCentral) {
     if (clipper_->norm() == 1) {
       const bool within = privacy::L1Norm(delta) <= bound;
-      privacy::ClipL1(delta, bound);
+      FEDGE_RETURN_IF_ERROR(privacy::ClipL1(delta, bound).status());
       return within;
     }
     const bool within = privacy::L2Norm(delta) <= bound;
-    privacy::ClipL2(delta, bound);
+    FEDGE_RETURN_IF_ERROR(privacy::ClipL2(delta, bound).status());
     return within;
   }
-  auto it = update.metrics().find("clip_within");
-  return it == update.metrics().end() || it->second >= 0.5;
+  // Local and distributed: the device clipped before noising; the fixed
+  // clipper (the only one these modes allow) needs no bit.
+  return true;
 }
 
 void PrivateAggregation::Record(bool within_bound) { clipper_->Record(within_bound); }
+
+void PrivateAggregation::RecordCounts(int64_t updates, int64_t within_bound) {
+  clipper_->RecordCounts(updates, within_bound);
+}
 
 absl::Status PrivateAggregation::Finalize(std::span<float> mean, int participants) {
   if (mean.size() != dimension_) {
@@ -290,7 +307,7 @@ absl::StatusOr<RoundPrivacy> PrivateAggregation::EndRound(
   }
   round.epsilon = epsilon_;
   ++rounds_;
-  FEDGE_RETURN_IF_ERROR(clipper_->EndRound(*random_).status());
+  FEDGE_RETURN_IF_ERROR(clipper_->EndRound(*random_, options_.expected_cohort).status());
   return round;
 }
 

@@ -63,6 +63,30 @@ CohortSampler PoissonCohortSampler(double rate) {
   };
 }
 
+CohortSampler UniformCohortSampler() {
+  return [](const std::vector<std::string>& available, int count,
+            uint64_t) -> absl::StatusOr<std::vector<std::string>> {
+    std::vector<std::string> pool = available;
+    const size_t take = std::min(pool.size(), static_cast<size_t>(std::max(count, 0)));
+    // A partial Fisher-Yates shuffle; each index by rejection sampling, so
+    // every position is exactly equally likely.
+    for (size_t i = 0; i < take; ++i) {
+      const uint64_t span = pool.size() - i;
+      const uint64_t limit = UINT64_MAX - UINT64_MAX % span;
+      uint64_t draw = 0;
+      do {
+        if (RAND_bytes(reinterpret_cast<unsigned char*>(&draw), sizeof(draw)) != 1) {
+          return absl::InternalError("OpenSSL's RAND_bytes failed while drawing a cohort");
+        }
+      } while (draw >= limit);
+      std::swap(pool[i], pool[i + draw % span]);
+    }
+    pool.resize(take);
+    std::sort(pool.begin(), pool.end());
+    return pool;
+  };
+}
+
 CohortSampler SeededPoissonCohortSampler(double rate, uint64_t seed) {
   return [rate, seed](const std::vector<std::string>& available, int, uint64_t round) {
     return RoundManager::SelectPoissonCohort(available, rate, seed, round);
@@ -103,6 +127,14 @@ absl::Status ValidateOptions(const RoundCoordinatorOptions& o) {
   if (o.rollout.enabled && !o.validate) {
     return absl::InvalidArgumentError(
         "rollout.enabled needs a validation function to evaluate new versions with");
+  }
+  if (o.privacy.has_value() && o.privacy->mode == privacy::PrivacyMode::kDistributed &&
+      !o.secure_aggregation.has_value()) {
+    return absl::InvalidArgumentError(
+        "privacy mode 'distributed' without secure aggregation: each device adds only a share of "
+        "the noise, which protects it only inside a sum the aggregator cannot see apart; in the "
+        "clear every update would arrive almost unnoised and the epsilon reported (the sum's) "
+        "would not hold. Turn secure aggregation on, or use mode 'local' or 'central'");
   }
   if (o.drift.has_value() && o.drift_population < 1) {
     return absl::InvalidArgumentError("drift_population must be >= 1");

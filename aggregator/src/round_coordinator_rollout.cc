@@ -371,4 +371,24 @@ void RoundCoordinator::RecordMetrics(const std::string& device, uint64_t round,
   }
 }
 
+void RoundCoordinator::RecordRefusal(const std::string& device, uint64_t round,
+                                     const std::string& reason) {
+  // The reason comes from the device: bounded, so a report cannot flood
+  // the event log.
+  const std::string shown = reason.substr(0, 500);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    refusals_.push_back({device, round, shown});
+    if (refusals_.size() > 256) refusals_.pop_front();
+  }
+  Record("warning", "task_refused",
+         absl::StrCat("device ", device, " refused its task of round ", round, ": ", shown),
+         {{"client", device}, {"round", std::to_string(round)}, {"reason", shown}});
+}
+
+std::vector<RoundCoordinator::TaskRefusal> RoundCoordinator::refusals() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return {refusals_.begin(), refusals_.end()};
+}
+
 }  // namespace fedge::aggregator

@@ -52,9 +52,17 @@ void RoundCoordinator::MaybeOpenRound(Pending& pending) {
     absl::StatusOr<std::vector<std::string>> drawn = DrawCohort(available, round, goal);
     if (!drawn.ok()) return Fatal(drawn.status(), pending);
     cohort = *std::move(drawn);
-    if (cohort.empty()) {
-      // A sampler may draw nobody (Poisson sampling): the next Tick draws
-      // for the next round id.
+    if (cohort.empty() ||
+        (secure_ != nullptr && cohort.size() < secure_->min_cohort())) {
+      // A sampler may draw nobody, or too few for secure aggregation to
+      // hide them (Poisson sampling): the next Tick draws for the next round
+      // id. Which draws are skipped depends on the coin flips only.
+      if (!cohort.empty()) {
+        Log("warning", "cohort_too_small",
+            {{"round", std::to_string(round)}, {"drawn", std::to_string(cohort.size())},
+             {"needed", std::to_string(secure_->min_cohort())}},
+            "secure aggregation needs a larger cohort; drawing again");
+      }
       std::lock_guard<std::mutex> lock(mu_);
       next_round_ = round + 1;
       return;
@@ -62,11 +70,7 @@ void RoundCoordinator::MaybeOpenRound(Pending& pending) {
   }
   if (const PrivateAggregation* privacy = rounds_->privacy(); privacy != nullptr) {
     if (absl::Status budget = privacy->CheckBudget(cohort); !budget.ok()) {
-      Record("warning", "privacy_budget_exhausted", std::string(budget.message()),
-             {{"round", std::to_string(round)}});
-      std::lock_guard<std::mutex> lock(mu_);
-      finished_ = true;
-      stop_reason_ = absl::StrCat("round ", round, " refused: ", budget.message());
+      StopForBudget(round, budget);
       return;
     }
   }
@@ -94,7 +98,8 @@ void RoundCoordinator::MaybeOpenRound(Pending& pending) {
     absl::StatusOr<v1::SecAggConfig> started =
         task.ok()
             ? secure_->StartRound(round, cohort, static_cast<uint64_t>(registry_->num_parameters()),
-                                  task->privacy())
+                                  task->privacy(),
+                                  rounds_->privacy() != nullptr && rounds_->privacy()->needs_counts())
             : task.status();
     if (!started.ok()) return Fatal(started.status(), pending);
   }
@@ -225,6 +230,14 @@ void RoundCoordinator::Checkpoint() {
   }
 }
 
+void RoundCoordinator::StopForBudget(uint64_t round, const absl::Status& budget) {
+  Record("warning", "privacy_budget_exhausted", std::string(budget.message()),
+         {{"round", std::to_string(round)}});
+  std::lock_guard<std::mutex> lock(mu_);
+  finished_ = true;
+  stop_reason_ = absl::StrCat("round ", round, " refused: ", budget.message());
+}
+
 void RoundCoordinator::CloseRound(uint64_t round, const std::string& why, Pending& pending,
                                   const std::string& failure) {
   int selected;
@@ -237,6 +250,12 @@ void RoundCoordinator::CloseRound(uint64_t round, const std::string& why, Pendin
   if (metrics_ != nullptr) metrics_->round_open = 0;
   const auto close_start = std::chrono::steady_clock::now();
   absl::StatusOr<RoundOutcome> outcome = rounds_->CloseRound();
+  if (!outcome.ok() && absl::IsResourceExhausted(outcome.status())) {
+    // The updates that arrived would take ε over the budget: nothing is
+    // released, and the federation stops.
+    StopForBudget(round, outcome.status());
+    return FailRound(round, std::string(outcome.status().message()), "privacy budget", pending);
+  }
   if (!outcome.ok()) {
     if (outcome.status().code() != absl::StatusCode::kFailedPrecondition) {
       return Fatal(outcome.status(), pending);
@@ -333,6 +352,7 @@ absl::Status RoundCoordinator::PublishClosed(const RoundOutcome& outcome, const 
     // after the restart (an overestimate of ε, never an underestimate).
     FEDGE_RETURN_IF_ERROR(store_->PutSetting("privacy_state", privacy->Serialize()));
     record.metrics["epsilon_spent"] = privacy->epsilon();
+    if (outcome.privacy.has_value()) record.metrics["clip_norm"] = outcome.privacy->clip_norm;
     if (privacy->options().epsilon_budget > 0.0) {
       record.metrics["epsilon_budget"] = privacy->options().epsilon_budget;
     }

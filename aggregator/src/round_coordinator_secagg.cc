@@ -73,6 +73,23 @@ void RoundCoordinator::CloseSecAggPhase(const std::string& why, bool only_if_com
     return CloseRound(round, "secure aggregation aborted", pending,
                       absl::StrCat("secure aggregation: ", closed.message()));
   }
+  if (closing == v1::SECAGG_PHASE_MASKED_INPUT) {
+    // The noise the sum will carry is now known (distributed DP: the
+    // survivors' shares). Decide on it before unmasking releases anything.
+    if (const PrivateAggregation* privacy = rounds_->privacy(); privacy != nullptr) {
+      std::size_t cohort_size;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        cohort_size = cohort_.size();
+      }
+      if (absl::Status budget = privacy->CheckBudgetFor(cohort_size, secure_->MaskedInputs());
+          !budget.ok()) {
+        StopForBudget(round, budget);
+        return CloseRound(round, "privacy budget", pending,
+                          absl::StrCat("not unmasked: ", budget.message()));
+      }
+    }
+  }
   if (closing == v1::SECAGG_PHASE_UNMASKING) {
     absl::StatusOr<SecureRoundOutcome> finished = secure_->Finish(*rounds_);
     if (!finished.ok()) {

@@ -1,6 +1,7 @@
 #include "fedge/aggregator/round_manager.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -312,7 +313,10 @@ absl::Status RoundManager::Submit(const v1::EncodedUpdate& update) {
   // With DP every update weighs the same (example counts are private data)
   // and, in central mode, is clipped here. The bound does not change while
   // the round is open, so clipping runs outside the lock.
-  const bool within_bound = privacy_ != nullptr ? privacy_->ClipUpdate(delta, update, bound) : true;
+  bool within_bound = true;
+  if (privacy_ != nullptr) {
+    FEDGE_ASSIGN_OR_RETURN(within_bound, privacy_->ClipUpdate(delta, update, bound));
+  }
   const double weight = privacy_ != nullptr ? 1.0 : static_cast<double>(update.num_examples());
 
   std::lock_guard<std::mutex> lock(mu_);
@@ -326,7 +330,10 @@ absl::Status RoundManager::Submit(const v1::EncodedUpdate& update) {
   submitted_.insert(update.client_id());
   total_examples_ += update.num_examples();
   bytes_up_ += update.ByteSizeLong();
-  if (auto it = update.metrics().find("train_loss"); it != update.metrics().end()) {
+  // A device's loss is its word, not data the round depends on: one that is
+  // not a finite, non-negative number (NaN, inf) is left out of the mean.
+  if (auto it = update.metrics().find("train_loss");
+      it != update.metrics().end() && std::isfinite(it->second) && it->second >= 0.0) {
     loss_weighted_sum_ += it->second * static_cast<double>(update.num_examples());
     loss_weight_ += static_cast<double>(update.num_examples());
   }
@@ -344,6 +351,11 @@ absl::StatusOr<RoundOutcome> RoundManager::CloseRound() {
     return absl::FailedPreconditionError(absl::StrCat(
         "round ", round_, " closed with ", participants, " of ", cohort_.size(),
         " updates, fewer than the ", options_.min_updates, " required; no new model version"));
+  }
+  if (privacy_ != nullptr) {
+    // On the updates that did arrive, before anything is released.
+    const std::vector<std::string> ids(submitted_.begin(), submitted_.end());
+    FEDGE_RETURN_IF_ERROR(privacy_->CheckBudgetFor(cohort_.size(), ids));
   }
   std::vector<float> aggregated(base_->parameters.size());
   FEDGE_RETURN_IF_ERROR(accumulator_->Aggregate(aggregated));
@@ -415,6 +427,9 @@ absl::Status RoundManager::SubmitAggregate(const AggregateContribution& contribu
     mean[k] = static_cast<float>(contribution.sum[k] * inverse);
   }
   FEDGE_RETURN_IF_ERROR(accumulator_->Accumulate(mean, contribution.total_weight));
+  if (privacy_ != nullptr && contribution.within_bound.has_value()) {
+    privacy_->RecordCounts(static_cast<int64_t>(ids.size()), *contribution.within_bound);
+  }
   submitted_.insert(ids.begin(), ids.end());
   ++aggregate_parts_;
   aggregate_clients_ += static_cast<int>(ids.size());

@@ -1,5 +1,7 @@
 #include "fedge/aggregator/secure_aggregation.h"
 
+#include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -17,11 +19,25 @@ absl::StatusOr<std::unique_ptr<SecureAggregation>> SecureAggregation::Create(
         "' needs every individual update, but secure aggregation reveals only their sum; use "
         "fedavg, fedprox, fedavgm, fedadam, fedyogi or fedadagrad"));
   }
-  // Validate the protocol options on a two-client cohort (k and t are
-  // checked again against each round's cohort).
+  const double threshold = options.protocol.threshold;
+  if (!(threshold > 0.0) || (threshold >= 1.0 && threshold < 2.0) ||
+      (threshold >= 1.0 && threshold != std::floor(threshold))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "secure_aggregation.threshold must be a fraction in (0, 1) or a whole count >= 2 (with 1, "
+        "a single neighbour could rebuild a device's masks), got ",
+        threshold));
+  }
+  if (options.protocol.min_survivors < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "secure_aggregation.min_survivors must be >= 2, got ", options.protocol.min_survivors));
+  }
+  // Validate the other protocol options on a cohort just large enough (k
+  // and t are checked again against each round's cohort).
   secagg::SecAggOptions probe = options.protocol;
   probe.weighted = false;
-  if (absl::Status s = secagg::MakeSecAggConfig(probe, {"a", "b"}, 1, options.graph_seed).status();
+  std::vector<std::string> cohort;
+  for (int i = 0; i < std::max(3, probe.min_survivors); ++i) cohort.push_back(absl::StrCat(i));
+  if (absl::Status s = secagg::MakeSecAggConfig(probe, cohort, 1, options.graph_seed).status();
       !s.ok() && s.message().find("threshold") == absl::string_view::npos &&
       s.message().find("neighbours") == absl::string_view::npos) {
     return s;
@@ -31,7 +47,7 @@ absl::StatusOr<std::unique_ptr<SecureAggregation>> SecureAggregation::Create(
 
 absl::StatusOr<v1::SecAggConfig> SecureAggregation::StartRound(
     uint64_t round, const std::vector<std::string>& cohort, uint64_t model_dimension,
-    const v1::PrivacyConfig& privacy) {
+    const v1::PrivacyConfig& privacy, bool clip_count) {
   secagg::SecAggOptions options = options_.protocol;
   options.weighted = false;
   options.max_weight = 0;
@@ -46,7 +62,16 @@ absl::StatusOr<v1::SecAggConfig> SecureAggregation::StartRound(
     options.weighted = true;
     options.max_weight = options_.max_weight;
   }
-  const uint64_t dimension = model_dimension + (options.weighted ? 1 : 0);
+  // The count needs a bound to scale the bits to: the clip norm.
+  options.clip_count = clip_count && privacy.clip_norm() > 0.0 && options.scale == 0.0;
+  if (clip_count && !options.clip_count) {
+    return absl::InvalidArgumentError(
+        "secure aggregation: adaptive clipping needs the count of updates within the clip norm, "
+        "which is summed in fixed point scaled to the clip norm; this round has no clip norm or "
+        "a fixed integer scale");
+  }
+  const uint64_t dimension =
+      model_dimension + (options.weighted ? 1 : 0) + (options.clip_count ? 1 : 0);
   FEDGE_ASSIGN_OR_RETURN(
       v1::SecAggConfig config,
       secagg::MakeSecAggConfig(options, cohort, dimension,
@@ -94,6 +119,11 @@ absl::Status SecureAggregation::ClosePhase() {
   return server_->ClosePhase();
 }
 
+std::vector<std::string> SecureAggregation::MaskedInputs() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return server_ == nullptr ? std::vector<std::string>() : server_->MaskedInputs();
+}
+
 v1::SecAggPhase SecureAggregation::phase() const {
   std::lock_guard<std::mutex> lock(mu_);
   return server_ == nullptr ? v1::SECAGG_PHASE_UNSPECIFIED : server_->phase();
@@ -125,6 +155,14 @@ absl::StatusOr<SecureRoundOutcome> SecureAggregation::Finish(RoundManager& round
   FEDGE_RETURN_IF_ERROR(codec.DecodeSum(sum, static_cast<int>(contributors.size()), decoded));
   AggregateContribution contribution;
   contribution.contributors = contributors;
+  if (config.clip_count()) {
+    // Each contributor sent clip_bound or 0; the fixed-point sum is exact up
+    // to the rounding of the encoding, far below one bit.
+    const double count = std::round(decoded.back() / config.clip_bound());
+    decoded.pop_back();
+    contribution.within_bound = static_cast<int64_t>(
+        std::clamp(count, 0.0, static_cast<double>(contributors.size())));
+  }
   if (config.weighted()) {
     contribution.total_weight = decoded.back();
     decoded.pop_back();

@@ -110,6 +110,15 @@ absl::Status AggregatorServer::Impl::Init() {
   } else if (options_.sampling != "fixed") {
     return absl::InvalidArgumentError(
         absl::StrCat("sampling '", options_.sampling, "': expected fixed or poisson"));
+  } else if (options_.secure_aggregation.has_value() && policy.goal > 0 &&
+             policy.goal < std::max(3, options_.secure_aggregation->protocol.min_survivors)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rounds.goal ", policy.goal, " with secure aggregation: below its minimum cohort of ",
+        std::max(3, options_.secure_aggregation->protocol.min_survivors),
+        " (secure_aggregation.min_survivors, and a threshold of at least 2), no round could run"));
+  } else if (!options_.seeded_sampling) {
+    // Nobody, the operator included, can predict who is asked next.
+    coordinator_options.cohort_sampler = UniformCohortSampler();
   }
   absl::StatusOr<std::unique_ptr<RoundCoordinator>> coordinator = RoundCoordinator::Start(
       std::move(coordinator_options), store_.get(), &clock_, this, &metrics, &event_log);

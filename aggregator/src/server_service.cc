@@ -648,6 +648,10 @@ void AggregatorServer::Impl::ReleaseUploadSlot() {
 }
 
 void AggregatorServer::Impl::RecordMetrics(const v1::MetricsReport& report) {
+  if (!report.task_refused().empty()) {
+    coordinator_->RecordRefusal(report.client_id(), report.round(), report.task_refused());
+    return;
+  }
   UpdateDevice(report.client_id(), [&](DeviceStatus& d) {
     for (const auto& [key, value] : report.metrics()) {
       if (std::isfinite(value)) d.last_metrics[key] = value;

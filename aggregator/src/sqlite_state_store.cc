@@ -227,9 +227,12 @@ absl::StatusOr<v1::ModelArtifact> ReadArtifactFile(const std::filesystem::path& 
 
 }  // namespace
 
-std::string GenerateEnrollmentToken() {
+absl::StatusOr<std::string> GenerateEnrollmentToken() {
   unsigned char bytes[24];
-  RAND_bytes(bytes, sizeof(bytes));
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+    return absl::UnavailableError(
+        "OpenSSL's random generator failed (RAND_bytes): no enrollment token was made");
+  }
   static constexpr char kHex[] = "0123456789abcdef";
   std::string token;
   for (unsigned char b : bytes) {

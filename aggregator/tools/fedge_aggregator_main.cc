@@ -131,7 +131,13 @@ int Serve(ServeConfig config) {
                                                          config.server.policy.seed);
     if (!privacy.ok()) return Fail(privacy.status());
     config.server.privacy = *std::move(privacy);
-    config.server.seeded_sampling = config.privacy.random == "seeded";
+    config.server.seeded_sampling |= config.privacy.random == "seeded";
+    if (config.privacy.mode != "local" && config.server.sampling != "poisson") {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          "rounds.sampling 'fixed' with privacy.mode '", config.privacy.mode,
+          "': the privacy accounting assumes Poisson sampling (each device drawn independently); "
+          "set rounds.sampling=poisson")));
+    }
     if (config.privacy.random == "seeded") {
       fedge::LogEvent("warning", "seeded_privacy_noise", {},
                       "privacy.random=seeded: the noise is reproducible from rounds.seed, so "
@@ -323,7 +329,11 @@ int main(int argc, char** argv) {
       std::cout << "revoked " << positional[0] << "\n";
       return 0;
     }
-    if (generate_token) token = fedge::aggregator::GenerateEnrollmentToken();
+    if (generate_token) {
+      absl::StatusOr<std::string> generated = fedge::aggregator::GenerateEnrollmentToken();
+      if (!generated.ok()) return Fail(generated.status());
+      token = *std::move(generated);
+    }
     if (absl::Status s = (*store)->EnrollClient(positional[0], token); !s.ok()) return Fail(s);
     if (token.empty()) {
       std::cout << "enrolled " << positional[0] << " (certificate CN=" << positional[0] << ")\n";

@@ -188,6 +188,13 @@ std::vector<Key> RoundKeys() {
           },
           [](const ServeConfig& c) { return c.server.sampling; },
           [](ServeConfig& c, const std::string& v) { c.server.sampling = v; }),
+      Key::Enum(
+          "rounds.sampling_random",
+          "where cohort draws come from: openssl (nobody can predict a cohort) or seeded "
+          "(reproducible from rounds.seed; simulations and tests)",
+          [] { return std::vector<std::string>{"openssl", "seeded"}; },
+          [](const ServeConfig& c) { return c.server.seeded_sampling ? "seeded" : "openssl"; },
+          [](ServeConfig& c, const std::string& v) { c.server.seeded_sampling = v == "seeded"; }),
   };
 }
 
@@ -222,7 +229,8 @@ std::vector<Key> TaskKeys() {
             c.server.secure_aggregation->protocol.protocol = *protocol;
           }),
       Key::Double(
-          "secure_aggregation.threshold", "shares that rebuild a secret: fraction of k, or a count",
+          "secure_aggregation.threshold",
+          "shares that rebuild a secret: fraction of k (at least 2), or a count >= 2",
           [](const ServeConfig& c) { return c.secagg.protocol.threshold; },
           [](ServeConfig& c, double v) { c.secagg.protocol.threshold = v; })
           .AtLeast(1e-9)
@@ -233,6 +241,13 @@ std::vector<Key> TaskKeys() {
           [](ServeConfig& c, int64_t v) { c.secagg.protocol.neighbours = static_cast<int>(v); })
           .Min(0)
           .Max(65534),
+      Key::Int(
+          "secure_aggregation.min_survivors",
+          "fewest masked updates the sum must hold before it is unmasked (>= 2)",
+          [](const ServeConfig& c) { return c.secagg.protocol.min_survivors; },
+          [](ServeConfig& c, int64_t v) { c.secagg.protocol.min_survivors = static_cast<int>(v); })
+          .Min(2)
+          .Max(65535),
       Key::Double(
           "secure_aggregation.bound", "largest |value| of an update coordinate (fixed-point range)",
           [](const ServeConfig& c) { return c.secagg.protocol.clip_bound; },

@@ -494,6 +494,8 @@ class Run {
     if (c_.device == nullptr) {
       fedge::client::DeviceClientOptions options;
       options.codec = config_.codec;
+      options.floor = config_.privacy_floor;
+      options.seeded_noise = config_.seeded_noise;
       c_.device =
           std::make_unique<fedge::client::DeviceClient>(config_.transport.client_id, data, options);
     } else {

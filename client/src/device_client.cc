@@ -3,11 +3,13 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "fedge/models/artifact.h"
 #include "fedge/privacy/clipping.h"
+#include "fedge/privacy/mechanism.h"
 #include "fedge/privacy/random.h"
 #include "fedge/privacy/update_privacy.h"
 #include "fedge/proto/status_macros.h"
@@ -81,7 +83,60 @@ absl::StatusOr<EvalMetrics> EvaluateLocal(models::ModelInstance& model, const Lo
   }
 }
 
+bool UsesSecAgg(const v1::Task& task) {
+  return task.has_secagg() && task.secagg().protocol() != v1::SecAggConfig::PROTOCOL_NONE;
+}
+
 }  // namespace
+
+absl::Status CheckPrivacyFloor(const PrivacyFloor& floor, const v1::Task& task) {
+  const v1::PrivacyConfig& dp = task.privacy();
+  if (floor.require_secure_aggregation && !UsesSecAgg(task)) {
+    return absl::FailedPreconditionError(
+        "privacy floor: privacy.require_secure_aggregation is set and the task sends the update "
+        "in the clear");
+  }
+  if (floor.max_clip_norm > 0.0 && dp.mode() != v1::PrivacyConfig::MODE_NONE &&
+      !(dp.clip_norm() > 0.0 && dp.clip_norm() <= floor.max_clip_norm)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "privacy floor: the task's clip norm ", dp.clip_norm(), " is not within privacy.max_clip_norm ",
+        floor.max_clip_norm));
+  }
+  if (floor.min_noise_multiplier > 0.0) {
+    // What the device can check itself where it adds the noise: local, its
+    // own multiplier; distributed, its share times the square root of the
+    // cohort (the total when every share arrives). Central: the aggregator's
+    // word (aggregate_noise_multiplier).
+    double z = 0.0;
+    switch (dp.mode()) {
+      case v1::PrivacyConfig::MODE_LOCAL:
+        z = dp.noise_multiplier();
+        break;
+      case v1::PrivacyConfig::MODE_DISTRIBUTED:
+        z = dp.noise_multiplier() *
+            std::sqrt(static_cast<double>(UsesSecAgg(task) ? task.secagg().cohort_size() : 1));
+        break;
+      case v1::PrivacyConfig::MODE_CENTRAL:
+        z = dp.aggregate_noise_multiplier();
+        break;
+      default:
+        break;
+    }
+    if (!(z >= floor.min_noise_multiplier * (1 - 1e-9))) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "privacy floor: the task's noise multiplier ", z, " is below privacy.min_noise_multiplier ",
+          floor.min_noise_multiplier,
+          dp.mode() == v1::PrivacyConfig::MODE_NONE ? " (the task asks for no DP)" : ""));
+    }
+  }
+  if (floor.local_noise_multiplier > 0.0 && floor.max_clip_norm <= 0.0 &&
+      !(dp.mode() != v1::PrivacyConfig::MODE_NONE && dp.clip_norm() > 0.0)) {
+    return absl::FailedPreconditionError(
+        "privacy floor: privacy.local_noise_multiplier needs a clip bound, and neither the task "
+        "nor privacy.max_clip_norm sets one");
+  }
+  return absl::OkStatus();
+}
 
 DeviceClient::DeviceClient(std::string id, LocalDataset data, DeviceClientOptions options)
     : id_(std::move(id)), data_(std::move(data)), options_(std::move(options)) {}
@@ -91,6 +146,17 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
                                                  const Trainer& trainer) {
   FEDGE_ASSIGN_OR_RETURN(v1::Task task, transport.PollTask(id_));
   if (task.kind() == v1::Task::KIND_EVALUATE) return RunEvaluation(transport, task, model);
+  if (absl::Status below = CheckPrivacyFloor(options_.floor, task); !below.ok()) {
+    // Tell the aggregator why, so it records the refusal (best effort: the
+    // refusal stands whether or not the report arrives).
+    v1::MetricsReport refusal;
+    refusal.set_client_id(id_);
+    refusal.set_round(task.round());
+    refusal.set_model_version(task.model_version());
+    refusal.set_task_refused(std::string(below.message()));
+    (void)transport.ReportMetrics(refusal);
+    return below;
+  }
   if (codec_ == nullptr) {
     absl::StatusOr<std::unique_ptr<models::UpdateCodec>> codec =
         models::CreateUpdateCodec(options_.codec, options_.codec_options);
@@ -111,13 +177,14 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
   absl::StatusOr<LocalUpdate> local = trainer.Fit(model, data_, task.train(), stored);
   if (!local.ok()) return Annotate(local.status(), "local training");
 
-  std::optional<bool> within_bound;
+  bool within_bound = true;
   const v1::PrivacyConfig& dp = task.privacy();
+  const int norm = dp.clip_norm_type() == 0 ? 2 : static_cast<int>(dp.clip_norm_type());
   if (dp.mode() == v1::PrivacyConfig::MODE_LOCAL ||
       dp.mode() == v1::PrivacyConfig::MODE_DISTRIBUTED) {
     privacy::ClientPrivacy params;
     params.clip_norm = dp.clip_norm();
-    params.norm = dp.clip_norm_type() == 0 ? 2 : static_cast<int>(dp.clip_norm_type());
+    params.norm = norm;
     params.mechanism = dp.mechanism();
     params.noise_multiplier = dp.noise_multiplier();
     params.integer_scale = dp.integer_scale();
@@ -134,17 +201,28 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
     }
     if (!privatized.ok()) return Annotate(privatized.status(), "privatizing the update");
     within_bound = privatized->within_bound;
-  } else if (dp.mode() == v1::PrivacyConfig::MODE_CENTRAL && task.has_secagg() &&
-             task.secagg().protocol() != v1::SecAggConfig::PROTOCOL_NONE) {
+  } else if (dp.mode() == v1::PrivacyConfig::MODE_CENTRAL && UsesSecAgg(task)) {
     // The aggregator cannot clip what it only sees summed: clip here.
-    privacy::ClipL2(local->delta, dp.clip_norm());
+    if (!(dp.clip_norm() > 0.0)) {
+      return absl::InvalidArgumentError(
+          "the task asks for central DP under secure aggregation without a clip norm: the "
+          "aggregator could not bound this device's contribution");
+    }
+    within_bound = (norm == 1 ? privacy::L1Norm(local->delta) : privacy::L2Norm(local->delta)) <=
+                   dp.clip_norm();
+    absl::StatusOr<double> clipped = norm == 1 ? privacy::ClipL1(local->delta, dp.clip_norm())
+                                               : privacy::ClipL2(local->delta, dp.clip_norm());
+    if (!clipped.ok()) return Annotate(clipped.status(), "clipping the update");
   } else if (options_.clip_norm > 0.0) {
-    privacy::ClipL2(local->delta, options_.clip_norm);
+    if (absl::Status s = privacy::ClipL2(local->delta, options_.clip_norm).status(); !s.ok()) {
+      return Annotate(s, "clipping the update");
+    }
+  }
+  if (options_.floor.local_noise_multiplier > 0.0) {
+    FEDGE_RETURN_IF_ERROR(AddFloorNoise(task, local->delta));
   }
 
-  if (task.has_secagg() && task.secagg().protocol() != v1::SecAggConfig::PROTOCOL_NONE) {
-    return StartSecAgg(task, *local, *artifact);
-  }
+  if (UsesSecAgg(task)) return StartSecAgg(task, *local, *artifact, within_bound);
 
   v1::EncodedUpdate update;
   update.set_round(task.round());
@@ -161,7 +239,6 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
   }
   (*update.mutable_metrics())["train_loss"] = local->metrics.loss;
   (*update.mutable_metrics())["train_accuracy"] = local->metrics.accuracy;
-  if (within_bound.has_value()) (*update.mutable_metrics())["clip_within"] = *within_bound ? 1 : 0;
 
   TaskReport report;
   report.round = task.round();
@@ -211,18 +288,48 @@ absl::StatusOr<TaskReport> DeviceClient::RunEvaluation(ClientTransport& transpor
 
 namespace fedge::client {
 
+absl::Status DeviceClient::AddFloorNoise(const v1::Task& task, std::span<float> delta) {
+  const v1::PrivacyConfig& dp = task.privacy();
+  // The device's own noise is calibrated to a bound it applied itself.
+  const double bound = dp.mode() != v1::PrivacyConfig::MODE_NONE && dp.clip_norm() > 0.0
+                           ? dp.clip_norm()
+                           : options_.floor.max_clip_norm;
+  if (!(bound > 0.0)) {
+    return absl::FailedPreconditionError(
+        "privacy floor: privacy.local_noise_multiplier needs a clip bound, and neither the task "
+        "nor privacy.max_clip_norm sets one");
+  }
+  if (absl::Status s = privacy::ClipL2(delta, bound).status(); !s.ok()) {
+    return Annotate(s, "privacy floor: clipping the update");
+  }
+  privacy::MechanismOptions noise;
+  noise.noise_multiplier = options_.floor.local_noise_multiplier;
+  noise.l2_sensitivity = bound;
+  noise.l1_sensitivity = bound;
+  absl::StatusOr<std::unique_ptr<privacy::Mechanism>> gaussian =
+      privacy::CreateMechanism("gaussian", noise);
+  if (!gaussian.ok()) return Annotate(gaussian.status(), "privacy floor: local noise");
+  if (options_.seeded_noise) {
+    privacy::SeededRandom random(task.train().seed() ^ 0xBB67AE8584CAA73BULL);
+    return (*gaussian)->AddNoise(delta, random);
+  }
+  return (*gaussian)->AddNoise(delta, privacy::DefaultRandom());
+}
+
 absl::StatusOr<TaskReport> DeviceClient::StartSecAgg(const v1::Task& task, const LocalUpdate& local,
-                                                     const v1::ModelArtifact& artifact) {
+                                                     const v1::ModelArtifact& artifact,
+                                                     bool within_bound) {
   secagg_.reset();
   const v1::SecAggConfig& config = task.secagg();
   if (absl::Status s = privacy::secagg::ValidateSecAggConfig(config); !s.ok()) {
     return Annotate(s, "secure aggregation config");
   }
-  const size_t extra = config.weighted() ? 1 : 0;
+  const size_t extra = (config.weighted() ? 1 : 0) + (config.clip_count() ? 1 : 0);
   if (config.dimension() != local.delta.size() + extra) {
     return absl::FailedPreconditionError(absl::StrCat(
         "secure aggregation expects vectors of ", config.dimension(), " words, this update has ",
-        local.delta.size(), " parameters", extra ? " plus its weight" : ""));
+        local.delta.size(), " parameters", config.weighted() ? " plus its weight" : "",
+        config.clip_count() ? " plus its clip bit" : ""));
   }
   absl::StatusOr<privacy::secagg::FixedPointCodec> codec = privacy::secagg::CodecFor(config);
   if (!codec.ok()) return Annotate(codec.status(), "secure aggregation encoding");
@@ -232,6 +339,9 @@ absl::StatusOr<TaskReport> DeviceClient::StartSecAgg(const v1::Task& task, const
         std::min<uint64_t>(static_cast<uint64_t>(local.num_examples), config.max_weight()));
     for (float& v : values) v = static_cast<float>(v * weight);
     values.push_back(static_cast<float>(weight));
+  }
+  if (config.clip_count()) {
+    values.push_back(within_bound ? static_cast<float>(config.clip_bound()) : 0.0f);
   }
   secagg_input_.resize(values.size());
   if (absl::Status s = codec->Encode(values, secagg_input_, task.train().seed() ^ 0x5EC0A66ULL);

@@ -145,6 +145,40 @@ const config::KeyTable<DeviceConfig>& DeviceKeys() {
                     DriftDetectorChoices, [](const DeviceConfig& c) { return c.drift_detector; },
                     [](DeviceConfig& c, const std::string& v) { c.drift_detector = v; })
                     .Check(CheckLossDetector),
+                Key::Bool(
+                    "privacy.require_secure_aggregation",
+                    "refuse tasks that send the update in the clear (no secure aggregation)",
+                    [](const DeviceConfig& c) { return c.privacy_floor.require_secure_aggregation; },
+                    [](DeviceConfig& c, bool v) { c.privacy_floor.require_secure_aggregation = v; }),
+                Key::Double(
+                    "privacy.max_clip_norm",
+                    "refuse DP tasks whose clip bound is larger or unset (0: no limit)",
+                    [](const DeviceConfig& c) { return c.privacy_floor.max_clip_norm; },
+                    [](DeviceConfig& c, double v) { c.privacy_floor.max_clip_norm = v; })
+                    .AtLeast(0)
+                    .AtMost(1e9),
+                Key::Double(
+                    "privacy.min_noise_multiplier",
+                    "refuse tasks whose aggregate noise multiplier is smaller, or that ask for no "
+                    "DP (0: no minimum)",
+                    [](const DeviceConfig& c) { return c.privacy_floor.min_noise_multiplier; },
+                    [](DeviceConfig& c, double v) { c.privacy_floor.min_noise_multiplier = v; })
+                    .AtLeast(0)
+                    .AtMost(1e6),
+                Key::Double(
+                    "privacy.local_noise_multiplier",
+                    "Gaussian noise this device adds to its clipped update itself, in units of "
+                    "the clip bound (0: none)",
+                    [](const DeviceConfig& c) { return c.privacy_floor.local_noise_multiplier; },
+                    [](DeviceConfig& c, double v) { c.privacy_floor.local_noise_multiplier = v; })
+                    .AtLeast(0)
+                    .AtMost(1e6),
+                Key::Bool(
+                    "privacy.seeded_noise",
+                    "DP noise reproducible from the task's seed (simulations and tests only: "
+                    "whoever knows the seed can remove it)",
+                    [](const DeviceConfig& c) { return c.seeded_noise; },
+                    [](DeviceConfig& c, bool v) { c.seeded_noise = v; }),
             });
     // Names of ClientTransportOptions fields and of other tools' keys.
     for (const auto& [from, to] :

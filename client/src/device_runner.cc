@@ -276,13 +276,18 @@ StepResult DeviceRunner::FinishTask(TaskReport report) {
   if (report.evaluation) {
     metrics.mutable_metrics()->insert(report.evaluation_metrics.begin(),
                                       report.evaluation_metrics.end());
-  } else {
+  } else if (!report.secagg) {
+    // Under secure aggregation the device's figures stay on the device: a
+    // loss sent in the clear next to a masked update would say what the
+    // masking hides.
     (*metrics.mutable_metrics())["train_loss"] = report.metrics.loss;
     (*metrics.mutable_metrics())["train_accuracy"] = report.metrics.accuracy;
   }
-  if (absl::Status s = gate_->ReportMetrics(metrics);
-      !s.ok() && !IsUnreachable(s) && !absl::IsUnimplemented(s)) {
-    Log("warning", "metrics_refused", {{"client", id}}, s.ToString());
+  if (metrics.metrics_size() > 0) {
+    if (absl::Status s = gate_->ReportMetrics(metrics);
+        !s.ok() && !IsUnreachable(s) && !absl::IsUnimplemented(s)) {
+      Log("warning", "metrics_refused", {{"client", id}}, s.ToString());
+    }
   }
   std::shared_ptr<const v1::ModelArtifact> model = gate_->current();
   if (!options_.model_file.empty() && model != nullptr && model != saved_model_) {

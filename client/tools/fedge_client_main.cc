@@ -98,6 +98,8 @@ int main(int argc, char** argv) {
 
   fedge::client::DeviceClientOptions device_options;
   device_options.codec = codec;
+  device_options.floor = config->device.privacy_floor;
+  device_options.seeded_noise = config->device.seeded_noise;
   fedge::client::DeviceClient device(transport.client_id, local, device_options);
   fedge::client::FileKeyProvider keys(std::filesystem::path(state_dir) / "store.key");
   fedge::client::PendingUpdateStore pending(std::filesystem::path(state_dir) / "pending", &keys);

@@ -32,8 +32,8 @@ class FixedClipper final : public Clipper {
       : Clipper(options.norm), clip_norm_(options.clip_norm) {}
   std::string_view name() const override { return "fixed"; }
   double clip_norm() const override { return clip_norm_; }
-  void Record(bool) override {}
-  absl::StatusOr<double> EndRound(RandomSource&) override { return clip_norm_; }
+  void RecordCounts(int64_t, int64_t) override {}
+  absl::StatusOr<double> EndRound(RandomSource&, double) override { return clip_norm_; }
   absl::StatusOr<double> SumNoiseMultiplier(double target) const override { return target; }
   std::string Serialize() const override { return "fedge.fixed_clipper.v1"; }
   absl::Status Restore(std::string_view serialized) override {
@@ -55,9 +55,13 @@ class QuantileClipper final : public Clipper {
         clipper_(std::move(clipper)) {}
   std::string_view name() const override { return "adaptive"; }
   double clip_norm() const override { return clipper_.clip_norm(); }
-  void Record(bool within_bound) override { clipper_.Record(within_bound); }
-  absl::StatusOr<double> EndRound(RandomSource& random) override {
-    if (clipper_.updates() > 0) FEDGE_RETURN_IF_ERROR(clipper_.EndRound(random).status());
+  void RecordCounts(int64_t updates, int64_t within_bound) override {
+    clipper_.RecordCounts(updates, within_bound);
+  }
+  absl::StatusOr<double> EndRound(RandomSource& random, double expected_updates) override {
+    if (clipper_.updates() > 0) {
+      FEDGE_RETURN_IF_ERROR(clipper_.EndRound(random, expected_updates).status());
+    }
     return clipper_.clip_norm();
   }
   absl::StatusOr<double> SumNoiseMultiplier(double target) const override {
@@ -117,15 +121,15 @@ Registry<ClipperFactory>& Clippers() {
 
 }  // namespace
 
-bool Clipper::Clip(std::span<float> update) const {
+absl::StatusOr<bool> Clipper::Clip(std::span<float> update) const {
   const double bound = clip_norm();
   if (norm_ == 1) {
     const bool within = L1Norm(update) <= bound;
-    ClipL1(update, bound);
+    FEDGE_RETURN_IF_ERROR(ClipL1(update, bound).status());
     return within;
   }
   const bool within = L2Norm(update) <= bound;
-  ClipL2(update, bound);
+  FEDGE_RETURN_IF_ERROR(ClipL2(update, bound).status());
   return within;
 }
 

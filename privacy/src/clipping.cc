@@ -1,12 +1,13 @@
 #include "fedge/privacy/clipping.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <cstdlib>
 #include <system_error>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "fedge/proto/status_macros.h"
 
 namespace fedge::privacy {
 
@@ -16,8 +17,18 @@ double L2Norm(std::span<const float> values) {
   return std::sqrt(sum);
 }
 
-double ClipL2(std::span<float> values, double max_norm) {
-  if (!(max_norm > 0.0)) std::abort();
+namespace {
+
+absl::Status CheckBound(const char* what, double max_norm) {
+  if (max_norm > 0.0 && std::isfinite(max_norm)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, ": the clip bound must be finite and > 0, got ", max_norm));
+}
+
+}  // namespace
+
+absl::StatusOr<double> ClipL2(std::span<float> values, double max_norm) {
+  FEDGE_RETURN_IF_ERROR(CheckBound("L2 clipping", max_norm));
   const double norm = L2Norm(values);
   if (norm <= max_norm) return 1.0;
   // Shrink by a further 1e-6 so that float rounding of the scaled entries
@@ -34,8 +45,8 @@ double L1Norm(std::span<const float> values) {
   return sum;
 }
 
-double ClipL1(std::span<float> values, double max_norm) {
-  if (!(max_norm > 0.0)) std::abort();
+absl::StatusOr<double> ClipL1(std::span<float> values, double max_norm) {
+  FEDGE_RETURN_IF_ERROR(CheckBound("L1 clipping", max_norm));
   const double norm = L1Norm(values);
   if (norm <= max_norm) return 1.0;
   // Shrink by a further 1e-6 so that float rounding of the scaled entries
@@ -69,25 +80,38 @@ absl::StatusOr<AdaptiveClipper> AdaptiveClipper::Create(const AdaptiveClipperOpt
   return AdaptiveClipper(options);
 }
 
-double AdaptiveClipper::ClipAndRecord(std::span<float> update) {
-  Record(L2Norm(update) <= clip_norm_);
-  return ClipL2(update, clip_norm_);
+absl::StatusOr<double> AdaptiveClipper::ClipAndRecord(std::span<float> update) {
+  const bool within = L2Norm(update) <= clip_norm_;
+  FEDGE_ASSIGN_OR_RETURN(const double factor, ClipL2(update, clip_norm_));
+  Record(within);
+  return factor;
 }
 
-void AdaptiveClipper::Record(bool norm_within_clip) {
-  ++updates_;
-  if (norm_within_clip) ++within_clip_;
+void AdaptiveClipper::Record(bool norm_within_clip) { RecordCounts(1, norm_within_clip ? 1 : 0); }
+
+void AdaptiveClipper::RecordCounts(int64_t updates, int64_t within_clip) {
+  updates_ += std::max<int64_t>(updates, 0);
+  within_clip_ += std::clamp<int64_t>(within_clip, 0, std::max<int64_t>(updates, 0));
 }
 
-absl::StatusOr<double> AdaptiveClipper::EndRound(RandomSource& random) {
+absl::StatusOr<double> AdaptiveClipper::EndRound(RandomSource& random, double expected_updates) {
   if (updates_ == 0) {
     return absl::FailedPreconditionError("AdaptiveClipper::EndRound: no update recorded");
   }
-  double count = static_cast<double>(within_clip_);
-  if (options_.count_noise_stddev > 0.0) {
-    count += options_.count_noise_stddev * SampleStandardGaussian(random);
+  if (!(expected_updates > 0.0) || !std::isfinite(expected_updates)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "AdaptiveClipper::EndRound: expected_updates must be finite and > 0, got ",
+        expected_updates));
   }
-  const double fraction = count / static_cast<double>(updates_);
+  // The centred count: each bit contributes b_i - 1/2, so adding or removing
+  // one update moves the sum by exactly 1/2, the sensitivity the accounting
+  // assumes (QuantileClipper::SumNoiseMultiplier). Dividing by the expected
+  // cohort rather than the updates that arrived keeps the denominator public.
+  double centred = static_cast<double>(within_clip_) - 0.5 * static_cast<double>(updates_);
+  if (options_.count_noise_stddev > 0.0) {
+    centred += options_.count_noise_stddev * SampleStandardGaussian(random);
+  }
+  const double fraction = 0.5 + centred / expected_updates;
   clip_norm_ *= std::exp(-options_.learning_rate * (fraction - options_.target_quantile));
   updates_ = 0;
   within_clip_ = 0;

@@ -99,11 +99,9 @@ absl::StatusOr<PrivatizedUpdate> PrivatizeUpdate(const ClientPrivacy& privacy,
   if (privacy.clip_norm > 0.0) {
     result.norm_before_clip = privacy.norm == 1 ? L1Norm(update) : L2Norm(update);
     result.within_bound = result.norm_before_clip <= privacy.clip_norm;
-    if (privacy.norm == 1) {
-      ClipL1(update, privacy.clip_norm);
-    } else {
-      ClipL2(update, privacy.clip_norm);
-    }
+    FEDGE_RETURN_IF_ERROR((privacy.norm == 1 ? ClipL1(update, privacy.clip_norm)
+                                             : ClipL2(update, privacy.clip_norm))
+                              .status());
   }
   if (!noised) return result;
   if (!mechanism->integer_valued()) {

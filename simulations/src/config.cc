@@ -173,6 +173,14 @@ absl::Status ValidateConfig(const SimulationConfig& config) {
         absl::StrCat(config.eval.int8 ? "eval.int8 (activation calibration)" : "distill.student",
                      " needs the aggregator's proxy set: set proxy.examples > 0"));
   }
+  if (config.privacy.mode == "distributed" && config.secure_aggregation.protocol == "none") {
+    return absl::InvalidArgumentError(
+        "privacy.mode 'distributed' without secure_aggregation: each device adds only a share of "
+        "the noise, which protects it only inside a sum the aggregator cannot see apart; in the "
+        "clear every update would reach the aggregator almost unnoised, and the epsilon reported "
+        "(the sum's) would not hold. Set secure_aggregation to secagg or secagg+, or use "
+        "privacy.mode 'local' (each device noises fully) or 'central'");
+  }
   if (config.privacy.mode == "distributed" && config.codec != "fp32") {
     return absl::InvalidArgumentError(absl::StrCat(
         "update.codec '", config.codec,
@@ -221,22 +229,29 @@ absl::Status ValidateConfig(const SimulationConfig& config) {
           ": updates travel fixed-point encoded and masked, no update codec applies; use codec "
           "'fp32'"));
     }
-    if (config.privacy.clipping != "fixed" && config.privacy.mode != "none") {
+    if (config.privacy.clipping != "fixed" && config.privacy.mode != "none" &&
+        config.privacy.mode != "central") {
       return absl::InvalidArgumentError(absl::StrCat(
-          "privacy.clipping '", config.privacy.clipping, "' with ", which,
-          ": adaptive clipping needs each client's clipped-or-not bit, which the aggregator no "
-          "longer sees; use privacy.clipping 'fixed'"));
+          "privacy.clipping '", config.privacy.clipping, "' with ", which, " and privacy.mode '",
+          config.privacy.mode,
+          "': adaptive clipping needs the count of updates within the bound noised by a trusted "
+          "aggregator; use privacy.mode 'central' (the count then travels masked like the "
+          "updates) or privacy.clipping 'fixed'"));
     }
-    if (config.round.fraction == 0.0 && config.round.clients_per_round < 2) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("round.clients_per_round ", config.round.clients_per_round, " with ", which,
-                       ": secure aggregation needs at least 2 clients per round"));
+    if (config.round.fraction == 0.0 &&
+        config.round.clients_per_round < config.secure_aggregation.min_survivors) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "round.clients_per_round ", config.round.clients_per_round, " with ", which,
+          ": below secure_aggregation.min_survivors ", config.secure_aggregation.min_survivors,
+          " (a sum of fewer devices would reveal too much), no round could finish"));
     }
     if (config.secure_aggregation.threshold >= 1.0 &&
-        config.secure_aggregation.threshold != std::floor(config.secure_aggregation.threshold)) {
-      return absl::InvalidArgumentError(absl::StrCat("secure_aggregation.threshold ",
-                                                     config.secure_aggregation.threshold,
-                                                     ": give a fraction below 1 or a whole count"));
+        (config.secure_aggregation.threshold < 2.0 ||
+         config.secure_aggregation.threshold != std::floor(config.secure_aggregation.threshold))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "secure_aggregation.threshold ", config.secure_aggregation.threshold,
+          ": give a fraction below 1 or a whole count >= 2 (with 1, a single neighbour could "
+          "rebuild a device's masks)"));
     }
     if (config.secure_aggregation.neighbours % 2 == 1) {
       return absl::InvalidArgumentError(absl::StrCat("secure_aggregation.neighbours ",

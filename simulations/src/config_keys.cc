@@ -577,8 +577,8 @@ const config::KeyTable<SimulationConfig>& Table() {
             FloatKey(
                 "secure_aggregation.threshold",
                 "Shares needed to rebuild a client's secrets: a fraction (< 1) of its "
-                "neighbourhood, or "
-                "a whole count (>= 1). Below it the round aborts and publishes nothing.",
+                "neighbourhood (at least 2), or a whole count (>= 2). Below it the round aborts "
+                "and publishes nothing.",
                 0, true, INFINITY, false, [](auto&c) { return c.secure_aggregation.threshold; },
                 [](auto&c, double v) { c.secure_aggregation.threshold = v; }),
             IntKey(
@@ -588,6 +588,14 @@ const config::KeyTable<SimulationConfig>& Table() {
                 "most n - 1.",
                 0, 65534, [](auto&c) { return c.secure_aggregation.neighbours; },
                 [](auto&c, int64_t v) { c.secure_aggregation.neighbours = static_cast<int>(v); }),
+            IntKey(
+                "secure_aggregation.min_survivors",
+                "Fewest devices whose masked updates must be in the sum before it is unmasked; a "
+                "round with fewer aborts without revealing anything (>= 2).",
+                2, 65535, [](auto&c) { return c.secure_aggregation.min_survivors; },
+                [](auto&c, int64_t v) {
+                  c.secure_aggregation.min_survivors = static_cast<int>(v);
+                }),
             FloatKey(
                 "secure_aggregation.bound",
                 "Per-coordinate bound B of the fixed-point encoding when neither clip_norm nor DP "

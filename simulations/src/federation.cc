@@ -73,6 +73,7 @@ absl::StatusOr<aggregator::RoundCoordinatorOptions> CoordinatorOptionsFor(
                            privacy::secagg::ParseProtocol(config.secure_aggregation.protocol));
     secure.protocol.threshold = config.secure_aggregation.threshold;
     secure.protocol.neighbours = config.secure_aggregation.neighbours;
+    secure.protocol.min_survivors = config.secure_aggregation.min_survivors;
     secure.protocol.clip_bound =
         config.clip_norm > 0.0 ? config.clip_norm : config.secure_aggregation.bound;
     // Without DP, updates are weighted by example count as in plain FedAvg:

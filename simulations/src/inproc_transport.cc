@@ -26,6 +26,10 @@ absl::StatusOr<v1::HeartbeatResponse> InProcTransport::Heartbeat(const std::stri
 }
 
 absl::Status InProcTransport::ReportMetrics(const v1::MetricsReport& report) {
+  if (!report.task_refused().empty()) {
+    coordinator_->RecordRefusal(report.client_id(), report.round(), report.task_refused());
+    return absl::OkStatus();
+  }
   coordinator_->RecordMetrics(report.client_id(), report.round(), report.model_version(),
                               {report.metrics().begin(), report.metrics().end()});
   return absl::OkStatus();

@@ -106,10 +106,6 @@ absl::Status CheckMultiprocessConfig(const SimulationConfig& config) {
     return refuse(absl::StrCat("partition.num_clients=", config.partition.num_clients),
                   absl::StrCat("one process per client: at most ", kMaxClients));
   }
-  if (config.privacy.mode == "local" || config.privacy.mode == "distributed") {
-    return refuse("privacy.mode=" + config.privacy.mode,
-                  "fedge-client adds no device noise yet (central works)");
-  }
   if (config.drift.type != "none" || config.monitor.enabled) {
     return refuse("drift.type / monitor.enabled", "not yet in deployments");
   }
@@ -162,7 +158,7 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
     FEDGE_ASSIGN_OR_RETURN(auto store, aggregator::StateStore::Open(state));
     for (int i = 0; i < clients; ++i) {
       ids[i] = absl::StrFormat("client-%05d", i);
-      tokens[i] = aggregator::GenerateEnrollmentToken();
+      FEDGE_ASSIGN_OR_RETURN(tokens[i], aggregator::GenerateEnrollmentToken());
       FEDGE_RETURN_IF_ERROR(store->EnrollClient(ids[i], tokens[i]));
     }
   }
@@ -217,6 +213,8 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
       "--set",
       absl::StrCat("rounds.seed=", config.run.seed),
       "--set",
+      "rounds.sampling_random=seeded",  // the in-process run's cohorts
+      "--set",
       absl::StrCat("train.local_epochs=", train.local_epochs()),
       "--set",
       absl::StrCat("train.batch_size=", train.batch_size()),
@@ -262,6 +260,8 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
          {"secure_aggregation=" + config.secure_aggregation.protocol,
           "secure_aggregation.threshold=" + Number(config.secure_aggregation.threshold),
           absl::StrCat("secure_aggregation.neighbours=", config.secure_aggregation.neighbours),
+          absl::StrCat("secure_aggregation.min_survivors=",
+                       config.secure_aggregation.min_survivors),
           "secure_aggregation.bound=" + Number(bound),
           absl::StrCat("secure_aggregation.max_weight=", options.max_client_examples)}) {
       aggregator_args.push_back("--set");
@@ -339,6 +339,11 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
                                      std::to_string(std::max(1, config.run.intra_op_threads)),
                                      "--codec",
                                      config.codec};
+    if (config.privacy.mode != "none" && config.privacy.random == "seeded") {
+      // As in-process: each device's noise reproducible from its task.
+      args.push_back("--set");
+      args.push_back("privacy.seeded_noise=true");
+    }
     if (!drops[static_cast<size_t>(i)].empty()) {
       args.push_back("--set");
       args.push_back("fault.secagg_drops=" + drops[static_cast<size_t>(i)]);

@@ -372,6 +372,10 @@ absl::StatusOr<std::optional<aggregator::RoundOpened>> RunCoordinatedRound(Run& 
     }
     record.secagg_aborted = true;  // publishes nothing
     record.secagg_abort_reason = ended->reason;
+    // Nothing was released: ε stays what the rounds before spent.
+    if (run.config.privacy.mode != "none") {
+      record.epsilon = run.federation->coordinator->epsilon_spent();
+    }
     return opened;
   }
   // Devices whose masked input is not in the sum.

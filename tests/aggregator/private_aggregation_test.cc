@@ -56,16 +56,24 @@ double Variance(const std::vector<float>& values) {
 TEST(PrivateAggregationTest, CentralClipsEachUpdateToTheBound) {
   FEDGE_ASSERT_OK_AND_ASSIGN(auto dp, PrivateAggregation::Create(Central(), 2));
   std::vector<float> big = {30.0f, 40.0f};
-  EXPECT_FALSE(dp->ClipUpdate(big, EmptyUpdate(), dp->clip_norm()));
+  EXPECT_FALSE(*dp->ClipUpdate(big, EmptyUpdate(), dp->clip_norm()));
   EXPECT_LE(privacy::L2Norm(big), 1.0);
   std::vector<float> small = {0.3f, 0.4f};
-  EXPECT_TRUE(dp->ClipUpdate(small, EmptyUpdate(), dp->clip_norm()));
+  EXPECT_TRUE(*dp->ClipUpdate(small, EmptyUpdate(), dp->clip_norm()));
   EXPECT_EQ(small, (std::vector<float>{0.3f, 0.4f}));
-  // Central clients are not asked to clip or noise.
+  // Central clients are not asked to noise, but are told the bound: under
+  // secure aggregation they clip themselves (the aggregator sees only the
+  // sum). A task with clip norm 0 made such a device abort.
   const v1::PrivacyConfig task = dp->TaskConfig(10);
   EXPECT_EQ(task.mode(), v1::PrivacyConfig::MODE_CENTRAL);
-  EXPECT_EQ(task.clip_norm(), 0.0);
+  EXPECT_EQ(task.clip_norm(), dp->clip_norm());
+  EXPECT_EQ(task.clip_norm_type(), 2u);
+  EXPECT_EQ(task.noise_multiplier(), 0.0);
+  EXPECT_EQ(task.aggregate_noise_multiplier(), dp->options().noise_multiplier);
   EXPECT_TRUE(task.mechanism().empty());
+  // A bound that is no bound is an error, not an abort.
+  EXPECT_THAT(dp->ClipUpdate(big, EmptyUpdate(), 0.0).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(PrivateAggregationTest, CentralNoiseOnTheSumHasStdZCOverTheDenominator) {

@@ -1,6 +1,10 @@
 // The round coordinator facing its fleet and operators: pause and rollback,
 // drift reports and the extra-round reaction, the privacy budget's stop, a
 // forgotten device, the cohort sampler, option validation and stored keys.
+#include <algorithm>
+#include <map>
+#include <set>
+
 #include "coordinator_fixture.h"
 
 // The tests live in the fixture's namespace: its names need no using.
@@ -261,6 +265,56 @@ TEST(PoissonCohortSamplerTest, DrawsEachDeviceAtTheRateAndTheSeededOneReproduces
   FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<std::string> direct,
                              RoundManager::SelectPoissonCohort(devices, 0.3, 9, 4));
   EXPECT_EQ(seeded, direct);
+}
+
+// Cohorts in deployments are secret: two draws for the same round (the same
+// devices, count and round id, so the same inputs a seeded sampler would
+// repeat) differ. 40 choose 5 agree with probability 1/658008; two Poisson
+// draws of 64 devices at 0.5 with probability 2^-64. Every device is drawn
+// about equally often (2000 draws of 5 of 40: each expects 250, outside
+// [175, 325] has probability < 1e-5 per device).
+TEST(UniformCohortSamplerTest, DrawsAreUnpredictableAndUniform) {
+  std::vector<std::string> devices;
+  for (int i = 0; i < 40; ++i) devices.push_back(Id(i));
+  const CohortSampler sampler = UniformCohortSampler();
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<std::string> a, sampler(devices, 5, 3));
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<std::string> b, sampler(devices, 5, 3));
+  EXPECT_EQ(a.size(), 5u);
+  EXPECT_TRUE(std::is_sorted(a.begin(), a.end()));
+  EXPECT_EQ(std::set<std::string>(a.begin(), a.end()).size(), 5u);
+  EXPECT_NE(a, b);
+  std::map<std::string, int> drawn;
+  for (int t = 0; t < 2000; ++t) {
+    FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<std::string> cohort, sampler(devices, 5, 3));
+    for (const std::string& id : cohort) ++drawn[id];
+  }
+  ASSERT_EQ(drawn.size(), devices.size());
+  for (const auto& [id, count] : drawn) {
+    EXPECT_GT(count, 175) << id;
+    EXPECT_LT(count, 325) << id;
+  }
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<std::string> all, sampler(devices, 99, 3));
+  std::sort(devices.begin(), devices.end());
+  EXPECT_EQ(all, devices);
+
+  std::vector<std::string> many;
+  for (int i = 0; i < 64; ++i) many.push_back(Id(i));
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<std::string> p, PoissonCohortSampler(0.5)(many, 0, 3));
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<std::string> q, PoissonCohortSampler(0.5)(many, 0, 3));
+  EXPECT_NE(p, q);
+}
+
+// Distributed DP without secure aggregation used to run and report the
+// sum's ε, though every update reached the aggregator with only a share of
+// the noise. Refused, saying why.
+TEST_F(RoundCoordinatorTest, DistributedDpWithoutSecureAggregationIsRefused) {
+  RoundCoordinatorOptions options = Options();
+  PrivateAggregationOptions dp;
+  dp.mode = privacy::PrivacyMode::kDistributed;
+  dp.clipper_options.clip_norm = 1.0;
+  options.privacy = dp;
+  EXPECT_THAT(Start(options).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("without secure aggregation")));
 }
 
 TEST_F(RoundCoordinatorTest, BadOptionsAreRefusedNamingTheField) {

@@ -66,6 +66,22 @@ TEST_F(RoundManagerTest, FedAvgRoundPublishesTheExampleWeightedMean) {
   EXPECT_EQ((*v1)->artifact->header().version(), 1u);
 }
 
+// A device's loss is its own report: NaN or inf (or a negative loss) from
+// one device used to make the published mean NaN. It is left out.
+TEST_F(RoundManagerTest, ALossThatIsNotAFiniteNumberIsLeftOutOfTheMean) {
+  v1::EncodedUpdate nan = Update("a", {1, 0, 0, 0}, 1);
+  (*nan.mutable_metrics())["train_loss"] = std::nan("");
+  v1::EncodedUpdate inf = Update("c", {1, 0, 0, 0}, 1);
+  (*inf.mutable_metrics())["train_loss"] = INFINITY;
+  ASSERT_TRUE(manager_->Submit(nan).ok());
+  ASSERT_TRUE(manager_->Submit(Update("b", {0, 4, 0, -4}, 3)).ok());
+  ASSERT_TRUE(manager_->Submit(inf).ok());
+  auto outcome = manager_->CloseRound();
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(outcome->participants, 3);  // the updates count; their losses do not
+  EXPECT_DOUBLE_EQ(outcome->train_loss, 3.0);
+}
+
 TEST_F(RoundManagerTest, TasksNameTheRoundVersionAndConfig) {
   auto task = manager_->TaskFor("b");
   ASSERT_TRUE(task.ok());

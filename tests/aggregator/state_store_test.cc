@@ -1,5 +1,6 @@
 #include "fedge/aggregator/state_store.h"
 
+#include <openssl/rand.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -210,6 +211,31 @@ TEST_F(StateStoreTest, DriftEventsSurviveARestart) {
   EXPECT_EQ(reports[0].model_version(), 3u);
   EXPECT_EQ(reports[0].events(0).detector(), "adwin");
   EXPECT_EQ(reports[1].events(0).detector(), "ks");
+}
+
+// Enrollment tokens come from OpenSSL's generator; when it fails the token
+// is an error, not 48 hex digits of whatever the buffer held (the result of
+// RAND_bytes used to be ignored). The failing generator is installed through
+// OpenSSL's (deprecated, still supported) RAND_METHOD hook.
+int FailingBytes(unsigned char*, int) { return 0; }
+int FailingStatus() { return 0; }
+
+TEST(EnrollmentTokenTest, AFailingRandomGeneratorIsAnErrorNotAToken) {
+  FEDGE_ASSERT_OK_AND_ASSIGN(const std::string token, GenerateEnrollmentToken());
+  EXPECT_EQ(token.size(), 48u);
+  FEDGE_ASSERT_OK_AND_ASSIGN(const std::string other, GenerateEnrollmentToken());
+  EXPECT_NE(token, other);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  static const RAND_METHOD failing = {nullptr, FailingBytes, nullptr, nullptr, FailingBytes,
+                                      FailingStatus};
+  const RAND_METHOD* before = RAND_get_rand_method();
+  ASSERT_EQ(RAND_set_rand_method(&failing), 1);
+  const absl::StatusOr<std::string> refused = GenerateEnrollmentToken();
+  RAND_set_rand_method(before);
+#pragma GCC diagnostic pop
+  EXPECT_THAT(refused.status(), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("RAND_bytes")));
+  FEDGE_EXPECT_OK(GenerateEnrollmentToken().status());  // the generator is back
 }
 
 }  // namespace

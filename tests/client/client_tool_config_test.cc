@@ -180,7 +180,7 @@ TEST(DeviceConfigTest, EveryKeyReadsBackItsValue) {
   const DeviceConfig defaults = DefaultDeviceConfig();
   DeviceConfig config = defaults;
   const std::vector<config::KeyInfo> keys = DeviceKeys().Describe(defaults);
-  ASSERT_EQ(keys.size(), 18u);
+  ASSERT_EQ(keys.size(), 23u);
   for (const config::KeyInfo& k : keys) {
     EXPECT_FALSE(k.help.empty()) << k.key;
     EXPECT_TRUE(DeviceKeys().Set(config, k.key, k.value).ok()) << k.key << "=" << k.value;

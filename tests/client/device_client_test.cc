@@ -35,11 +35,16 @@ class FakeTransport final : public ClientTransport {
     submitted.push_back(update);
     return submit_status;
   }
+  absl::Status ReportMetrics(const v1::MetricsReport& report) override {
+    reports.push_back(report);
+    return absl::OkStatus();
+  }
 
   std::optional<v1::Task> task;
   std::shared_ptr<const v1::ModelArtifact> artifact;
   std::shared_ptr<const v1::ModelArtifact> baseline;  // evaluation tasks
   std::vector<v1::EncodedUpdate> submitted;
+  std::vector<v1::MetricsReport> reports;
   absl::Status submit_status;
 };
 
@@ -160,7 +165,7 @@ TEST_F(DeviceClientTest, ClipsTheUpdateWhenAskedTo) {
   EXPECT_NEAR(privacy::L2Norm(delta), 1e-3, 1e-6);
 }
 
-TEST_F(DeviceClientTest, LocalDpClipsNoisesAndReportsTheBoundBit) {
+TEST_F(DeviceClientTest, LocalDpClipsAndNoisesAndSendsNoBoundBitInTheClear) {
   v1::PrivacyConfig& dp = *transport_.task->mutable_privacy();
   dp.set_mode(v1::PrivacyConfig::MODE_LOCAL);
   dp.set_clip_norm(1e-3);
@@ -180,8 +185,9 @@ TEST_F(DeviceClientTest, LocalDpClipsNoisesAndReportsTheBoundBit) {
   // 1e-3): the norm is about 2e-3 sqrt(d).
   const double expected = 2e-3 * std::sqrt(static_cast<double>(d));
   EXPECT_NEAR(privacy::L2Norm(first), expected, 0.1 * expected);
-  // One local epoch moves the weights by far more than 1e-3.
-  EXPECT_EQ(transport_.submitted[0].metrics().at("clip_within"), 0.0);
+  // Whether the update was within the bound says something about the data:
+  // it is not sent beside a locally private update.
+  EXPECT_FALSE(transport_.submitted[0].metrics().contains("clip_within"));
   // Seeded from the task: the same task gives the same noise.
   EXPECT_EQ(first, second);
 
@@ -381,10 +387,10 @@ TEST_F(DeviceClientTest, DistributedDpRefusesALossyCodecBeforeTraining) {
 TEST_F(DeviceClientTest, SecureAggregationTaskOpensASessionInsteadOfSubmitting) {
   privacy::secagg::SecAggOptions options;
   options.protocol = v1::SecAggConfig::PROTOCOL_SECAGG;
-  options.threshold = 1;
+  options.threshold = 2;
   options.weighted = true;
   options.max_weight = 100;
-  auto config = privacy::secagg::MakeSecAggConfig(options, {"phone-1", "phone-2"},
+  auto config = privacy::secagg::MakeSecAggConfig(options, {"phone-1", "phone-2", "phone-3"},
                                                   global_->parameters().size() + 1, 5);
   ASSERT_TRUE(config.ok()) << config.status();
   *transport_.task->mutable_secagg() = *config;
@@ -409,6 +415,120 @@ TEST_F(DeviceClientTest, SecureAggregationTaskOpensASessionInsteadOfSubmitting) 
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("expects vectors of 7 words"));
   EXPECT_FALSE(client.secagg_pending());
+}
+
+// Central DP under secure aggregation: the aggregator sees only the sum, so
+// the device clips to the task's bound. A task without one used to abort the
+// device (ClipL2 on a zero bound); now it is refused with a reason.
+TEST_F(DeviceClientTest, CentralDpUnderSecAggWithoutAClipNormIsRefusedNotAborted) {
+  privacy::secagg::SecAggOptions options;
+  options.protocol = v1::SecAggConfig::PROTOCOL_SECAGG;
+  auto config = privacy::secagg::MakeSecAggConfig(options, {"phone-1", "phone-2", "phone-3"},
+                                                  global_->parameters().size(), 5);
+  ASSERT_TRUE(config.ok()) << config.status();
+  *transport_.task->mutable_secagg() = *config;
+  transport_.task->mutable_privacy()->set_mode(v1::PrivacyConfig::MODE_CENTRAL);
+  DeviceClient client("phone-1", data_);
+  auto refused = client.RunTask(transport_, *device_model_, Trainer());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("without a clip norm"));
+  EXPECT_FALSE(client.secagg_pending());
+  // With the bound the aggregator now sends, the session opens.
+  transport_.task->mutable_privacy()->set_clip_norm(0.5);
+  auto report = client.RunTask(transport_, *device_model_, Trainer());
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->secagg);
+}
+
+// The privacy floor: each minimum refuses a weaker task before training,
+// tells the aggregator why, and sends nothing else.
+TEST_F(DeviceClientTest, APrivacyFloorRefusesWeakerTasksAndSaysWhy) {
+  struct Case {
+    const char* name;
+    PrivacyFloor floor;
+    const char* key;
+  };
+  PrivacyFloor secagg;
+  secagg.require_secure_aggregation = true;
+  PrivacyFloor clip;
+  clip.max_clip_norm = 1e-4;
+  PrivacyFloor noise;
+  noise.min_noise_multiplier = 1.0;
+  v1::PrivacyConfig& dp = *transport_.task->mutable_privacy();
+  dp.set_mode(v1::PrivacyConfig::MODE_CENTRAL);
+  dp.set_clip_norm(1e-3);
+  dp.set_aggregate_noise_multiplier(0.5);
+  for (const Case& c : {Case{"secagg", secagg, "require_secure_aggregation"},
+                        Case{"clip", clip, "max_clip_norm"},
+                        Case{"noise", noise, "min_noise_multiplier"}}) {
+    transport_.reports.clear();
+    DeviceClientOptions options;
+    options.floor = c.floor;
+    DeviceClient client("phone-1", data_, options);
+    auto refused = client.RunTask(transport_, *device_model_, Trainer());
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << c.name;
+    EXPECT_THAT(std::string(refused.status().message()), HasSubstr(c.key)) << c.name;
+    ASSERT_EQ(transport_.reports.size(), 1u) << c.name;
+    EXPECT_EQ(transport_.reports[0].round(), 8u);
+    EXPECT_THAT(transport_.reports[0].task_refused(), HasSubstr(c.key)) << c.name;
+    EXPECT_TRUE(transport_.reports[0].metrics().empty());
+  }
+  EXPECT_TRUE(transport_.submitted.empty());
+
+  // A task at or above the floor runs.
+  dp.set_aggregate_noise_multiplier(1.0);
+  DeviceClientOptions options;
+  options.floor = noise;
+  options.floor.max_clip_norm = 1e-3;
+  ASSERT_TRUE(DeviceClient("phone-1", data_, options)
+                  .RunTask(transport_, *device_model_, Trainer())
+                  .ok());
+  EXPECT_EQ(transport_.submitted.size(), 1u);
+}
+
+// The floor's own noise: clipped to the floor's bound (the task sets none)
+// and noised by the device, whatever the aggregator asked.
+TEST_F(DeviceClientTest, ThePrivacyFloorAddsTheDevicesOwnNoise) {
+  DeviceClientOptions options;
+  options.floor.max_clip_norm = 1e-3;
+  options.floor.local_noise_multiplier = 2.0;
+  options.seeded_noise = true;
+  DeviceClient client("phone-1", data_, options);
+  ASSERT_TRUE(client.RunTask(transport_, *device_model_, Trainer()).ok());
+  ASSERT_EQ(transport_.submitted.size(), 1u);
+  const size_t d = global_->parameters().size();
+  std::vector<float> delta(d);
+  ASSERT_TRUE((*models::CreateUpdateCodec("fp32"))->Decode(transport_.submitted[0], delta).ok());
+  // N(0, (2e-3)^2) per coordinate on an update clipped to 1e-3.
+  const double expected = 2e-3 * std::sqrt(static_cast<double>(d));
+  EXPECT_NEAR(privacy::L2Norm(delta), expected, 0.1 * expected);
+  // Without a bound anywhere the device cannot calibrate its noise: refused
+  // before training, and said so.
+  options.floor.max_clip_norm = 0.0;
+  EXPECT_EQ(DeviceClient("phone-1", data_, options)
+                .RunTask(transport_, *device_model_, Trainer())
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_EQ(transport_.reports.size(), 1u);
+  EXPECT_THAT(transport_.reports[0].task_refused(), HasSubstr("local_noise_multiplier"));
+}
+
+// In local mode the device checks the noise it adds itself, whatever the
+// aggregator claims the aggregate carries.
+TEST_F(DeviceClientTest, TheFloorChecksTheLocalNoiseTheDeviceAddsNotTheClaim) {
+  v1::PrivacyConfig& dp = *transport_.task->mutable_privacy();
+  dp.set_mode(v1::PrivacyConfig::MODE_LOCAL);
+  dp.set_clip_norm(1e-3);
+  dp.set_mechanism("gaussian");
+  dp.set_noise_multiplier(0.5);
+  dp.set_aggregate_noise_multiplier(4.0);  // a claim the device need not believe
+  DeviceClientOptions options;
+  options.floor.min_noise_multiplier = 1.0;
+  auto refused = DeviceClient("phone-1", data_, options).RunTask(transport_, *device_model_,
+                                                                 Trainer());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("0.5"));
 }
 
 }  // namespace

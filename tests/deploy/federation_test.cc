@@ -198,5 +198,50 @@ TEST_F(FederationTest, SecureAggregationOverTlsSurvivesADropout) {
   EXPECT_NE((*server->registry().Get(1))->parameters, (*server->registry().Get(0))->parameters);
 }
 
+// The device holds the line: a device whose floor requires secure
+// aggregation and a minimum noise refuses the plain, noiseless task of this
+// aggregator before training, and the aggregator records its reason as an
+// event. The other four devices complete the round without it.
+TEST_F(FederationTest, ADeviceWithAPrivacyFloorRefusesAWeakerTaskAndTheAggregatorRecordsWhy) {
+  aggregator::AggregatorServerOptions options = Options(5);
+  options.policy.rounds = 1;
+  options.policy.min_updates = 4;
+  options.policy.deadline = std::chrono::seconds(4);
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
+  std::vector<std::thread> devices;
+  std::vector<absl::Status> results(ids_.size());
+  for (size_t i = 0; i + 1 < ids_.size(); ++i) {
+    devices.emplace_back([&, i] { results[i] = RunDevice(i, server->port(), 1); });
+  }
+  const size_t strict = ids_.size() - 1;
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto transport,
+                             client::GrpcTransport::Create(CertDevice(ids_[strict], server->port())));
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto model, models::ModelInstance::Create(spec_, 0));
+  client::DeviceClientOptions floor;
+  floor.floor.require_secure_aggregation = true;
+  client::DeviceClient device(ids_[strict], Shard(strict), floor);
+  client::Trainer trainer;
+  absl::StatusOr<client::TaskReport> report;
+  do {
+    report = device.RunTask(*transport, *model, trainer);
+  } while (absl::IsNotFound(report.status()));
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(report.status().message()),
+              ::testing::HasSubstr("require_secure_aggregation"));
+  for (std::thread& t : devices) t.join();
+  for (size_t i = 0; i + 1 < ids_.size(); ++i) FEDGE_EXPECT_OK(results[i]);
+  FEDGE_ASSERT_OK(server->Wait());
+  bool recorded = false;
+  for (const aggregator::FleetEvent& e : server->events().Since(0, 1000)) {
+    if (e.kind != "task_refused") continue;
+    recorded = true;
+    EXPECT_EQ(e.fields.at("client"), ids_[strict]);
+    EXPECT_EQ(e.fields.at("round"), "1");
+    EXPECT_THAT(e.fields.at("reason"), ::testing::HasSubstr("require_secure_aggregation"));
+  }
+  EXPECT_TRUE(recorded) << "no task_refused event";
+  EXPECT_EQ(server->events().CountsByKind().at("task_refused"), 1u);
+}
+
 }  // namespace
 }  // namespace fedge

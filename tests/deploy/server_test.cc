@@ -443,20 +443,24 @@ TEST_F(DeployTest, OfflineDeviceBuffersItsUpdateEncryptedAndDeliversItLater) {
 }
 
 TEST_F(DeployTest, SecureAggregationRefusesImpostorsAndUpdatesInTheClear) {
-  Enroll(state_, "dev-1");
-  Enroll(state_, "dev-2");
+  for (const char* id : {"dev-1", "dev-2", "dev-3"}) Enroll(state_, id);
   aggregator::AggregatorServerOptions options = ServerOptions(state_);
+  options.policy.goal = 3;
+  options.policy.min_clients = 3;
   options.secure_aggregation.emplace();
   options.secure_aggregation->protocol.protocol = v1::SecAggConfig::PROTOCOL_SECAGG;
-  options.secure_aggregation->protocol.threshold = 1;
+  options.secure_aggregation->protocol.threshold = 2;
   FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
   const int port = server->port();
   FEDGE_ASSERT_OK_AND_ASSIGN(auto one, client::GrpcTransport::Create(CertDevice("dev-1", port)));
   FEDGE_ASSERT_OK_AND_ASSIGN(auto two, client::GrpcTransport::Create(CertDevice("dev-2", port)));
-  v1::Task task_one, task_two;
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto three, client::GrpcTransport::Create(CertDevice("dev-3", port)));
+  v1::Task task_one, task_two, task_three;
   std::thread poll_two([&] { task_two = *WaitForTask(*two); });
+  std::thread poll_three([&] { task_three = *WaitForTask(*three); });
   FEDGE_ASSERT_OK_AND_ASSIGN(task_one, WaitForTask(*one));
   poll_two.join();
+  poll_three.join();
   ASSERT_TRUE(task_one.has_secagg());
   EXPECT_EQ(task_one.secagg().protocol(), v1::SecAggConfig::PROTOCOL_SECAGG);
   // No update in the clear.

@@ -48,22 +48,22 @@ TEST(FixedClipperTest, ClipsInTheConfiguredNormAndNeverMoves) {
   options.clip_norm = 2.0;
   FEDGE_ASSERT_OK_AND_ASSIGN(auto l2, CreateClipper("fixed", options));
   std::vector<float> long_update = {3.0f, 4.0f};
-  EXPECT_FALSE(l2->Clip(long_update));
+  EXPECT_FALSE(*l2->Clip(long_update));
   EXPECT_LE(L2Norm(long_update), 2.0);
   EXPECT_NEAR(L2Norm(long_update), 2.0, 1e-5);
   std::vector<float> short_update = {0.5f, 0.5f};
-  EXPECT_TRUE(l2->Clip(short_update));
+  EXPECT_TRUE(*l2->Clip(short_update));
   EXPECT_EQ(short_update, (std::vector<float>{0.5f, 0.5f}));
 
   options.norm = 1;
   FEDGE_ASSERT_OK_AND_ASSIGN(auto l1, CreateClipper("fixed", options));
   std::vector<float> update = {1.5f, -1.5f};  // L2 2.12 > 2, L1 3 > 2
-  EXPECT_FALSE(l1->Clip(update));
+  EXPECT_FALSE(*l1->Clip(update));
   EXPECT_LE(L1Norm(update), 2.0);
 
   SeededRandom random(1);
   l2->Record(false);
-  FEDGE_ASSERT_OK_AND_ASSIGN(const double next, l2->EndRound(random));
+  FEDGE_ASSERT_OK_AND_ASSIGN(const double next, l2->EndRound(random, 1));
   EXPECT_EQ(next, 2.0);
   FEDGE_ASSERT_OK_AND_ASSIGN(const double z, l2->SumNoiseMultiplier(1.3));
   EXPECT_EQ(z, 1.3);
@@ -83,10 +83,11 @@ TEST(AdaptiveClipperPluginTest, TracksTheMedianOfUniformNorms) {
     for (int i = 0; i < 100; ++i) {
       const float norm = static_cast<float>(4.0 * UniformOpen01(random));
       std::vector<float> update = {norm, 0.0f};
-      clipper->Record(clipper->Clip(update));
+      FEDGE_ASSERT_OK_AND_ASSIGN(const bool within, clipper->Clip(update));
+      clipper->Record(within);
       EXPECT_LE(L2Norm(update), clipper->clip_norm());
     }
-    ASSERT_THAT(clipper->EndRound(random).status(), IsOk());
+    ASSERT_THAT(clipper->EndRound(random, 100).status(), IsOk());
   }
   EXPECT_NEAR(clipper->clip_norm(), 2.0, 0.25);
 }
@@ -96,7 +97,7 @@ TEST(AdaptiveClipperPluginTest, EndRoundWithoutUpdatesKeepsTheBound) {
   options.clip_norm = 0.7;
   FEDGE_ASSERT_OK_AND_ASSIGN(auto clipper, CreateClipper("adaptive", options));
   SeededRandom random(3);
-  FEDGE_ASSERT_OK_AND_ASSIGN(const double next, clipper->EndRound(random));
+  FEDGE_ASSERT_OK_AND_ASSIGN(const double next, clipper->EndRound(random, 10));
   EXPECT_EQ(next, 0.7);
 }
 
@@ -123,7 +124,7 @@ TEST(AdaptiveClipperPluginTest, StateRoundTripsAndGarbageChangesNothing) {
   FEDGE_ASSERT_OK_AND_ASSIGN(auto restored, CreateClipper("adaptive", options));
   ASSERT_THAT(restored->Restore(state), IsOk());
   SeededRandom a(11), b(11);
-  EXPECT_EQ(*clipper->EndRound(a), *restored->EndRound(b));
+  EXPECT_EQ(*clipper->EndRound(a, 2), *restored->EndRound(b, 2));
   const std::string before = restored->Serialize();
   EXPECT_THAT(restored->Restore("fedge.fixed_clipper.v1"),
               StatusIs(absl::StatusCode::kInvalidArgument));

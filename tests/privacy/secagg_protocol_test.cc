@@ -37,11 +37,12 @@ std::vector<std::string> Cohort(int n) {
 }
 
 v1::SecAggConfig Config(v1::SecAggConfig::Protocol protocol, int n, uint64_t dimension,
-                        double threshold = 0.5, int neighbours = 0) {
+                        double threshold = 0.5, int neighbours = 0, int min_survivors = 3) {
   SecAggOptions options;
   options.protocol = protocol;
   options.threshold = threshold;
   options.neighbours = neighbours;
+  options.min_survivors = min_survivors;
   absl::StatusOr<v1::SecAggConfig> config = MakeSecAggConfig(options, Cohort(n), dimension, 99);
   EXPECT_THAT(config.status(), IsOk());
   return *config;
@@ -198,6 +199,26 @@ TEST(SecAggProtocolTest, AbortsWhenTooFewMaskedInputs) {
   EXPECT_THAT(h.server->TakeSum().status(), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
+// Enough shares to unmask, too few inputs to hide them: SecAgg, n = 6, t = 2,
+// four drop before sending a masked input. Unmasking the two left would
+// reveal their sum to the server, so the round aborts below min_survivors
+// (3) before anything is unmasked. (With the threshold alone it completed.)
+TEST(SecAggProtocolTest, AbortsBeforeUnmaskingFewerThanTheMinimumOfSurvivors) {
+  Harness h(Config(v1::SecAggConfig::PROTOCOL_SECAGG, 6, 8, 2), 8);
+  EXPECT_EQ(h.config.min_survivors(), 3u);
+  h.drop_at = {{0, 3}, {1, 3}, {2, 3}, {3, 3}};
+  ASSERT_THAT(h.Phase(1), IsOk());
+  ASSERT_THAT(h.Phase(2), IsOk());
+  EXPECT_THAT(h.Phase(3), StatusIs(absl::StatusCode::kAborted,
+                                   HasSubstr("2 of 6 clients sent masked inputs, fewer than the 3")));
+  EXPECT_THAT(h.server->TakeSum().status(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  // The same dropouts with three survivors complete.
+  Harness ok(Config(v1::SecAggConfig::PROTOCOL_SECAGG, 6, 8, 2), 8);
+  ok.drop_at = {{0, 3}, {1, 3}, {2, 3}};
+  ASSERT_THAT(ok.RunAll(), IsOk());
+  EXPECT_EQ(ok.server->contributors().size(), 3u);
+}
+
 // The aggregator's view of one masked vector: bytes of y_u look uniform
 // (chi-square over 256 bins) even for an all-zero or constant input, and
 // never equal the input.
@@ -254,7 +275,30 @@ TEST(SecAggProtocolTest, ConfigValidationNamesTheField) {
   options.threshold = 2.5;
   EXPECT_THAT(MakeSecAggConfig(options, Cohort(10), 4, 1).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("threshold")));
+  // A threshold of one share lets a single neighbour rebuild a device's
+  // masks: refused as a count, and a fraction never rounds down to it.
+  options.threshold = 1;
+  EXPECT_THAT(MakeSecAggConfig(options, Cohort(10), 4, 1).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("whole count >= 2")));
+  options.threshold = 0.01;
+  FEDGE_ASSERT_OK_AND_ASSIGN(v1::SecAggConfig low, MakeSecAggConfig(options, Cohort(10), 4, 1));
+  EXPECT_EQ(low.threshold(), 2u);
+  v1::SecAggConfig forged = low;
+  forged.set_threshold(1);
+  EXPECT_THAT(ValidateSecAggConfig(forged),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("threshold")));
+  // Cohorts of two (k = 1) cannot have a threshold of 2; nor may the
+  // minimum of survivors be below 2 or above the cohort.
   options.threshold = 0.5;
+  EXPECT_THAT(MakeSecAggConfig(options, Cohort(2), 4, 1).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at least 3")));
+  options.min_survivors = 1;
+  EXPECT_THAT(MakeSecAggConfig(options, Cohort(10), 4, 1).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("min_survivors")));
+  options.min_survivors = 11;
+  EXPECT_THAT(MakeSecAggConfig(options, Cohort(10), 4, 1).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("min_survivors")));
+  options.min_survivors = 3;
   EXPECT_THAT(MakeSecAggConfig(options, Cohort(1), 4, 1).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at least 2")));
   EXPECT_THAT(MakeSecAggConfig(options, Cohort(10), 0, 1).status(),

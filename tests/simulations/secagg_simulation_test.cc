@@ -141,6 +141,14 @@ TEST(SecAggSimulationTest, ConfigRefusesWhatCannotWork) {
   config.secure_aggregation.neighbours = 0;
   config.secure_aggregation.threshold = 2.5;
   EXPECT_THAT(std::string(ValidateConfig(config).message()), HasSubstr("whole count"));
+  // One share would let a single neighbour rebuild a device's masks.
+  config.secure_aggregation.threshold = 1;
+  EXPECT_THAT(std::string(ValidateConfig(config).message()), HasSubstr("whole count >= 2"));
+  config.secure_aggregation.threshold = 0.5;
+  // A round of two could be unmasked with one survivor's update alone.
+  config.round.clients_per_round = 2;
+  EXPECT_THAT(std::string(ValidateConfig(config).message()), HasSubstr("min_survivors"));
+  config.round.clients_per_round = Base().round.clients_per_round;
   config.secure_aggregation = SecureAggregationConfig{};
   config.secure_aggregation.dropout = 0.1;
   EXPECT_THAT(std::string(ValidateConfig(config).message()), HasSubstr("dropout is set"));

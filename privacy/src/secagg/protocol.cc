@@ -96,7 +96,7 @@ absl::Status Annotate(const absl::Status& s, const std::string& context) {
 }
 
 int ThresholdFor(double threshold, int k) {
-  if (threshold < 1.0) return std::max(1, static_cast<int>(std::ceil(threshold * k)));
+  if (threshold < 1.0) return std::max(2, static_cast<int>(std::ceil(threshold * k)));
   return static_cast<int>(threshold);
 }
 
@@ -151,17 +151,28 @@ absl::StatusOr<v1::SecAggConfig> MakeSecAggConfig(const SecAggOptions& options,
     k += k % 2;
     k = std::min(k, n - 1);
   }
-  if (!(options.threshold > 0) ||
+  if (!(options.threshold > 0) || (options.threshold >= 1.0 && options.threshold < 2.0) ||
       (options.threshold >= 1.0 && options.threshold != std::floor(options.threshold))) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "SecAggOptions.threshold must be a fraction in (0, 1) or a whole count >= 1, got ",
+        "SecAggOptions.threshold must be a fraction in (0, 1) or a whole count >= 2 (a threshold "
+        "of 1 lets a single neighbour rebuild a device's masks), got ",
         options.threshold));
   }
   const int t = ThresholdFor(options.threshold, k);
   if (t > k) {
-    return absl::InvalidArgumentError(absl::StrCat("SecAggOptions.threshold ", t,
-                                                   " exceeds the neighbourhood size ", k,
-                                                   " (cohort of ", n, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "SecAggOptions.threshold ", t, " exceeds the neighbourhood size ", k, " (cohort of ", n,
+        "; secure aggregation needs a threshold of at least 2, so a cohort of at least 3)"));
+  }
+  if (options.min_survivors < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "SecAggOptions.min_survivors must be >= 2, got ", options.min_survivors));
+  }
+  if (options.min_survivors > n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a cohort of ", n, " is below secure aggregation's minimum of ",
+                     options.min_survivors, " survivors (min_survivors): the round could never be "
+                     "unmasked"));
   }
   v1::SecAggConfig config;
   config.set_protocol(options.protocol);
@@ -175,6 +186,8 @@ absl::StatusOr<v1::SecAggConfig> MakeSecAggConfig(const SecAggOptions& options,
   config.set_dimension(dimension);
   config.set_weighted(options.weighted);
   config.set_max_weight(options.max_weight);
+  config.set_clip_count(options.clip_count);
+  config.set_min_survivors(static_cast<uint32_t>(std::max(options.min_survivors, t)));
   if (absl::Status s = ValidateSecAggConfig(config); !s.ok()) return s;
   return config;
 }
@@ -202,9 +215,15 @@ absl::Status ValidateSecAggConfig(const v1::SecAggConfig& config) {
   if (k > kMaxShamirShares) {
     return absl::InvalidArgumentError("SecAggConfig.neighbours exceeds the Shamir share limit");
   }
-  if (config.threshold() < 1 || static_cast<int>(config.threshold()) > k) {
+  if (config.threshold() < 2 || static_cast<int>(config.threshold()) > k) {
     return absl::InvalidArgumentError(
-        absl::StrCat("SecAggConfig.threshold must be in [1, ", k, "], got ", config.threshold()));
+        absl::StrCat("SecAggConfig.threshold must be in [2, ", k, "], got ", config.threshold()));
+  }
+  if (config.min_survivors() < config.threshold() ||
+      static_cast<int>(config.min_survivors()) > n) {
+    return absl::InvalidArgumentError(absl::StrCat("SecAggConfig.min_survivors must be in [",
+                                                   config.threshold(), ", ", n, "], got ",
+                                                   config.min_survivors()));
   }
   if (config.dimension() < 1 || config.dimension() > (uint64_t{1} << 31)) {
     return absl::InvalidArgumentError(
@@ -852,8 +871,23 @@ absl::Status SecAggServer::ClosePhase() {
                               PhaseName(static_cast<v1::SecAggPhase>(p)),
                               ", fewer than the threshold ", s.t));
   }
+  // Before anything is unmasked: a sum of too few inputs would reveal them.
+  const int min_survivors = static_cast<int>(s.config.min_survivors());
+  if (p == 3 && count < min_survivors) {
+    return Abort(absl::StrCat(count, " of ", s.n, " clients sent masked inputs, fewer than the ",
+                              min_survivors, " the sum must hold before it is unmasked"));
+  }
   if (p == 4) return Unmask();
   return absl::OkStatus();
+}
+
+std::vector<std::string> SecAggServer::MaskedInputs() const {
+  std::vector<std::string> ids;
+  if (state_ == nullptr || PhaseNumber(state_->last_closed) < 3) return ids;
+  for (int i = 1; i <= state_->n; ++i) {
+    if (state_->clients[static_cast<size_t>(i - 1)].in[3]) ids.push_back(state_->config.cohort(i - 1));
+  }
+  return ids;
 }
 
 absl::Status SecAggServer::Unmask() {

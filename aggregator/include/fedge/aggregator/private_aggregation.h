@@ -109,6 +109,12 @@ class PrivateAggregation {
   // RESOURCE_EXHAUSTED, saying how much, when one more round with
   // `cohort_size` clients would take ε beyond the budget. Changes nothing.
   absl::Status CheckBudget(const std::vector<std::string>& cohort) const;
+  // The same for a round of `cohort_size` whose sum holds the updates of
+  // `participants` only: decided on the noise actually present (distributed
+  // mode: the shares of the survivors), before anything is released, so ε
+  // never ends above the budget.
+  absl::Status CheckBudgetFor(std::size_t cohort_size,
+                              const std::vector<std::string>& participants) const;
 
   // The privacy section of the tasks of a round with `cohort_size` clients.
   v1::PrivacyConfig TaskConfig(std::size_t cohort_size) const;
@@ -116,12 +122,20 @@ class PrivateAggregation {
   // Central mode: clips the decoded `delta` in place to `bound`, the
   // round's clip_norm() as read when the update was admitted (the caller
   // reads it under its lock; the clipper moves between rounds). Other modes:
-  // checks nothing in the values (the client clipped before noising) and
-  // reads the client's "clip_within" metric. Returns whether the update was
+  // checks nothing (the client clipped before noising; only the fixed
+  // clipper is allowed, so no bit is needed). Returns whether the update was
   // within the bound. Thread-safe.
-  bool ClipUpdate(std::span<float> delta, const v1::EncodedUpdate& update, double bound) const;
+  // INVALID_ARGUMENT when `bound` is not a usable bound.
+  absl::StatusOr<bool> ClipUpdate(std::span<float> delta, const v1::EncodedUpdate& update,
+                                  double bound) const;
   // Records the bit ClipUpdate returned (adaptive clipping).
   void Record(bool within_bound);
+  // Records a securely summed count: `updates` updates, `within_bound` of
+  // them within the bound (central mode under secure aggregation, where the
+  // devices clip and send their bit inside the masked vector).
+  void RecordCounts(int64_t updates, int64_t within_bound);
+  // Whether the clipper moves with the within-bound counts (adaptive).
+  bool needs_counts() const { return clipper_->name() != "fixed"; }
 
   // Turns the mean of `participants` equally weighted updates into the
   // round's private estimate: (participants·mean + noise) / expected_cohort,

@@ -57,6 +57,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -200,6 +201,10 @@ CohortSampler PoissonCohortSampler(double rate);
 // The same, reproducible from `seed` (RoundManager::SelectPoissonCohort):
 // simulations and tests.
 CohortSampler SeededPoissonCohortSampler(double rate, uint64_t seed);
+// Fixed-size cohorts: `count` of the available devices, uniformly without
+// replacement, drawn from OpenSSL's generator (sorted, as the default's).
+// What deployments use for rounds.sampling=fixed.
+CohortSampler UniformCohortSampler();
 
 // How rounds are scheduled: the part of a coordinator's options a
 // deployment's operator sets (fedge-aggregator's rounds.* and train.* keys).
@@ -375,6 +380,17 @@ class RoundCoordinator {
   // metrics ("clients_<key>"). Non-finite values are ignored.
   void RecordMetrics(const std::string& device, uint64_t round, uint64_t model_version,
                      const std::map<std::string, double>& metrics);
+  // A device refused its task in `round` (MetricsReport.task_refused: the
+  // task fell below the device's privacy floor): an event ("task_refused",
+  // warning) with the device's reason, kept in refusals().
+  void RecordRefusal(const std::string& device, uint64_t round, const std::string& reason);
+  struct TaskRefusal {
+    std::string device;
+    uint64_t round = 0;
+    std::string reason;
+  };
+  // The newest refusals (at most 256), oldest first.
+  std::vector<TaskRefusal> refusals() const;
 
   // `bytes` of model were sent to a device; counted into the open round's
   // bytes_down (its version's metrics).
@@ -447,6 +463,8 @@ class RoundCoordinator {
   void CheckDeadlines(Pending& pending);
   // Closes round `round` if it is the open one. A round that publishes
   // nothing fails with `failure`, when given, as its reason.
+  // Records the budget refusal and stops the federation (no round opens).
+  void StopForBudget(uint64_t round, const absl::Status& budget);
   void CloseRound(uint64_t round, const std::string& why, Pending& pending,
                   const std::string& failure = "");
   void FailRound(uint64_t round, const std::string& reason, const std::string& why,
@@ -526,6 +544,7 @@ class RoundCoordinator {
   std::set<std::string, std::less<>> submitted_;
   std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> last_seen_;
   std::map<std::string, std::map<std::string, double>, std::less<>> round_metrics_;
+  std::deque<TaskRefusal> refusals_;
   // Secure aggregation: who answered the collecting phase, how many are
   // expected to, and the protocol bytes received this round.
   std::set<std::string, std::less<>> phase_senders_;

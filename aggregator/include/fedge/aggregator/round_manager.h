@@ -86,6 +86,9 @@ struct AggregateContribution {
   std::vector<std::string> contributors;
   uint64_t total_examples = 0;
   uint64_t bytes_up = 0;
+  // How many contributors' updates were within the clip norm, when they sent
+  // it summed (SecAggConfig.clip_count: adaptive clipping).
+  std::optional<int64_t> within_bound;
 };
 
 class RoundManager {
@@ -162,7 +165,9 @@ class RoundManager {
   // Aggregates the accepted updates, applies the strategy's server step and
   // publishes the next version. FAILED_PRECONDITION (with the counts) when
   // fewer than min_updates arrived; the round is then closed without a new
-  // version.
+  // version. With a privacy budget, RESOURCE_EXHAUSTED (closed, nothing
+  // released) when the updates that arrived would take ε beyond it
+  // (PrivateAggregation::CheckBudgetFor).
   absl::StatusOr<RoundOutcome> CloseRound();
 
   bool round_open() const;

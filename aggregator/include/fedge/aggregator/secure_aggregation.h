@@ -24,6 +24,11 @@
 //    (weights above the cap count as the cap). max_weight = 0 gives every
 //    update the same weight instead. B is `clip_bound`.
 //
+// With `clip_count` (adaptive clipping in central mode) every device also
+// sends one more coordinate, the clip norm when its update was within it and
+// 0 otherwise, so the aggregator learns how many were within only as a sum
+// (AggregateContribution::within_bound).
+//
 // Strategies that need individual updates (median, trimmed-mean, krum) are
 // refused by Create.
 //
@@ -31,6 +36,7 @@
 #ifndef FEDGE_AGGREGATOR_SECURE_AGGREGATION_H_
 #define FEDGE_AGGREGATOR_SECURE_AGGREGATION_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -77,7 +83,8 @@ class SecureAggregation {
   absl::StatusOr<v1::SecAggConfig> StartRound(uint64_t round,
                                               const std::vector<std::string>& cohort,
                                               uint64_t model_dimension,
-                                              const v1::PrivacyConfig& privacy);
+                                              const v1::PrivacyConfig& privacy,
+                                              bool clip_count = false);
 
   // The current round's config; NOT_FOUND when no round runs.
   absl::StatusOr<v1::SecAggConfig> ConfigFor(uint64_t round) const;
@@ -95,6 +102,15 @@ class SecureAggregation {
   // cannot finish).
   absl::Status ClosePhase();
   v1::SecAggPhase phase() const;
+  // The smallest cohort a round can run with: min_survivors, and at least 3
+  // (a threshold of 2 needs two neighbours).
+  size_t min_cohort() const {
+    return static_cast<size_t>(std::max(3, options_.protocol.min_survivors));
+  }
+  // The devices whose masked inputs the sum holds, once the masked-input
+  // phase closed (empty before): the updates, and noise shares, unmasking
+  // will release.
+  std::vector<std::string> MaskedInputs() const;
 
   // After the four phases: decodes the sum and submits it with its weight
   // and contributors to `rounds` (RoundManager::SubmitAggregate). ABORTED

@@ -114,9 +114,9 @@ struct AggregatorServerOptions {
   // How cohorts are drawn: "fixed" (goal x (1 + over_selection) of the
   // available devices) or "poisson" (each available device independently
   // with probability goal / enrolled devices, and the round waits for every
-  // device drawn: the sampling the DP accountant assumes). Poisson draws
-  // come from OpenSSL's generator, so nobody can predict a cohort, unless
-  // `seeded_sampling` (tests: reproducible from policy.seed).
+  // device drawn: the sampling the DP accountant assumes). Both draw from
+  // OpenSSL's generator, so nobody can predict a cohort, unless
+  // `seeded_sampling` (simulations and tests: reproducible from policy.seed).
   std::string sampling = "fixed";
   bool seeded_sampling = false;
   // Checkpoint the open round's partial aggregate every this many accepted

@@ -86,8 +86,9 @@ struct OpenRoundState {
 };
 
 // A fresh enrollment token: 24 random bytes (OpenSSL RAND_bytes) in hex.
-// Defined in fedge::aggregator_server (sqlite_state_store.cc).
-std::string GenerateEnrollmentToken();
+// UNAVAILABLE when the generator fails (a token of unrandom bytes would be
+// guessable). Defined in fedge::aggregator_server (sqlite_state_store.cc).
+absl::StatusOr<std::string> GenerateEnrollmentToken();
 
 // The client ids a store accepts: 1 to 128 characters of [A-Za-z0-9._-].
 bool ValidClientId(const std::string& id);

@@ -27,11 +27,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 
 #include "absl/status/statusor.h"
 #include "fedge/client/local_data.h"
+#include "fedge/client/privacy_floor.h"
 #include "fedge/client/trainer.h"
 #include "fedge/client/transport.h"
 #include "fedge/models/error_feedback.h"
@@ -59,6 +61,8 @@ struct DeviceClientOptions {
   // std::mt19937_64 seeded from the task's seed (simulations, for
   // reproducible runs). The aggregator cannot choose this for the device.
   bool seeded_noise = false;
+  // The device's privacy floor (above).
+  PrivacyFloor floor;
 };
 
 // What one task cost and produced, for reports.
@@ -137,7 +141,10 @@ class DeviceClient {
   absl::StatusOr<TaskReport> RunEvaluation(ClientTransport& transport, const v1::Task& task,
                                            models::ModelInstance& model);
   absl::StatusOr<TaskReport> StartSecAgg(const v1::Task& task, const LocalUpdate& local,
-                                         const v1::ModelArtifact& artifact);
+                                         const v1::ModelArtifact& artifact, bool within_bound);
+  // The floor's local noise: clips `delta` to the task's bound (or the
+  // floor's) and adds the device's own Gaussian noise.
+  absl::Status AddFloorNoise(const v1::Task& task, std::span<float> delta);
 
   std::string id_;
   LocalDataset data_;

@@ -15,6 +15,12 @@
 //   max_tasks: 0                   # 0: no limit
 //   budget: {max_training_memory_mb: 0, max_task_seconds: 0, policy_poll_ms: 1000}
 //   drift: {detector: page-hinkley}  # a loss-stream detector, or none
+//   privacy:                       # the device's own floor (device_client.h)
+//     require_secure_aggregation: false
+//     max_clip_norm: 0             # 0: no limit
+//     min_noise_multiplier: 0      # 0: no minimum
+//     local_noise_multiplier: 0    # the device's own Gaussian noise; 0: none
+//     seeded_noise: false          # tests and simulations only
 #ifndef FEDGE_CLIENT_DEVICE_CONFIG_H_
 #define FEDGE_CLIENT_DEVICE_CONFIG_H_
 
@@ -23,6 +29,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "fedge/client/privacy_floor.h"
 #include "fedge/client/transport_registry.h"
 #include "fedge/client/training_budget.h"
 #include "fedge/proto/key_table.h"
@@ -41,6 +48,11 @@ struct DeviceConfig {
   TrainingBudget budget;
   // Loss-stream drift detector, or "none". Default: page-hinkley.
   std::string drift_detector = "page-hinkley";
+  // The device's privacy floor: tasks weaker than it are refused.
+  PrivacyFloor privacy_floor;
+  // DP noise from a generator seeded by the task (simulations and tests
+  // that compare runs); off: OpenSSL's generator.
+  bool seeded_noise = false;
 };
 
 // The documented defaults (as above): a 5-second long poll.

@@ -10,9 +10,10 @@
 // A round uses a clipper like this (the aggregator's DP pipeline does it):
 //
 //   const double bound = clipper->clip_norm();   // fixed for the round
-//   clipper->Record(clipper->Clip(update));      // per update (Clip is const)
+//   FEDGE_ASSIGN_OR_RETURN(bool within, clipper->Clip(update));  // Clip is const
+//   clipper->Record(within);                     // per update
 //   ...
-//   FEDGE_RETURN_IF_ERROR(clipper->EndRound(random).status());  // next bound
+//   FEDGE_RETURN_IF_ERROR(clipper->EndRound(random, expected).status());  // next bound
 //
 // The noise on the sum of updates must be calibrated to the bound; an
 // adaptive clipper also releases a noised count each round, so the sum gets
@@ -62,16 +63,22 @@ class Clipper {
   virtual double clip_norm() const = 0;
 
   // Clips `update` in place to clip_norm() in the configured norm. Returns
-  // true when its norm was already within the bound.
-  bool Clip(std::span<float> update) const;
+  // true when its norm was already within the bound; INVALID_ARGUMENT (the
+  // update unchanged) when the bound is not finite and > 0.
+  absl::StatusOr<bool> Clip(std::span<float> update) const;
 
   // Records whether one update of this round was within the bound.
-  virtual void Record(bool within_bound) = 0;
+  void Record(bool within_bound) { RecordCounts(1, within_bound ? 1 : 0); }
+
+  // Records `updates` updates of which `within_bound` were within the bound
+  // (a count that arrived securely summed, when the server sees no update).
+  virtual void RecordCounts(int64_t updates, int64_t within_bound) = 0;
 
   // Ends the round (adaptive: moves the bound, drawing the count noise from
-  // `random`). Returns the next round's bound. A round without any recorded
-  // update leaves the bound as it was.
-  virtual absl::StatusOr<double> EndRound(RandomSource& random) = 0;
+  // `random`; `expected_updates` is the public expected cohort size it
+  // divides by). Returns the next round's bound. A round without any
+  // recorded update leaves the bound as it was.
+  virtual absl::StatusOr<double> EndRound(RandomSource& random, double expected_updates) = 0;
 
   // The noise multiplier to put on the SUM of clipped updates so that the
   // round, including whatever the clipper itself releases, is as private as

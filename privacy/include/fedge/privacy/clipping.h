@@ -24,12 +24,14 @@ double L2Norm(std::span<const float> values);
 double L1Norm(std::span<const float> values);
 
 // As ClipL2, in the L1 norm (for mechanisms with L1 sensitivity: laplace).
-double ClipL1(std::span<float> values, double max_norm);
+absl::StatusOr<double> ClipL1(std::span<float> values, double max_norm);
 
 // Scales `values` in place so that their L2 norm is at most `max_norm`
 // (unchanged when already within). Returns the factor applied, in (0, 1].
-// REQUIRES: max_norm > 0 (aborts otherwise: a programmer error).
-double ClipL2(std::span<float> values, double max_norm);
+// The bound often comes from the network (a task's clip norm): one that is
+// not finite and > 0 is INVALID_ARGUMENT, naming it, and `values` is left
+// unchanged.
+absl::StatusOr<double> ClipL2(std::span<float> values, double max_norm);
 
 struct AdaptiveClipperOptions {
   // Clipping norm C used in the first round. Default: 0.1. REQUIRES: > 0.
@@ -40,8 +42,8 @@ struct AdaptiveClipperOptions {
   // Geometric learning rate η_C. Default: 0.2 (Andrew et al. 2021).
   // REQUIRES: > 0.
   double learning_rate = 0.2;
-  // Std σ_b of the Gaussian noise added to the count of updates whose norm
-  // was within C, before it is divided by the number of updates.
+  // Std σ_b of the Gaussian noise added to the centred count of updates whose
+  // norm was within C, before it is divided by the expected number of updates.
   // Default: 0 (no noise: the clip norm itself is then NOT private).
   // REQUIRES: >= 0.
   double count_noise_stddev = 0.0;
@@ -50,17 +52,18 @@ struct AdaptiveClipperOptions {
 // Adaptive quantile clipping (Andrew, Thakkar, McMahan, Ramaswamy 2021,
 // "Differentially Private Learning with Adaptive Clipping"). Each round, every
 // update is clipped to the current norm C and contributes one bit
-// b_i = [||Δ_i||_2 <= C]. At the end of the round
-//   b̄ = (Σ b_i + N(0, σ_b²)) / m,        C <- C · exp(-η_C · (b̄ - γ)),
+// b_i = [||Δ_i||_2 <= C]. At the end of the round, with m̄ the expected
+// number of updates (the cohort size, or qN under Poisson sampling),
+//   b̄ = 1/2 + (Σ (b_i - 1/2) + N(0, σ_b²)) / m̄,   C <- C · exp(-η_C · (b̄ - γ)),
 // so C moves geometrically towards the γ-quantile of the update norms.
 //
-// Privacy: the count Σ b_i has sensitivity 1 under add/remove of one
-// update's owner (an example or a device, as for the updates themselves), so
-// it is a Gaussian mechanism with noise multiplier σ_b. Andrew et al.
+// Privacy: the released quantity is the centred sum Σ (b_i - 1/2) plus
+// noise (m̄ is public), whose sensitivity under add/remove of one update's
+// owner is 1/2 -- not 1, as an uncentred count would have. Andrew et al.
 // (Theorem 1) show that releasing the noised sum of updates with noise
-// multiplier σ_Δ together with the count is equivalent to one Gaussian
+// multiplier σ_Δ together with this count is equivalent to one Gaussian
 // mechanism with noise multiplier z where σ_Δ = (z^-2 - (2σ_b)^-2)^(-1/2);
-// account the round with z in the RdpAccountant.
+// account the round with z in the RdpAccountant (Clipper::SumNoiseMultiplier).
 //
 // Thread safety: not thread-safe; callers serialize access.
 class AdaptiveClipper {
@@ -73,19 +76,25 @@ class AdaptiveClipper {
 
   // Clips `update` in place to clip_norm() and records its bit. Returns the
   // factor applied, in (0, 1].
-  double ClipAndRecord(std::span<float> update);
+  absl::StatusOr<double> ClipAndRecord(std::span<float> update);
 
   // Records the bit of an update clipped elsewhere (e.g. on the device).
   void Record(bool norm_within_clip);
+
+  // Records `updates` bits of which `within_clip` were 1, e.g. a count that
+  // arrived securely summed. Negative counts count as 0; within_clip is
+  // capped at updates.
+  void RecordCounts(int64_t updates, int64_t within_clip);
 
   // Updates of this round so far, and how many were within clip_norm().
   int64_t updates() const { return updates_; }
   int64_t within_clip() const { return within_clip_; }
 
   // Ends the round: draws the count noise from `random`, updates clip_norm()
-  // and resets the counts. Returns the noised fraction b̄. FAILED_PRECONDITION
-  // (nothing changed) when no update was recorded this round.
-  absl::StatusOr<double> EndRound(RandomSource& random);
+  // and resets the counts. Returns the noised fraction b̄ (above). Nothing
+  // changes on an error: FAILED_PRECONDITION when no update was recorded this
+  // round, INVALID_ARGUMENT when expected_updates is not finite and > 0.
+  absl::StatusOr<double> EndRound(RandomSource& random, double expected_updates);
 
   // The clip norm and this round's counts (not the options, which come from
   // configuration), exactly; and the inverse. Restore leaves the clipper

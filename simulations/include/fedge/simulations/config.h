@@ -153,6 +153,7 @@ struct SecureAggregationConfig {
   std::string protocol = "none";  // none | secagg | secagg+
   double threshold = 0.5;         // fraction (< 1) of the neighbourhood, or a count
   int neighbours = 0;             // secagg+: 0 = default (Bell et al.)
+  int min_survivors = 3;          // fewest masked inputs the sum is unmasked with
   double bound = 1.0;             // fixed-point bound without clipping
   double dropout = 0.0;           // simulated: share of each cohort that drops
 };

@@ -84,9 +84,15 @@ int DefaultNeighbours(int num_clients);
 struct SecAggOptions {
   // PROTOCOL_SECAGG or PROTOCOL_SECAGG_PLUS.
   v1::SecAggConfig::Protocol protocol = v1::SecAggConfig::PROTOCOL_SECAGG_PLUS;
-  // t: a fraction of the neighbourhood size k when in (0, 1) (t = ceil(f k)),
-  // a count when >= 1 (must be an integer). Default: 0.5.
+  // t: a fraction of the neighbourhood size k when in (0, 1) (t = ceil(f k),
+  // at least 2), a count when >= 2 (must be an integer). Default: 0.5. A
+  // threshold of 1 would let one colluding neighbour rebuild a device's
+  // secrets, so it is refused.
   double threshold = 0.5;
+  // Fewest clients whose masked inputs must reach the sum before the server
+  // unmasks it; a round with fewer aborts without revealing anything.
+  // Default: 3. REQUIRES: >= 2, <= the cohort size.
+  int min_survivors = 3;
   // k for SecAgg+; 0 picks DefaultNeighbours(n). Rounded up to even, at most
   // n - 1. Ignored by SecAgg (k = n - 1).
   int neighbours = 0;
@@ -97,6 +103,9 @@ struct SecAggOptions {
   // Weighted sums: the last coordinate carries min(weight, max_weight).
   bool weighted = false;
   uint64_t max_weight = 0;
+  // One more coordinate after those: each client's within-bound bit, scaled
+  // to clip_bound (SecAggConfig.clip_count).
+  bool clip_count = false;
 };
 
 // The config of one round for `cohort` (its order gives the indices) and
@@ -216,6 +225,9 @@ class SecAggServer {
   // FAILED_PRECONDITION before, or after an abort.
   absl::StatusOr<std::vector<uint32_t>> TakeSum();
   const std::vector<std::string>& contributors() const { return contributors_; }
+  // Once the masked-input phase closed: the clients whose masked inputs are
+  // in the sum (what unmasking will reveal the sum of); empty before.
+  std::vector<std::string> MaskedInputs() const;
 
   const SecAggServerStats& stats() const { return stats_; }
   const std::vector<std::string>& log() const { return log_; }
