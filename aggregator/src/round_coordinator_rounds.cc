@@ -134,8 +134,10 @@ void RoundCoordinator::MaybeOpenRound(Pending& pending) {
   }
   Record("info", "round_opened",
          absl::StrCat("round ", round, " opened on version ", record.model_version, " with ",
-                      cohort.size(), " of ", available.size(), " devices"),
+                      cohort.size(), " of ", available.size(), " devices",
+                      drift_extra ? " (the drift policy's extra round)" : ""),
          {{"round", std::to_string(round)},
+          {"drift_extra", drift_extra ? "true" : "false"},
           {"model_version", std::to_string(record.model_version)},
           {"available", std::to_string(available.size())},
           {"selected", std::to_string(cohort.size())},

@@ -132,6 +132,13 @@ int Serve(ServeConfig config) {
     if (!privacy.ok()) return Fail(privacy.status());
     config.server.privacy = *std::move(privacy);
     config.server.seeded_sampling |= config.privacy.random == "seeded";
+    if (config.privacy.mode != "local" && config.server.drift.has_value() &&
+        config.server.drift->reaction == "extra-round") {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          "policy.reaction 'extra-round' with privacy.mode '", config.privacy.mode,
+          "': extra rounds pick the devices that reported drift, not a Poisson sample, so the "
+          "privacy accounting would not hold; use policy.reaction 'alert' or 'none'")));
+    }
     if (config.privacy.mode != "local" && config.server.sampling != "poisson") {
       return Fail(absl::InvalidArgumentError(absl::StrCat(
           "rounds.sampling 'fixed' with privacy.mode '", config.privacy.mode,

@@ -270,6 +270,45 @@ std::vector<Key> TaskKeys() {
   };
 }
 
+// The drift reaction policy (fedge-sim's policy.* keys): what the aggregator
+// does when enough devices report drift. Set policy.reaction to turn it on.
+DriftPolicyOptions& Drift(ServeConfig& c) {
+  if (!c.server.drift.has_value()) c.server.drift.emplace();
+  return *c.server.drift;
+}
+DriftPolicyOptions DriftOf(const ServeConfig& c) {
+  return c.server.drift.value_or(DriftPolicyOptions{});
+}
+
+std::vector<Key> DriftPolicyKeys() {
+  return {
+      Key::Enum(
+          "policy.reaction",
+          "what the aggregator does when enough devices report drift: none (reports are kept), "
+          "alert, or extra-round (the reporting devices train in an extra round)",
+          DriftReactions, [](const ServeConfig& c) { return DriftOf(c).reaction; },
+          [](ServeConfig& c, const std::string& v) { Drift(c).reaction = v; }),
+      Key::Int(
+          "policy.window_rounds", "rounds over which reporting devices are counted",
+          [](const ServeConfig& c) { return static_cast<int64_t>(DriftOf(c).window_rounds); },
+          [](ServeConfig& c, int64_t v) { Drift(c).window_rounds = static_cast<int>(v); })
+          .Min(1)
+          .Max(1'000'000),
+      Key::Double(
+          "policy.threshold", "share of the enrolled devices that must report within the window",
+          [](const ServeConfig& c) { return DriftOf(c).threshold; },
+          [](ServeConfig& c, double v) { Drift(c).threshold = v; })
+          .AtLeast(1e-9)
+          .AtMost(1),
+      Key::Int(
+          "policy.cooldown_rounds", "rounds after a reaction before the next",
+          [](const ServeConfig& c) { return static_cast<int64_t>(DriftOf(c).cooldown_rounds); },
+          [](ServeConfig& c, int64_t v) { Drift(c).cooldown_rounds = static_cast<int>(v); })
+          .Min(0)
+          .Max(1'000'000),
+  };
+}
+
 std::vector<Key> OperationKeys() {
   return {
       Key::String(
@@ -440,6 +479,7 @@ const config::KeyTable<ServeConfig>& ServeKeys() {
         PrivacyKeys(), [](const ServeConfig& c) { return c.privacy; },
         [](ServeConfig& c, PrivacyChoice v) { c.privacy = std::move(v); });
     for (Key& key : OperationKeys()) t->Add(std::move(key));
+    for (Key& key : DriftPolicyKeys()) t->Add(std::move(key));
     return t;
   }();
   return *table;

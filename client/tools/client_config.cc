@@ -55,6 +55,49 @@ const Flag* FindFlag(const std::string& arg) {
 
 std::vector<Key> DataKeys() {
   return {
+      Key::Bool(
+          "monitor.enabled",
+          "watch the device's data for drift after each task (a DriftMonitor; its state survives "
+          "a restart) and report drift to the aggregator",
+          [](const ClientToolConfig& c) { return c.monitor; },
+          [](ClientToolConfig& c, bool v) { c.monitor = v; }),
+      Key::Enum(
+          "fault.drift",
+          "tests only: drift this device's data (none, rotation, noise, label-swap) from round "
+          "fault.drift_round on",
+          [] { return std::vector<std::string>{"label-swap", "noise", "none", "rotation"}; },
+          [](const ClientToolConfig& c) { return c.drift.type; },
+          [](ClientToolConfig& c, const std::string& v) { c.drift.type = v; }),
+      Key::Int(
+          "fault.drift_round", "tests only: the first round whose task sees drifted data",
+          [](const ClientToolConfig& c) { return static_cast<int64_t>(c.drift.round); },
+          [](ClientToolConfig& c, int64_t v) { c.drift.round = static_cast<int>(v); })
+          .Min(1)
+          .Max(1'000'000),
+      Key::Double(
+          "fault.drift_rotation_degrees", "tests only: rotation angle",
+          [](const ClientToolConfig& c) { return c.drift.rotation_degrees; },
+          [](ClientToolConfig& c, double v) { c.drift.rotation_degrees = v; })
+          .AtLeast(-360)
+          .AtMost(360),
+      Key::Double(
+          "fault.drift_noise_std", "tests only: noise std, in units of the value range",
+          [](const ClientToolConfig& c) { return c.drift.noise_std; },
+          [](ClientToolConfig& c, double v) { c.drift.noise_std = v; })
+          .AtLeast(0)
+          .AtMost(1e6),
+      Key::Int(
+          "fault.drift_swap_a", "tests only: label-swap's first class",
+          [](const ClientToolConfig& c) { return static_cast<int64_t>(c.drift.swap_a); },
+          [](ClientToolConfig& c, int64_t v) { c.drift.swap_a = static_cast<int>(v); })
+          .Min(0)
+          .Max(1'000'000),
+      Key::Int(
+          "fault.drift_swap_b", "tests only: label-swap's second class",
+          [](const ClientToolConfig& c) { return static_cast<int64_t>(c.drift.swap_b); },
+          [](ClientToolConfig& c, int64_t v) { c.drift.swap_b = static_cast<int>(v); })
+          .Min(0)
+          .Max(1'000'000),
       Key::Enum(
           "transport", "how the device reaches the aggregator (a registered client transport)",
           RegisteredClientTransports,
@@ -158,8 +201,9 @@ ClientToolConfig DefaultClientToolConfig() {
 
 const config::KeyTable<ClientToolConfig>& ClientToolKeys() {
   static const auto* table = [] {
-    // fedge-client has no training budget and runs no drift detector (yet):
-    // those keys of the C API are left out rather than accepted and ignored.
+    // fedge-client has no training budget and no loss-stream detector (its
+    // drift monitor is monitor.enabled): those keys of the C API are left
+    // out rather than accepted and ignored.
     auto* t = new config::KeyTable<ClientToolConfig>("fedge-client");
     t->Include(
         DeviceKeys().Without({"budget", "drift"}, ""),

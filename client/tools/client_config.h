@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "fedge/client/device_config.h"
 #include "fedge/proto/key_table.h"
+#include "fedge/data/drift_scenario.h"
 #include "fedge/data/partition.h"
 
 namespace fedge::client::tools {
@@ -30,6 +31,14 @@ struct ClientToolConfig {
   // Fault injection for tests (fault.secagg_drops, "ROUND:PHASE,..."): the
   // secure-aggregation phase this device drops out at, by round.
   std::map<uint64_t, int> secagg_drops;
+  // Drift monitoring (monitor.enabled): the DeviceRunner's DriftMonitor on
+  // the device's own data after each task, reporting drift to the
+  // aggregator; its state is kept in the state directory.
+  bool monitor = false;
+  // Fault injection for tests (fault.drift*): from the task of round
+  // drift.round on, the device's data is a drifted copy (rotation, noise or
+  // label-swap, as fedge-sim's drift scenarios).
+  data::DriftScenarioOptions drift;
 };
 
 // Parses fault.secagg_drops: "" or "ROUND:PHASE[,ROUND:PHASE...]" with

@@ -10,6 +10,7 @@
 // Flags, --config and --set all go through one key table (client_config.h).
 #include <algorithm>
 #include <atomic>
+#include <optional>
 #include <csignal>
 #include <iostream>
 #include <string>
@@ -75,6 +76,16 @@ int main(int argc, char** argv) {
   auto indices = std::make_shared<const std::vector<int32_t>>((*parts)[shard]);
   const std::vector<int64_t> example_shape = data->train.example_shape;
   const int64_t num_classes = data->train.num_classes;
+  // Injected drift (tests): the same shard of a drifted copy, swapped in
+  // from the task of round fault.drift_round on.
+  std::optional<fedge::client::LocalDataset> drifted;
+  if (config->drift.type != "none") {
+    auto copy = fedge::data::MakeDriftedCopy(data->train, config->drift, partition.seed + 2);
+    if (!copy.ok()) return Fail(std::string(copy.status().message()));
+    auto drifted_store = fedge::client::MakeExampleStore(*std::move(copy));
+    if (!drifted_store.ok()) return Fail(std::string(drifted_store.status().message()));
+    drifted = fedge::client::LocalDataset{*drifted_store, indices};
+  }
   auto store = fedge::client::MakeExampleStore(std::move(data->train));
   if (!store.ok()) return Fail(std::string(store.status().message()));
   fedge::client::LocalDataset local{*store, indices};
@@ -110,6 +121,24 @@ int main(int argc, char** argv) {
   runner_options.model_file = std::filesystem::path(state_dir) / "model.fedge";
   runner_options.pinned_key = *std::move(pinned);
   runner_options.secagg_drops = config->secagg_drops;
+  runner_options.state_dir = state_dir;
+  if (config->monitor) {
+    fedge::client::DriftMonitorOptions monitor;
+    monitor.features = 16;  // input summaries: each image cut into 16 chunks
+    runner_options.drift = monitor;
+  }
+  if (drifted.has_value()) {
+    const uint64_t from = static_cast<uint64_t>(config->drift.round);
+    // After the task of round r, the next task (round r + 1 or later) sees
+    // the drifted data; the monitor scores it right away.
+    runner_options.on_task = [&device, &drifted, from](const fedge::client::TaskReport& report) {
+      if (report.round + 1 >= from && drifted.has_value()) {
+        device.SetData(*drifted);
+        drifted.reset();
+        fedge::LogEvent("info", "drift_injected", {{"client", device.id()}});
+      }
+    };
+  }
   std::filesystem::create_directories(state_dir);
   fedge::client::DeviceRunner runner(&client_transport, &pending, &device, model->get(), &trainer,
                                      runner_options);

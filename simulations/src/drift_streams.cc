@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "fedge/client/dataset_store.h"
 #include "fedge/proto/status_macros.h"
-#include "fedge/simulations/drift_scenario.h"
+#include "fedge/data/drift_scenario.h"
 
 namespace fedge::simulations::internal {
 

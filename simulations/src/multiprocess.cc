@@ -106,8 +106,17 @@ absl::Status CheckMultiprocessConfig(const SimulationConfig& config) {
     return refuse(absl::StrCat("partition.num_clients=", config.partition.num_clients),
                   absl::StrCat("one process per client: at most ", kMaxClients));
   }
-  if (config.drift.type != "none" || config.monitor.enabled) {
-    return refuse("drift.type / monitor.enabled", "not yet in deployments");
+  if (config.drift.type != "none" && config.drift.type != "rotation" &&
+      config.drift.type != "noise" && config.drift.type != "label-swap") {
+    return refuse("drift.type=" + config.drift.type,
+                  "fedge-client injects rotation, noise and label-swap");
+  }
+  if (config.drift.type != "none" && config.drift.mode != "sudden") {
+    return refuse("drift.mode=" + config.drift.mode, "fedge-client injects sudden drift");
+  }
+  if (config.reaction.extra_rounds != 1 || config.reaction.extra_round_clients != 0) {
+    return refuse("policy.extra_rounds / policy.extra_round_clients",
+                  "fedge-aggregator runs one extra round of the devices that asked");
   }
   if (config.proxy.examples > 0) return refuse("proxy.examples", "no proxy data in deployments");
   if (config.distill.student != "none") return refuse("distill.student", "not in deployments");
@@ -251,6 +260,17 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
       aggregator_args.push_back(kv);
     }
   }
+  if (config.monitor.enabled) {
+    const aggregator::DriftPolicyOptions& policy = config.reaction.policy;
+    for (const std::string& kv :
+         {"policy.reaction=" + policy.reaction,
+          absl::StrCat("policy.window_rounds=", policy.window_rounds),
+          "policy.threshold=" + Number(policy.threshold),
+          absl::StrCat("policy.cooldown_rounds=", policy.cooldown_rounds)}) {
+      aggregator_args.push_back("--set");
+      aggregator_args.push_back(kv);
+    }
+  }
   if (config.secure_aggregation.protocol != "none") {
     // As in-process: weights are example counts, capped above every
     // client's count, so none is cut.
@@ -304,6 +324,12 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
   }
   if (port == 0) return absl::DeadlineExceededError("fedge-aggregator did not start listening");
 
+  // The devices whose data drifts: the in-process choice for the seed.
+  const std::vector<bool> drifted =
+      config.drift.type != "none"
+          ? data::ChooseDriftedClients(static_cast<size_t>(clients), config.drift.fraction,
+                                       config.run.seed)
+          : std::vector<bool>(static_cast<size_t>(clients), false);
   std::vector<Child> devices;
   for (int i = 0; i < clients; ++i) {
     std::vector<std::string> args = {options.client_binary.string(),
@@ -343,6 +369,22 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
       // As in-process: each device's noise reproducible from its task.
       args.push_back("--set");
       args.push_back("privacy.seeded_noise=true");
+    }
+    if (config.monitor.enabled) {
+      args.push_back("--set");
+      args.push_back("monitor.enabled=true");
+    }
+    if (drifted[static_cast<size_t>(i)]) {
+      const DriftScenarioOptions& d = config.drift;
+      for (const std::string& kv :
+           {"fault.drift=" + d.type, absl::StrCat("fault.drift_round=", d.round),
+            "fault.drift_rotation_degrees=" + Number(d.rotation_degrees),
+            "fault.drift_noise_std=" + Number(d.noise_std),
+            absl::StrCat("fault.drift_swap_a=", d.swap_a),
+            absl::StrCat("fault.drift_swap_b=", d.swap_b)}) {
+        args.push_back("--set");
+        args.push_back(kv);
+      }
     }
     if (!drops[static_cast<size_t>(i)].empty()) {
       args.push_back("--set");

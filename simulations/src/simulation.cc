@@ -34,7 +34,7 @@
 #include "fedge/data/partition.h"
 #include "fedge/models/model_instance.h"
 #include "fedge/proto/status_macros.h"
-#include "fedge/simulations/drift_scenario.h"
+#include "fedge/data/drift_scenario.h"
 #include "fedge/simulations/worker_pool.h"
 
 namespace fedge::simulations {

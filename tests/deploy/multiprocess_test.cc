@@ -29,6 +29,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "fedge/aggregator/state_store.h"
+#include "fedge/data/drift_scenario.h"
 #include "fedge/models/artifact.h"
 #include "fedge/v1/model.pb.h"
 #include "gtest/gtest.h"
@@ -283,6 +285,66 @@ TEST(MultiprocessTest, SecureAggregationOverGrpcMatchesThePlainRun) {
   text << log.rdbuf();
   EXPECT_NE(text.str().find("SECAGG_PHASE_UNMASKING"), std::string::npos);
   EXPECT_EQ(text.str().find("update_accepted"), std::string::npos);
+}
+
+// Drift where devices really run: one of four fedge-client processes gets
+// its shard rotated from round 3 on (fault.drift, chosen as in-process), its
+// own DriftMonitor (monitor.enabled) sees it after its round-2 task and
+// reports, and fedge-aggregator's extra-round policy gives it the next round
+// alone. The reports are kept in the aggregator's SQLite store.
+TEST(MultiprocessTest, ADriftedDeviceReportsAndGetsTheExtraRound) {
+  const std::string dir = std::string(FEDGE_TEST_TMP_DIR) + "/multiprocess-drift";
+  const std::vector<double> curve = RunCurve(
+      Experiment(5) +
+          " --mode multiprocess --set drift.type=rotation --set drift.round=3 "
+          "--set drift.fraction=0.25 --set monitor.enabled=on --set policy.reaction=extra-round",
+      dir);
+  ASSERT_EQ(curve.size(), 5u);
+  const std::vector<bool> drifted = fedge::data::ChooseDriftedClients(4, 0.25, 5);
+  const size_t which = std::find(drifted.begin(), drifted.end(), true) - drifted.begin();
+  ASSERT_LT(which, 4u);
+  char id[32];
+  std::snprintf(id, sizeof(id), "client-%05zu", which);
+
+  std::ifstream log(dir + "/multiprocess/aggregator.log");
+  std::vector<nlohmann::json> events;
+  for (std::string line; std::getline(log, line);) {
+    nlohmann::json e = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (e.is_object() && e.contains("event")) events.push_back(std::move(e));
+  }
+  size_t reported = events.size();
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (events[i]["event"] != "drift_reported") continue;
+    EXPECT_EQ(events[i]["client"], id) << "only the drifted device reports";
+    if (reported == events.size()) reported = i;
+  }
+  ASSERT_LT(reported, events.size()) << "no device reported drift";
+  // Reported after its round-2 task (drift starts in round 3), not before.
+  EXPECT_EQ(events[reported]["model_version"], 1);
+  bool reaction = false, extra = false;
+  for (size_t i = reported; i < events.size(); ++i) {
+    if (events[i]["event"] == "drift_reaction") reaction = true;
+    if (events[i]["event"] == "round_opened" && events[i]["drift_extra"] == "true" && !extra) {
+      extra = true;
+      EXPECT_EQ(events[i]["selected"], 1) << events[i].dump();
+      EXPECT_EQ(events[i]["round"], 3) << events[i].dump();
+    }
+  }
+  EXPECT_TRUE(reaction);
+  EXPECT_TRUE(extra) << "no extra round";
+  // The drifted device trained in it: the round closed with its one update.
+  bool closed = false;
+  for (const nlohmann::json& e : events) {
+    if (e["event"] == "round_closed" && e["round"] == 3) closed = e["participants"] == 1;
+  }
+  EXPECT_TRUE(closed);
+
+  auto store = fedge::aggregator::StateStore::Open(dir + "/multiprocess/aggregator-state");
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto reports = (*store)->DriftReports();
+  ASSERT_TRUE(reports.ok()) << reports.status();
+  ASSERT_FALSE(reports->empty());
+  for (const fedge::v1::DriftReport& r : *reports) EXPECT_EQ(r.client_id(), id);
 }
 
 TEST(MultiprocessTest, RefusesWhatDeploymentsDoNotRunYet) {

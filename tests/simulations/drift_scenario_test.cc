@@ -1,4 +1,4 @@
-#include "fedge/simulations/drift_scenario.h"
+#include "fedge/data/drift_scenario.h"
 
 #include <algorithm>
 #include <numeric>
@@ -7,10 +7,10 @@
 #include "gtest/gtest.h"
 #include "status_matchers.h"
 
-namespace fedge::simulations {
+namespace fedge::data {
 namespace {
 
-using ::fedge::data::Dataset;
+
 using ::fedge::testing_util::StatusIs;
 using ::testing::HasSubstr;
 
@@ -161,4 +161,4 @@ TEST(DriftScenarioTest, LabelShiftSkewsClassShares) {
 }
 
 }  // namespace
-}  // namespace fedge::simulations
+}  // namespace fedge::data

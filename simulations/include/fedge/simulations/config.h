@@ -33,10 +33,21 @@
 #include "fedge/models/model_spec.h"
 #include "fedge/models/pruning.h"
 #include "fedge/models/update_codec.h"
-#include "fedge/simulations/drift_scenario.h"
+#include "fedge/data/drift_scenario.h"
 #include "fedge/v1/federation.pb.h"
 
 namespace fedge::simulations {
+
+// The drift scenarios live in fedge::data (fedge-client injects them too).
+using data::ChooseDriftedClients;
+using data::DriftedShare;
+using data::DriftModes;
+using data::DriftScenarioOptions;
+using data::DriftTypes;
+using data::ExampleDrifted;
+using data::LabelShiftIndices;
+using data::MakeDriftedCopy;
+
 
 struct DataOptions {
   // "fashion-mnist", "mnist" (IDX files in `dir`) or "synthetic".

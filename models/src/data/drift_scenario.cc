@@ -1,4 +1,4 @@
-#include "fedge/simulations/drift_scenario.h"
+#include "fedge/data/drift_scenario.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,9 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace fedge::simulations {
+namespace fedge::data {
 
-using data::Dataset;
 
 namespace {
 
@@ -217,4 +216,4 @@ std::vector<int32_t> LabelShiftIndices(std::span<const int32_t> labels, int64_t 
   return out;
 }
 
-}  // namespace fedge::simulations
+}  // namespace fedge::data

@@ -1,5 +1,7 @@
-// Drift scenarios for simulations: what changes in a drifted client's data,
-// from which round, and how fast.
+// Drift scenarios: what changes in a drifted client's data, from which
+// round, and how fast. Simulations inject them into simulated devices, and
+// fedge-client into its own shard (fault.drift_*, for tests that drift a
+// real device process).
 //
 //  * covariate shift (inputs change, labels do not):
 //      rotation             images rotated by rotation_degrees about their
@@ -19,8 +21,8 @@
 // all of a drifted client's data at once, gradual drift a growing share
 // (1/gradual_rounds more each round). Every choice is deterministic for a
 // seed. Nothing here depends on LibTorch.
-#ifndef FEDGE_SIMULATIONS_DRIFT_SCENARIO_H_
-#define FEDGE_SIMULATIONS_DRIFT_SCENARIO_H_
+#ifndef FEDGE_DATA_DRIFT_SCENARIO_H_
+#define FEDGE_DATA_DRIFT_SCENARIO_H_
 
 #include <cstdint>
 #include <span>
@@ -30,7 +32,7 @@
 #include "absl/status/statusor.h"
 #include "fedge/data/dataset.h"
 
-namespace fedge::simulations {
+namespace fedge::data {
 
 struct DriftScenarioOptions {
   // "none", "rotation", "noise", "brightness-contrast", "occlusion",
@@ -63,7 +65,7 @@ std::vector<std::string> DriftModes();
 // (label-shift changes no example: the copy equals the input).
 // INVALID_ARGUMENT names the option that does not fit the dataset (a swap
 // class out of range; occlusion larger than the image).
-absl::StatusOr<data::Dataset> MakeDriftedCopy(const data::Dataset& data,
+absl::StatusOr<Dataset> MakeDriftedCopy(const Dataset& data,
                                               const DriftScenarioOptions& options, uint64_t seed);
 
 // Exactly round(fraction * num_clients) (at least one) of the clients,
@@ -85,6 +87,6 @@ bool ExampleDrifted(int32_t index, double share, uint64_t seed);
 std::vector<int32_t> LabelShiftIndices(std::span<const int32_t> labels, int64_t num_classes,
                                        size_t count, double alpha, uint64_t seed);
 
-}  // namespace fedge::simulations
+}  // namespace fedge::data
 
-#endif  // FEDGE_SIMULATIONS_DRIFT_SCENARIO_H_
+#endif  // FEDGE_DATA_DRIFT_SCENARIO_H_
