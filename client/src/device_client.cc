@@ -90,6 +90,16 @@ bool UsesSecAgg(const v1::Task& task) {
 }  // namespace
 
 absl::Status CheckPrivacyFloor(const PrivacyFloor& floor, const v1::Task& task) {
+  if (task.kind() == v1::Task::KIND_EVALUATE) {
+    // No update leaves the device, but its loss and accuracy on its data do,
+    // in the clear.
+    if (floor.require_secure_aggregation) {
+      return absl::FailedPreconditionError(
+          "privacy floor: privacy.require_secure_aggregation is set and an evaluation task sends "
+          "the device's loss and accuracy in the clear");
+    }
+    return absl::OkStatus();
+  }
   const v1::PrivacyConfig& dp = task.privacy();
   if (floor.require_secure_aggregation && !UsesSecAgg(task)) {
     return absl::FailedPreconditionError(
@@ -145,7 +155,6 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
                                                  models::ModelInstance& model,
                                                  const Trainer& trainer) {
   FEDGE_ASSIGN_OR_RETURN(v1::Task task, transport.PollTask(id_));
-  if (task.kind() == v1::Task::KIND_EVALUATE) return RunEvaluation(transport, task, model);
   if (absl::Status below = CheckPrivacyFloor(options_.floor, task); !below.ok()) {
     // Tell the aggregator why, so it records the refusal (best effort: the
     // refusal stands whether or not the report arrives).
@@ -157,6 +166,7 @@ absl::StatusOr<TaskReport> DeviceClient::RunTask(ClientTransport& transport,
     (void)transport.ReportMetrics(refusal);
     return below;
   }
+  if (task.kind() == v1::Task::KIND_EVALUATE) return RunEvaluation(transport, task, model);
   if (codec_ == nullptr) {
     absl::StatusOr<std::unique_ptr<models::UpdateCodec>> codec =
         models::CreateUpdateCodec(options_.codec, options_.codec_options);

@@ -11,10 +11,12 @@
 #include "fedge/privacy/clipping.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "status_matchers.h"
 
 namespace fedge::client {
 namespace {
 
+using ::fedge::testing_util::StatusIs;
 using ::testing::HasSubstr;
 
 // A scripted aggregator: one task, one artifact, records what is submitted.
@@ -153,6 +155,21 @@ TEST_F(DeviceClientTest, AnEvaluationTaskEvaluatesBothVersionsAndSubmitsNothing)
   transport_.task->set_baseline_version(9);
   EXPECT_THAT(client.RunTask(transport_, *device_model_, Trainer()).status().message(),
               HasSubstr("fetching the model"));
+
+  // A device that requires secure aggregation sends no figures in the
+  // clear, so it refuses to evaluate; other floors do not concern a task
+  // that sends no update.
+  transport_.task->set_baseline_version(2);
+  DeviceClientOptions strict;
+  strict.floor.require_secure_aggregation = true;
+  EXPECT_THAT(DeviceClient("phone-1", data_, strict)
+                  .RunTask(transport_, *device_model_, Trainer())
+                  .status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("evaluation task")));
+  DeviceClientOptions noisy;
+  noisy.floor.min_noise_multiplier = 1.0;
+  EXPECT_TRUE(
+      DeviceClient("phone-1", data_, noisy).RunTask(transport_, *device_model_, Trainer()).ok());
 }
 
 TEST_F(DeviceClientTest, ClipsTheUpdateWhenAskedTo) {

@@ -33,7 +33,9 @@ struct PrivacyFloor {
 };
 
 // Why `task` falls below `floor`, or OK when it does not. The message names
-// the floor key and the task's value.
+// the floor key and the task's value. An evaluation task (a rollout canary)
+// sends no update but its metrics in the clear: only
+// require_secure_aggregation refuses it.
 absl::Status CheckPrivacyFloor(const PrivacyFloor& floor, const v1::Task& task);
 
 }  // namespace fedge::client
