@@ -196,6 +196,15 @@ TEST_F(FederationTest, SecureAggregationOverTlsSurvivesADropout) {
   EXPECT_EQ(outcomes[0].cohort_size, 5);
   EXPECT_EQ(server->latest_version(), 1u);
   EXPECT_NE((*server->registry().Get(1))->parameters, (*server->registry().Get(0))->parameters);
+  // Under secure aggregation the devices' training figures stay on them: a
+  // loss in the clear next to a masked update would say what the mask hides
+  // (the DeviceRunner used to report train_loss and train_accuracy).
+  FEDGE_ASSERT_OK_AND_ASSIGN(aggregator::DevicePage page, server->fleet().Devices({}));
+  ASSERT_EQ(page.devices.size(), ids_.size());
+  for (const aggregator::DeviceStatus& d : page.devices) {
+    EXPECT_FALSE(d.last_metrics.contains("train_loss")) << d.id;
+    EXPECT_FALSE(d.last_metrics.contains("train_accuracy")) << d.id;
+  }
 }
 
 // The device holds the line: a device whose floor requires secure
@@ -240,6 +249,15 @@ TEST_F(FederationTest, ADeviceWithAPrivacyFloorRefusesAWeakerTaskAndTheAggregato
     EXPECT_THAT(e.fields.at("reason"), ::testing::HasSubstr("require_secure_aggregation"));
   }
   EXPECT_TRUE(recorded) << "no task_refused event";
+  // Without secure aggregation the devices that trained did report their
+  // figures: what SecureAggregationOverTlsSurvivesADropout finds absent is
+  // really sent otherwise.
+  FEDGE_ASSERT_OK_AND_ASSIGN(aggregator::DevicePage page, server->fleet().Devices({}));
+  int with_loss = 0;
+  for (const aggregator::DeviceStatus& d : page.devices) {
+    with_loss += d.last_metrics.contains("train_loss") ? 1 : 0;
+  }
+  EXPECT_EQ(with_loss, 4);
   EXPECT_EQ(server->events().CountsByKind().at("task_refused"), 1u);
 }
 
