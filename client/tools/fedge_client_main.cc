@@ -13,6 +13,7 @@
 #include <optional>
 #include <csignal>
 #include <iostream>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -67,26 +68,38 @@ int main(int argc, char** argv) {
   auto pinned = fedge::models::VerifyingKey::LoadPem(transport.pinned_key_file);
   if (!pinned.ok()) return Fail(std::string(pinned.status().message()));
 
-  // The device's data: its shard of the training split.
-  auto data = fedge::data::ReadIdxDataset(data_dir, "fashion-mnist");
-  if (!data.ok()) return Fail(std::string(data.status().message()));
-  auto parts =
-      fedge::data::PartitionExamples(data->train.labels, data->train.num_classes, partition);
-  if (!parts.ok()) return Fail(std::string(parts.status().message()));
-  auto indices = std::make_shared<const std::vector<int32_t>>((*parts)[shard]);
-  const std::vector<int64_t> example_shape = data->train.example_shape;
-  const int64_t num_classes = data->train.num_classes;
-  // Injected drift (tests): the same shard of a drifted copy, swapped in
-  // from the task of round fault.drift_round on.
+  // The device's data: its shard of the training split, and nothing else
+  // (no test split; the images file is streamed and only the shard kept).
+  std::optional<fedge::data::Dataset> shard_data;
+  std::optional<fedge::data::Dataset> drifted_data;
+  {
+    auto labels = fedge::data::ReadIdxTrainLabels(data_dir);
+    if (!labels.ok()) return Fail(std::string(labels.status().message()));
+    auto parts = fedge::data::PartitionExamples(*labels, 10, partition);
+    if (!parts.ok()) return Fail(std::string(parts.status().message()));
+    auto own = fedge::data::ReadIdxTrainExamples(data_dir, "fashion-mnist", (*parts)[shard]);
+    if (!own.ok()) return Fail(std::string(own.status().message()));
+    shard_data = *std::move(own);
+    // Injected drift (tests): a drifted copy of the shard, swapped in from
+    // the task of round fault.drift_round on.
+    if (config->drift.type != "none") {
+      auto copy = fedge::data::MakeDriftedCopy(*shard_data, config->drift, partition.seed + 2);
+      if (!copy.ok()) return Fail(std::string(copy.status().message()));
+      drifted_data = *std::move(copy);
+    }
+  }
+  const std::vector<int64_t> example_shape = shard_data->example_shape;
+  const int64_t num_classes = shard_data->num_classes;
+  const int32_t shard_size = static_cast<int32_t>(shard_data->num_examples());
+  auto indices = std::make_shared<std::vector<int32_t>>(static_cast<size_t>(shard_size));
+  std::iota(indices->begin(), indices->end(), 0);
   std::optional<fedge::client::LocalDataset> drifted;
-  if (config->drift.type != "none") {
-    auto copy = fedge::data::MakeDriftedCopy(data->train, config->drift, partition.seed + 2);
-    if (!copy.ok()) return Fail(std::string(copy.status().message()));
-    auto drifted_store = fedge::client::MakeExampleStore(*std::move(copy));
+  if (drifted_data.has_value()) {
+    auto drifted_store = fedge::client::MakeExampleStore(*std::move(drifted_data));
     if (!drifted_store.ok()) return Fail(std::string(drifted_store.status().message()));
     drifted = fedge::client::LocalDataset{*drifted_store, indices};
   }
-  auto store = fedge::client::MakeExampleStore(std::move(data->train));
+  auto store = fedge::client::MakeExampleStore(*std::move(shard_data));
   if (!store.ok()) return Fail(std::string(store.status().message()));
   fedge::client::LocalDataset local{*store, indices};
 

@@ -463,5 +463,59 @@ TEST(FashionMnistTest, ReadsTheInstalledDataset) {
   EXPECT_NEAR(std::sqrt(sum_squares / n - mean * mean), data->train.stddev, 5e-4);
 }
 
+// What a device reads: its examples only, streamed, equal to the same
+// examples of ReadIdxDataset's train split, in the order asked for.
+TEST(ReadIdxTrainExamplesTest, KeepsTheAskedExamplesInOrderAndNothingElse) {
+  ScopedTempDir dir;
+  WriteStandardFiles(dir);
+  FEDGE_ASSERT_OK_AND_ASSIGN(TrainTest all, ReadIdxDataset(dir.path(), "fashion-mnist"));
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<int32_t> labels, ReadIdxTrainLabels(dir.path()));
+  EXPECT_EQ(labels, all.train.labels);
+  const std::vector<int32_t> shard = {3, 0, 2, 2};
+  FEDGE_ASSERT_OK_AND_ASSIGN(Dataset mine,
+                             ReadIdxTrainExamples(dir.path(), "fashion-mnist", shard));
+  ASSERT_EQ(mine.num_examples(), 4);
+  const int64_t size = all.train.example_size();
+  for (size_t k = 0; k < shard.size(); ++k) {
+    EXPECT_EQ(mine.labels[k], all.train.labels[shard[k]]) << k;
+    EXPECT_TRUE(std::equal(mine.pixels.begin() + k * size, mine.pixels.begin() + (k + 1) * size,
+                           all.train.pixels.begin() + shard[k] * size))
+        << k;
+  }
+  EXPECT_EQ(mine.example_shape, all.train.example_shape);
+  EXPECT_EQ(mine.num_classes, 10);
+  EXPECT_FLOAT_EQ(mine.mean, all.train.mean);
+  EXPECT_FLOAT_EQ(mine.stddev, all.train.stddev);
+  EXPECT_EQ(mine.name, "fashion-mnist");
+  // The same from a gzipped images file.
+  std::filesystem::remove(dir.File("train-images-idx3-ubyte"));
+  WriteGzip(dir.File("train-images-idx3-ubyte.gz"),
+            ImagesFile(4, 1, 2, {0, 255, 0, 255, 255, 0, 255, 0}));
+  FEDGE_ASSERT_OK_AND_ASSIGN(Dataset zipped,
+                             ReadIdxTrainExamples(dir.path(), "fashion-mnist", shard));
+  EXPECT_EQ(zipped.pixels, mine.pixels);
+  EXPECT_EQ(zipped.labels, mine.labels);
+}
+
+TEST(ReadIdxTrainExamplesTest, BadFilesAndIndicesNameWhatIsWrong) {
+  ScopedTempDir dir;
+  WriteStandardFiles(dir);
+  EXPECT_THAT(ReadIdxTrainExamples(dir.path(), "fashion-mnist", std::vector<int32_t>{4}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outside")));
+  EXPECT_THAT(ReadIdxTrainExamples(dir.path(), "emnist", std::vector<int32_t>{0}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("emnist")));
+  // Truncated images (a plain file) and trailing bytes: DATA_LOSS, naming it.
+  const std::string images = dir.File("train-images-idx3-ubyte");
+  WriteRaw(images, ImagesFile(4, 1, 2, {0, 255, 0, 255, 0, 255}));  // 3 of 4 images
+  EXPECT_THAT(ReadIdxTrainExamples(dir.path(), "fashion-mnist", std::vector<int32_t>{0}).status(),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("truncated")));
+  WriteRaw(images, ImagesFile(4, 1, 2, {0, 255, 0, 255, 0, 255, 0, 255, 7}));
+  EXPECT_THAT(ReadIdxTrainExamples(dir.path(), "fashion-mnist", std::vector<int32_t>{0}).status(),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bytes after")));
+  WriteRaw(images, ImagesFile(3, 1, 2, {0, 255, 0, 255, 0, 255}));
+  EXPECT_THAT(ReadIdxTrainExamples(dir.path(), "fashion-mnist", std::vector<int32_t>{0}).status(),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("count mismatch")));
+}
+
 }  // namespace
 }  // namespace fedge::data

@@ -428,4 +428,121 @@ absl::StatusOr<TrainTest> ReadIdxDataset(const std::string& dir, const std::stri
   return result;
 }
 
+absl::StatusOr<std::vector<int32_t>> ReadIdxTrainLabels(const std::string& dir,
+                                                        int64_t num_classes) {
+  const std::string root = StripTrailingSlashes(dir);
+  FEDGE_ASSIGN_OR_RETURN(const std::string path, FindIdxFile(root, "train-labels-idx1-ubyte"));
+  FEDGE_ASSIGN_OR_RETURN(IdxContents labels, ReadIdxFile(path, kLabelsMagic, "labels"));
+  std::vector<int32_t> out(labels.dims[0]);
+  const uint8_t* raw = labels.bytes.data() + labels.data_offset;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (raw[i] >= num_classes) {
+      return absl::DataLossError(absl::StrFormat(
+          "label out of range in %s: example %d has label %d, expected < %d (num_classes)", path, i,
+          raw[i], num_classes));
+    }
+    out[i] = raw[i];
+  }
+  return out;
+}
+
+absl::StatusOr<Dataset> ReadIdxTrainExamples(const std::string& dir, const std::string& name,
+                                             std::span<const int32_t> indices) {
+  const std::string root = StripTrailingSlashes(dir);
+  const std::string key = absl::AsciiStrToLower(name);
+  if (key != "fashion-mnist" && key != "mnist") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ReadIdxTrainExamples reads mnist and fashion-mnist (fixed normalization), not '", name,
+        "'"));
+  }
+  FEDGE_ASSIGN_OR_RETURN(std::vector<int32_t> labels, ReadIdxTrainLabels(root, 10));
+  FEDGE_ASSIGN_OR_RETURN(const std::string path, FindIdxFile(root, "train-images-idx3-ubyte"));
+  // gzread reads gzipped and plain files alike, and checks the gzip trailer
+  // (CRC-32 and length) when it reaches the end.
+  gzFile file = gzopen(path.c_str(), "rb");
+  if (file == nullptr) return absl::NotFoundError(absl::StrCat("cannot open IDX file ", path));
+  struct Closer {
+    gzFile f;
+    ~Closer() { gzclose(f); }
+  } closer{file};
+  auto read = [&](uint8_t* into, size_t n) -> absl::Status {
+    size_t done = 0;
+    while (done < n) {
+      const int got = gzread(file, into + done, static_cast<unsigned>(std::min<size_t>(n - done, 1 << 30)));
+      if (got < 0) {
+        int code = 0;
+        return absl::DataLossError(
+            absl::StrCat("corrupt IDX file ", path, ": ", gzerror(file, &code)));
+      }
+      if (got == 0) {
+        return absl::DataLossError(absl::StrFormat(
+            "truncated IDX file %s: it ends %d bytes short of what its header promises", path,
+            n - done));
+      }
+      done += static_cast<size_t>(got);
+    }
+    return absl::OkStatus();
+  };
+  uint8_t header[16];
+  FEDGE_RETURN_IF_ERROR(read(header, sizeof(header)));
+  if (BigEndian32(header) != kImagesMagic) {
+    return absl::DataLossError(absl::StrFormat("bad magic 0x%08x in IDX file %s: expected 0x%08x",
+                                               BigEndian32(header), path, kImagesMagic));
+  }
+  const uint32_t count = BigEndian32(header + 4);
+  const uint32_t rows = BigEndian32(header + 8);
+  const uint32_t cols = BigEndian32(header + 12);
+  if (count != labels.size()) {
+    return absl::DataLossError(absl::StrFormat(
+        "count mismatch: %s holds %d images but the labels file holds %d labels", path, count,
+        labels.size()));
+  }
+  if (rows == 0 || cols == 0 || uint64_t{rows} * cols > (uint64_t{1} << 24)) {
+    return absl::DataLossError(
+        absl::StrFormat("IDX file %s: images of %d x %d pixels are not supported", path, rows, cols));
+  }
+  // Where each wanted example goes (an index may be wanted more than once).
+  std::vector<std::pair<int32_t, size_t>> wanted;
+  wanted.reserve(indices.size());
+  for (size_t k = 0; k < indices.size(); ++k) {
+    if (indices[k] < 0 || static_cast<uint32_t>(indices[k]) >= count) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "example index %d is outside %s's %d examples", indices[k], path, count));
+    }
+    wanted.emplace_back(indices[k], k);
+  }
+  std::sort(wanted.begin(), wanted.end());
+  const size_t example = size_t{rows} * cols;
+  Dataset out;
+  out.name = name;
+  out.example_shape = {1, rows, cols};
+  out.num_classes = 10;
+  out.mean = key == "mnist" ? kMnistMean : kFashionMnistMean;
+  out.stddev = key == "mnist" ? kMnistStddev : kFashionMnistStddev;
+  out.pixels.resize(indices.size() * example);
+  out.labels.resize(indices.size());
+  std::vector<uint8_t> buffer(example);
+  size_t next = 0;
+  // Every example is read (so a damaged file is noticed whatever the shard),
+  // but only the wanted ones are kept: the rest never sits in memory.
+  for (uint32_t i = 0; i < count; ++i) {
+    FEDGE_RETURN_IF_ERROR(read(buffer.data(), example));
+    for (; next < wanted.size() && wanted[next].first == static_cast<int32_t>(i); ++next) {
+      std::copy(buffer.begin(), buffer.end(),
+                out.pixels.begin() + static_cast<ptrdiff_t>(wanted[next].second * example));
+      out.labels[wanted[next].second] = labels[i];
+    }
+  }
+  uint8_t extra = 0;
+  const int trailing = gzread(file, &extra, 1);
+  if (trailing != 0) {
+    int code = 0;
+    return absl::DataLossError(trailing < 0
+                                   ? absl::StrCat("corrupt IDX file ", path, ": ", gzerror(file, &code))
+                                   : absl::StrCat("IDX file ", path,
+                                                  " has bytes after the images its header counts"));
+  }
+  return out;
+}
+
 }  // namespace fedge::data

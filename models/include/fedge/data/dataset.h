@@ -16,6 +16,7 @@
 #define FEDGE_DATA_DATASET_H_
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,17 @@ absl::StatusOr<Dataset> ReadIdxPair(const std::string& images_path, const std::s
 // `name` is recorded in the result; normalization defaults to the dataset's
 // known mean/std for "fashion-mnist" and "mnist", else computed from train.
 absl::StatusOr<TrainTest> ReadIdxDataset(const std::string& dir, const std::string& name);
+
+// What a device reads of `dir` (MNIST or Fashion-MNIST layout): the training
+// labels (to partition by), then only its own examples. ReadIdxTrainExamples
+// streams the images file (gzipped or not) once and keeps the examples
+// `indices`, in that order, with ReadIdxDataset's normalization; the rest of
+// the split never sits in memory. Errors as ReadIdxPair's; INVALID_ARGUMENT
+// for an index out of range or a dataset other than mnist / fashion-mnist.
+absl::StatusOr<std::vector<int32_t>> ReadIdxTrainLabels(const std::string& dir,
+                                                        int64_t num_classes = 10);
+absl::StatusOr<Dataset> ReadIdxTrainExamples(const std::string& dir, const std::string& name,
+                                             std::span<const int32_t> indices);
 
 struct SyntheticOptions {
   // Heterogeneity of models across devices (alpha) and of inputs (beta).
