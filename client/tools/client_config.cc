@@ -61,6 +61,15 @@ std::vector<Key> DataKeys() {
           "a restart) and report drift to the aggregator",
           [](const ClientToolConfig& c) { return c.monitor; },
           [](ClientToolConfig& c, bool v) { c.monitor = v; }),
+      Key::List(
+          "monitor.detectors",
+          "the drift monitor's detectors, each name or name:stream (error, loss, confidence, "
+          "features)",
+          [](const ClientToolConfig& c) { return c.monitor_detectors; },
+          [](ClientToolConfig& c, std::vector<std::string> v) {
+            c.monitor_detectors = std::move(v);
+          })
+          .NonEmpty(),
       Key::Enum(
           "fault.drift",
           "tests only: drift this device's data (none, rotation, noise, label-swap) from round "

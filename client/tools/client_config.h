@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "fedge/client/device_config.h"
+#include "fedge/client/drift_monitor.h"
 #include "fedge/proto/key_table.h"
 #include "fedge/data/drift_scenario.h"
 #include "fedge/data/partition.h"
@@ -35,6 +36,9 @@ struct ClientToolConfig {
   // the device's own data after each task, reporting drift to the
   // aggregator; its state is kept in the state directory.
   bool monitor = false;
+  // Its detectors (monitor.detectors; DriftMonitorOptions' names).
+  std::vector<std::string> monitor_detectors =
+      DriftMonitorOptions{}.detectors;
   // Fault injection for tests (fault.drift*): from the task of round
   // drift.round on, the device's data is a drifted copy (rotation, noise or
   // label-swap, as fedge-sim's drift scenarios).

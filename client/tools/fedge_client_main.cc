@@ -137,6 +137,7 @@ int main(int argc, char** argv) {
   runner_options.state_dir = state_dir;
   if (config->monitor) {
     fedge::client::DriftMonitorOptions monitor;
+    monitor.detectors = config->monitor_detectors;  // checked when the runner starts
     monitor.features = 16;  // input summaries: each image cut into 16 chunks
     runner_options.drift = monitor;
   }

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "fedge/aggregator/round_manager.h"
 #include "fedge/aggregator/state_store.h"
 #include "fedge/client/dataset_store.h"
@@ -373,6 +374,8 @@ absl::StatusOr<SimulationResult> RunMultiprocess(const SimulationConfig& config,
     if (config.monitor.enabled) {
       args.push_back("--set");
       args.push_back("monitor.enabled=true");
+      args.push_back("--set");
+      args.push_back("monitor.detectors=" + absl::StrJoin(config.monitor.options.detectors, ","));
     }
     if (drifted[static_cast<size_t>(i)]) {
       const DriftScenarioOptions& d = config.drift;
