@@ -517,6 +517,7 @@ class Run {
     options.max_tasks = static_cast<int>(max_tasks_);
     options.seed = std::hash<std::string>{}(config_.transport.client_id);
     options.model_file = config_.state_dir / "model.fedge";
+    options.already_joined = *join;  // JoinFederation above: one join per start
     uint64_t task_round = 0;
     options.on_task = [this, &task_round](const fedge::client::TaskReport& report) {
       task_round = report.round;

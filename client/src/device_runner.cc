@@ -36,13 +36,20 @@ class DeviceRunner::ModelGate final : public ClientTransport {
 
   absl::StatusOr<v1::JoinResponse> Join(const std::string& client_id) override {
     absl::StatusOr<v1::JoinResponse> join = inner_->Join(client_id);
-    if (join.ok() && pinned_->has_value() && !join->signing_key_id().empty() &&
-        join->signing_key_id() != (*pinned_)->key_id()) {
+    if (!join.ok()) return join;
+    FEDGE_RETURN_IF_ERROR(Check(*join));
+    return join;
+  }
+  // A join response is refused when the aggregator signs with another key
+  // than the one pinned.
+  absl::Status Check(const v1::JoinResponse& join) const {
+    if (pinned_->has_value() && !join.signing_key_id().empty() &&
+        join.signing_key_id() != (*pinned_)->key_id()) {
       return absl::UnauthenticatedError(
-          absl::StrCat("the aggregator signs models with key '", join->signing_key_id(),
+          absl::StrCat("the aggregator signs models with key '", join.signing_key_id(),
                        "', this device pins key '", (*pinned_)->key_id(), "'"));
     }
-    return join;
+    return absl::OkStatus();
   }
   absl::StatusOr<v1::Task> PollTask(const std::string& client_id) override {
     return inner_->PollTask(client_id);
@@ -198,7 +205,17 @@ absl::StatusOr<StepResult> DeviceRunner::RunOnce() {
   const std::string& id = device_->id();
   StepResult step;
   if (!joined_) {
-    absl::StatusOr<v1::JoinResponse> join = gate_->Join(id);
+    // The app may have joined already (to learn the model spec): that join
+    // counts, checked as the runner checks its own, and the runner does not
+    // join a second time.
+    absl::StatusOr<v1::JoinResponse> join = absl::UnknownError("not joined");
+    if (options_.already_joined.has_value()) {
+      FEDGE_RETURN_IF_ERROR(gate_->Check(*options_.already_joined));
+      join = *options_.already_joined;
+      options_.already_joined.reset();
+    } else {
+      join = gate_->Join(id);
+    }
     if (!join.ok()) return join.status();
     joined_ = true;
     step.joined = true;

@@ -134,6 +134,7 @@ int main(int argc, char** argv) {
   runner_options.model_file = std::filesystem::path(state_dir) / "model.fedge";
   runner_options.pinned_key = *std::move(pinned);
   runner_options.secagg_drops = config->secagg_drops;
+  runner_options.already_joined = *join;  // joined above, for the model spec
   runner_options.state_dir = state_dir;
   if (config->monitor) {
     fedge::client::DriftMonitorOptions monitor;

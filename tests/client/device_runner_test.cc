@@ -211,6 +211,38 @@ TEST_F(DeviceRunnerTest, JoinsOnceAndFindsNoTask) {
   EXPECT_TRUE(aggregator_.accepted.empty());
 }
 
+// fedge-client and the C API join before the runner starts (to learn the
+// model spec): the runner takes that join as its own instead of joining a
+// second time, which the aggregator counted as a second join. A response
+// from an aggregator signing with another key is refused as its own would be.
+TEST_F(DeviceRunnerTest, AJoinTheAppMadeCountsAndIsNotRepeated) {
+  DeviceClient device("phone-1", Clean());
+  FEDGE_ASSERT_OK_AND_ASSIGN(v1::JoinResponse join, aggregator_.Join("phone-1"));
+  ASSERT_EQ(aggregator_.joins, 1);
+  int on_join = 0;
+  DeviceRunnerOptions options = Options();
+  options.already_joined = join;
+  options.on_join = [&](const v1::JoinResponse&) { ++on_join; };
+  auto runner = Runner(&device, options);
+  ASSERT_NE(runner, nullptr);
+  FEDGE_ASSERT_OK_AND_ASSIGN(StepResult first, runner->RunOnce());
+  EXPECT_TRUE(first.joined);
+  FEDGE_ASSERT_OK(runner->RunOnce().status());
+  EXPECT_EQ(aggregator_.joins, 1);
+  EXPECT_EQ(on_join, 1);
+  EXPECT_EQ(aggregator_.polls, 2);
+
+  v1::JoinResponse foreign = join;
+  foreign.set_signing_key_id(other_key_->key_id());
+  DeviceClient other("phone-2", Clean());
+  options.already_joined = foreign;
+  auto refused = Runner(&other, options);
+  ASSERT_NE(refused, nullptr);
+  EXPECT_THAT(refused->RunOnce().status(),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("this device pins key")));
+  EXPECT_FALSE(refused->joined());
+}
+
 TEST_F(DeviceRunnerTest, ARefusedJoinEndsTheRun) {
   aggregator_.join_status = absl::PermissionDeniedError("device revoked");
   DeviceClient device("phone-1", Clean());

@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 
 #include "fedge/aggregator/state_store.h"
@@ -266,6 +267,16 @@ TEST(MultiprocessTest, SameConfigSameCurveWithinNoise) {
   nlohmann::json json = nlohmann::json::parse(summary);
   EXPECT_EQ(json["rounds"].get<int>(), 3);
   EXPECT_NEAR(json["final_accuracy"].get<double>(), multi.back(), 1e-9);
+  // Each device joined once: fedge-client's own join (for the model spec)
+  // is the runner's, not followed by a second one.
+  std::ifstream log(dir + "/multi/multiprocess/aggregator.log");
+  std::map<std::string, int> joins;
+  for (std::string line; std::getline(log, line);) {
+    nlohmann::json e = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (e.is_object() && e.value("event", "") == "client_joined") ++joins[e.value("client", "")];
+  }
+  EXPECT_EQ(joins.size(), 4u);
+  for (const auto& [client, count] : joins) EXPECT_EQ(count, 1) << client;
 }
 
 TEST(MultiprocessTest, SecureAggregationOverGrpcMatchesThePlainRun) {

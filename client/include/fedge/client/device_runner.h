@@ -103,6 +103,12 @@ struct DeviceRunnerOptions {
   std::function<void(const TaskReport&)> on_task;
   // Called each time the device joined the federation.
   std::function<void(const v1::JoinResponse&)> on_join;
+  // The answer to a join the app made itself before starting the runner
+  // (fedge-client and the C API join to learn the model spec): the runner
+  // takes it as its first join, checked against `pinned_key` like its own,
+  // instead of joining again (the aggregator would count two joins).
+  // Unset: the runner joins.
+  std::optional<v1::JoinResponse> already_joined;
   // Called when a task failed, before the loop backs off (or ends, when the
   // aggregator refused the device). Not called for NOT_FOUND (no task yet).
   std::function<void(const absl::Status&)> on_task_failed;
