@@ -8,6 +8,7 @@
 //   fedge-aggregator versions --state DIR
 //   fedge-aggregator clients  --state DIR
 #include <malloc.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <csignal>
@@ -81,7 +82,18 @@ absl::StatusOr<fedge::v1::ModelArtifact> InitialModel(const ServeConfig& config)
                                           model->parameters().values(), options);
 }
 
-volatile std::sig_atomic_t g_stop = 0;
+volatile std::sig_atomic_t g_stop = 0;  // the signal that asked to stop, or 0
+
+// First SIGINT/SIGTERM: stop gracefully (the watcher below). A second one
+// while stopping: exit at once.
+void OnStopSignal(int signo) {
+  if (g_stop != 0) {
+    constexpr char kMessage[] = "fedge-aggregator: second signal, exiting now\n";
+    (void)!::write(2, kMessage, sizeof(kMessage) - 1);
+    std::_Exit(128 + signo);
+  }
+  g_stop = signo;
+}
 
 // Memory of the serve path goes back to the system (bench/load.sh, 1,000
 // devices submitting 2.3 MB cnn-large updates, 3 rounds, BDP probe off):
@@ -193,13 +205,18 @@ int Serve(ServeConfig config) {
     if (!s.ok()) return Fail(s);
   }
   // SIGINT/SIGTERM: stop serving; an open round stays open in the state
-  // directory and continues at the next start.
-  std::signal(SIGINT, [](int) { g_stop = 1; });
-  std::signal(SIGTERM, [](int) { g_stop = 1; });
+  // directory (its accepted updates are journaled) and continues at the next
+  // start. A second signal exits at once.
+  std::signal(SIGINT, OnStopSignal);
+  std::signal(SIGTERM, OnStopSignal);
   std::atomic<bool> done{false};
   std::thread watcher([&] {
     for (int tick = 1; !done.load(); ++tick) {
-      if (g_stop) {
+      if (g_stop != 0) {
+        fedge::LogEvent("info", "shutdown_requested",
+                        {{"signal", g_stop == SIGINT ? "SIGINT" : "SIGTERM"}},
+                        "stopping: no new calls are taken; an open round continues at the next "
+                        "start (a second signal exits at once)");
         (*server)->Shutdown();
         return;
       }
@@ -212,6 +229,9 @@ int Serve(ServeConfig config) {
   watcher.join();
   (*server)->Shutdown();
   if (!status.ok()) return Fail(status);
+  fedge::LogEvent("info", "stopped",
+                  {{"why", g_stop != 0 ? "signal" : "rounds done"},
+                   {"latest_version", std::to_string((*server)->latest_version())}});
   return 0;
 }
 

@@ -36,7 +36,7 @@ TEST(ServeConfigTest, ShippedConfigLoads) {
   EXPECT_EQ(config.server.listen_address, "127.0.0.1:7443");
   EXPECT_EQ(config.server.strategy, "fedavg");
   EXPECT_EQ(config.server.precision, models::ArtifactEncoding::Precision::kInt8PerChannel);
-  EXPECT_EQ(config.server.policy.rounds, 5u);
+  EXPECT_EQ(config.server.policy.rounds, 0u);  // serves until stopped
   EXPECT_EQ(config.server.policy.deadline, std::chrono::seconds(120));
   EXPECT_FLOAT_EQ(config.server.policy.train.learning_rate(), 0.05f);
   EXPECT_EQ(config.server.state_dir, "agg-state");

@@ -85,6 +85,14 @@ class AggregatorProcess {
     ::waitpid(pid_, nullptr, 0);
     pid_ = -1;
   }
+  // SIGTERM, then the exit code (-1 when it did not exit by itself).
+  int Terminate() {
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
   // Waits for a normal exit (after its rounds); returns the exit code.
   int WaitExit() {
     int status = 0;
@@ -105,9 +113,11 @@ class AggregatorProcess {
 };
 
 // Runs round 1 with four devices submitting `seeded` updates in order;
-// kills the aggregator after `kill_after` accepted updates (never if < 0).
-// Returns the fp32 master of version 1.
-absl::StatusOr<std::vector<float>> RunRound(const std::filesystem::path& state, int kill_after) {
+// stops the aggregator after `kill_after` accepted updates (never if < 0):
+// SIGKILL, or with `graceful` SIGTERM (it must then log its shutdown and
+// exit 0). Returns the fp32 master of version 1.
+absl::StatusOr<std::vector<float>> RunRound(const std::filesystem::path& state, int kill_after,
+                                            bool graceful = false) {
   {
     FEDGE_ASSIGN_OR_RETURN(auto store, aggregator::StateStore::Open(state));
     for (const std::string& id : kDevices) FEDGE_RETURN_IF_ERROR(store->EnrollClient(id, ""));
@@ -145,7 +155,23 @@ absl::StatusOr<std::vector<float>> RunRound(const std::filesystem::path& state, 
     return u;
   };
   for (size_t i = 0; i < devices.size(); ++i) {
-    if (static_cast<int>(i) == kill_after) {
+    if (static_cast<int>(i) == kill_after && graceful) {
+      const int code = process->Terminate();
+      if (code != 0) return absl::InternalError(absl::StrCat("SIGTERM: exit code ", code));
+      absl::StatusOr<std::string> log = proto::ReadFile(state.string() + ".log");
+      if (!log.ok() || log->find("\"shutdown_requested\"") == std::string::npos ||
+          log->find("\"stopped\"") == std::string::npos) {
+        return absl::InternalError("SIGTERM: no shutdown_requested / stopped in the log");
+      }
+      process = std::make_unique<AggregatorProcess>(state, port);
+      if (process->port() != port) return absl::InternalError("the restart did not listen");
+      absl::Status again = absl::UnavailableError("");
+      for (int attempt = 0; attempt < 50 && absl::IsUnavailable(again); ++attempt) {
+        again = devices[i - 1]->SubmitUpdate(update(i - 1));
+        if (absl::IsUnavailable(again)) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      EXPECT_THAT(again, StatusIs(absl::StatusCode::kAlreadyExists));
+    } else if (static_cast<int>(i) == kill_after) {
       process->Kill();  // SIGKILL: no shutdown code runs
       process = std::make_unique<AggregatorProcess>(state, port);
       if (process->port() != port) return absl::InternalError("the restart did not listen");
@@ -187,6 +213,19 @@ TEST(KillRestartTest, KilledAggregatorContinuesTheRoundExactly) {
   // Killed after 1: no checkpoint yet, the journal alone restores the round.
   FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<float> early, RunRound(dir / "c", 1));
   EXPECT_EQ(uninterrupted, early);
+}
+
+// SIGTERM mid-round: the aggregator logs that it stops, exits 0, and the
+// restarted one continues the round with nothing lost or counted twice.
+TEST(KillRestartTest, SigtermMidRoundStopsCleanlyAndTheRoundContinues) {
+  const std::filesystem::path dir = ScratchDir() / "sigterm";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  CertDir();
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<float> uninterrupted, RunRound(dir / "a", -1));
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::vector<float> stopped,
+                             RunRound(dir / "b", 2, /*graceful=*/true));
+  EXPECT_EQ(uninterrupted, stopped);  // bit for bit
 }
 
 TEST(AggregatorConfigTest, ShippedConfigLoadsAndBadKeysAreNamed) {
