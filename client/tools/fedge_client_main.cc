@@ -8,6 +8,8 @@
 //   fedge-client --config device.yaml --set partition.shard=1
 //
 // Flags, --config and --set all go through one key table (client_config.h).
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <optional>
@@ -32,6 +34,16 @@
 namespace {
 
 std::atomic<bool> g_stop{false};
+
+// First SIGINT/SIGTERM: finish the current step and stop (the runner checks
+// g_stop between steps). A second one: exit at once.
+void OnStopSignal(int signo) {
+  if (g_stop.exchange(true)) {
+    constexpr char kMessage[] = "fedge-client: second signal, exiting now\n";
+    (void)!::write(2, kMessage, sizeof(kMessage) - 1);
+    std::_Exit(128 + signo);
+  }
+}
 
 int Fail(const std::string& message) {
   std::cerr << "fedge-client: error: " << message << "\n";
@@ -157,8 +169,8 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(state_dir);
   fedge::client::DeviceRunner runner(&client_transport, &pending, &device, model->get(), &trainer,
                                      runner_options);
-  std::signal(SIGINT, [](int) { g_stop = true; });
-  std::signal(SIGTERM, [](int) { g_stop = true; });
+  std::signal(SIGINT, OnStopSignal);
+  std::signal(SIGTERM, OnStopSignal);
   fedge::LogEvent("info", "device_started",
                   {{"client", transport.client_id},
                    {"examples", std::to_string(local.size())},
