@@ -33,6 +33,7 @@
 #include "fedge/privacy/secagg/protocol.h"
 #include "fedge/proto/atomic_file.h"
 #include "fedge/proto/log.h"
+#include "fedge/proto/version.h"
 #include "fedge/proto/status_macros.h"
 #include "serve_config.h"
 #include "validation_set.h"
@@ -276,6 +277,10 @@ int Rollback(const std::string& state_dir, const std::string& key_file, uint64_t
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "--version") {
+    std::printf("fedge-aggregator %s\n", FEDGE_VERSION_STRING);
+    return 0;
+  }
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string command = "serve";
   if (!args.empty() && args[0].rfind("--", 0) != 0) {

@@ -15,6 +15,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -27,6 +28,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "fedge/proto/version.h"
 #include "nlohmann/json.hpp"
 
 namespace {
@@ -296,6 +298,10 @@ int Usage(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "--version") {
+    std::printf("fedge-ctl %s\n", FEDGE_VERSION_STRING);
+    return 0;
+  }
   std::vector<std::string> args(argv + 1, argv + argc);
   Options options;
   if (const char* server = std::getenv("FEDGE_OPS_SERVER"); server != nullptr) {

@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "fedge/client/device_config.h"
+#include "fedge/proto/version.h"
 #include "fedge/client/device_runner.h"
 #include "fedge/client/drift_detector.h"
 #include "fedge/client/grpc_transport.h"
@@ -622,6 +623,8 @@ fedge_status CheckIdle(fedge_client& c, const char* function) {
 extern "C" {
 
 int fedge_version(void) { return FEDGE_C_API_VERSION; }
+
+const char* fedge_client_version(void) { return FEDGE_VERSION_STRING; }
 
 const char* fedge_status_name(fedge_status status) {
   switch (status) {

@@ -1,5 +1,7 @@
 #include "fedge/client/grpc_transport.h"
 
+#include "fedge/proto/version.h"
+
 #include <grpcpp/grpcpp.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -8,6 +10,7 @@
 #include "fedge/proto/atomic_file.h"
 #include "fedge/proto/log.h"
 #include "fedge/proto/status_macros.h"
+#include "fedge/proto/version.h"
 #include "fedge/v1/service.grpc.pb.h"
 
 namespace fedge::client {
@@ -122,7 +125,7 @@ absl::StatusOr<v1::JoinResponse> GrpcTransport::Join(const std::string& client_i
   v1::JoinRequest request;
   request.set_client_id(options_.client_id);
   request.set_protocol_version(1);
-  request.set_software("fedge-client 0.1.0");
+  request.set_software("fedge-client " FEDGE_VERSION_STRING);
   v1::JoinResponse response;
   auto context = calls_->Context(options_.call_timeout);
   FEDGE_RETURN_IF_ERROR(FromGrpc(calls_->stub().Join(context.get(), request, &response), "join"));

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <optional>
 #include <csignal>
 #include <iostream>
@@ -30,6 +31,7 @@
 #include "fedge/models/model_instance.h"
 #include "fedge/models/signing.h"
 #include "fedge/proto/log.h"
+#include "fedge/proto/version.h"
 
 namespace {
 
@@ -53,6 +55,10 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "--version") {
+    std::printf("fedge-client %s\n", FEDGE_VERSION_STRING);
+    return 0;
+  }
   std::vector<std::string> args(argv + 1, argv + argc);
   if (std::find(args.begin(), args.end(), "--help") != args.end() ||
       std::find(args.begin(), args.end(), "-h") != args.end()) {

@@ -17,6 +17,7 @@
 #include <system_error>
 
 #include "fedge/privacy/accountant.h"
+#include "fedge/proto/version.h"
 
 namespace {
 
@@ -57,6 +58,10 @@ bool ParseNumber(const std::string& text, T& value) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "--version") {
+    std::printf("fedge-privacy %s\n", FEDGE_VERSION_STRING);
+    return 0;
+  }
   if (argc < 2) return UsageError("missing subcommand (epsilon or calibrate)");
   const std::string command = argv[1];
   std::set<std::string> allowed;

@@ -24,6 +24,7 @@
 #include "fedge/proto/atomic_file.h"
 #include "fedge/simulations/config.h"
 #include "fedge/simulations/multiprocess.h"
+#include "fedge/proto/version.h"
 #include "fedge/simulations/report.h"
 #include "fedge/simulations/simulation.h"
 
@@ -96,6 +97,10 @@ std::string FormatBytes(double bytes) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "--version") {
+    std::printf("fedge-sim %s\n", FEDGE_VERSION_STRING);
+    return 0;
+  }
   SimulationConfig config = fedge::simulations::DefaultConfig();
   std::string config_file;
   std::vector<std::pair<std::string, std::string>> overrides;

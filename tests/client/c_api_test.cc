@@ -217,6 +217,8 @@ TEST_F(CApiTest, NullUnknownAndDestroyedHandlesAreRefused) {
 
 TEST_F(CApiTest, StatusNamesAndVersion) {
   EXPECT_EQ(fedge_version(), FEDGE_C_API_VERSION);
+  // The release string every tool prints for --version (tools.version).
+  EXPECT_STREQ(fedge_client_version(), FEDGE_PROJECT_VERSION);
   EXPECT_STREQ(fedge_status_name(FEDGE_OK), "FEDGE_OK");
   for (int s = FEDGE_ERR_INVALID_ARGUMENT; s <= FEDGE_ERR_INTERNAL; ++s) {
     EXPECT_THAT(fedge_status_name(static_cast<fedge_status>(s)), HasSubstr("FEDGE_ERR_"));

@@ -91,6 +91,10 @@ typedef enum fedge_status {
 /* The library's runtime version, as FEDGE_C_API_VERSION. Thread-safe. */
 FEDGE_C_EXPORT int fedge_version(void);
 
+/* The fedge release this library belongs to ("1.0.0"), the same string every
+ * fedge tool prints for --version. Never NULL; static storage. Thread-safe. */
+FEDGE_C_EXPORT const char* fedge_client_version(void);
+
 /* A constant name for `status` ("FEDGE_ERR_BAD_CONFIG"); "FEDGE_ERR_UNKNOWN"
  * for values outside the enum. Never NULL; static storage. Thread-safe. */
 FEDGE_C_EXPORT const char* fedge_status_name(fedge_status status);
