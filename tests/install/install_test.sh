@@ -34,11 +34,16 @@ cmake -S "$source_dir/tests/install/consumer" -B "$tmp/cmake-consumer" -G Ninja 
 cmake --build "$tmp/cmake-consumer" > "$tmp/build.log"
 "$tmp/cmake-consumer/fedge_consumer"
 
-# 2. pkg-config.
+# 2. pkg-config, exactly as docs/embedding.md writes it (no extra rpath or
+# LD_LIBRARY_PATH): the program must start.
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 pkg-config --exists fedge-client
+cp "$source_dir/tests/install/consumer/consumer.c" "$tmp/app.c"
 # shellcheck disable=SC2046
-cc -std=c99 -Wall -Werror "$source_dir/tests/install/consumer/consumer.c" \
-  $(pkg-config --cflags --libs fedge-client) -Wl,-rpath,"$prefix/lib" -o "$tmp/pc-consumer"
-"$tmp/pc-consumer"
+(cd "$tmp" && cc app.c $(pkg-config --cflags --libs fedge-client) -o pc-consumer)
+env -u LD_LIBRARY_PATH "$tmp/pc-consumer"
+# And warning-free as C99.
+# shellcheck disable=SC2046
+cc -std=c99 -Wall -Werror "$tmp/app.c" $(pkg-config --cflags --libs fedge-client) \
+  -o "$tmp/pc-consumer-strict"
 echo "install test: ok"
