@@ -346,7 +346,7 @@ class Run {
     absl::StatusOr<int64_t> PlanBatch(fedge::models::ModelInstance& model,
                                       const fedge::v1::TrainConfig& config) override {
       const uint64_t version = run_.RefreshModel();
-      run_.Emit(FEDGE_EVENT_TRAINING_STARTED, 0, version, 0,
+      run_.Emit(FEDGE_EVENT_TRAINING_STARTED, run_.transport_->last_task().first, version, 0,
                 absl::StrCat("training on ", run_.source_->size(), " examples, batch size ",
                              config.batch_size()));
       return budgeted_.PlanBatch(model, config);
@@ -375,20 +375,22 @@ class Run {
     }
     static BudgetedTraining::Notify MakeNotify(Run& run) {
       return [&run](BudgetEvent event, const std::string& detail) {
+        // The task in progress: its round and the version it trains on.
+        const auto [round, version] = run.transport_->last_task();
         switch (event) {
           case BudgetEvent::kPaused:
-            run.Emit(FEDGE_EVENT_TRAINING_PAUSED, 0, 0, 0, detail);
+            run.Emit(FEDGE_EVENT_TRAINING_PAUSED, round, version, 0, detail);
             break;
           case BudgetEvent::kResumed:
-            run.Emit(FEDGE_EVENT_TRAINING_RESUMED, 0, 0, 0, detail);
+            run.Emit(FEDGE_EVENT_TRAINING_RESUMED, round, version, 0, detail);
             break;
           case BudgetEvent::kRefused:
-            run.Emit(FEDGE_EVENT_BUDGET_LIMITED, 0, 0, 0, detail);
+            run.Emit(FEDGE_EVENT_BUDGET_LIMITED, round, version, 0, detail);
             run.Abort(FEDGE_ERR_RESOURCE, detail);
             break;
           case BudgetEvent::kBatchShrunk:
           case BudgetEvent::kTimeBudgetReached:
-            run.Emit(FEDGE_EVENT_BUDGET_LIMITED, 0, 0, 0, detail);
+            run.Emit(FEDGE_EVENT_BUDGET_LIMITED, round, version, 0, detail);
             break;
         }
       };

@@ -148,6 +148,7 @@ absl::StatusOr<v1::Task> GrpcTransport::PollTask(const std::string& client_id) {
   if (!response.has_task()) return absl::NotFoundError("no task for this device now");
   v1::Task task = response.task();
   std::lock_guard<std::mutex> lock(mu_);
+  last_task_ = {task.round(), task.model_version()};
   announced_[task.model_version()] = std::move(response);
   while (announced_.size() > 4) announced_.erase(announced_.begin());
   return task;
@@ -297,6 +298,11 @@ absl::StatusOr<v1::HeartbeatResponse> GrpcTransport::Heartbeat(const std::string
   FEDGE_RETURN_IF_ERROR(
       FromGrpc(calls_->stub().Heartbeat(context.get(), request, &response), "heartbeat"));
   return response;
+}
+
+std::pair<uint64_t, uint64_t> GrpcTransport::last_task() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_task_;
 }
 
 std::shared_ptr<const v1::ModelArtifact> GrpcTransport::current_model() const {

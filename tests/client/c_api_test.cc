@@ -72,6 +72,7 @@ struct EventLog {
   std::vector<fedge_event_type> types;
   std::vector<std::string> messages;
   std::vector<uint64_t> versions;
+  std::vector<uint64_t> rounds;
   fedge_event_type fail_on = static_cast<fedge_event_type>(0);
   int fail_with = 0;
 
@@ -87,6 +88,7 @@ extern "C" int OnEvent(void* user, const fedge_event* event) {
   log->types.push_back(event->type);
   log->messages.emplace_back(event->message);
   log->versions.push_back(event->model_version);
+  log->rounds.push_back(event->round);
   return event->type == log->fail_on ? log->fail_with : 0;
 }
 
@@ -415,6 +417,19 @@ TEST_F(CApiTest, PolicyPausesAndResumesTraining) {
   ASSERT_NE(sent, types.end());
   EXPECT_LT(paused, resumed);
   EXPECT_LT(resumed, sent);
+  // Each event names the task it is about: the round and version the update
+  // was sent for (they used to say round 0, version 0).
+  const size_t p = static_cast<size_t>(paused - types.begin());
+  const size_t r = static_cast<size_t>(resumed - types.begin());
+  const size_t u = static_cast<size_t>(sent - types.begin());
+  EXPECT_GE(events_.rounds[u], 1u);
+  for (size_t i : {p, r}) {
+    EXPECT_EQ(events_.rounds[i], events_.rounds[u]) << i;
+    EXPECT_EQ(events_.versions[i], events_.versions[u]) << i;
+  }
+  auto started = std::find(types.begin(), types.end(), FEDGE_EVENT_TRAINING_STARTED);
+  ASSERT_NE(started, types.end());
+  EXPECT_EQ(events_.rounds[static_cast<size_t>(started - types.begin())], events_.rounds[u]);
   // Every step asked, plus the two refusals: 3 epochs of 12 batches.
   EXPECT_EQ(policy.calls.load(), 3 * kExamples / 8 + 2);
   FEDGE_EXPECT_OK(server->Wait());

@@ -27,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "fedge/client/transport.h"
@@ -92,6 +93,9 @@ class GrpcTransport : public ClientTransport {
 
   // The last model that verified, or null.
   std::shared_ptr<const v1::ModelArtifact> current_model() const;
+  // The round and model version of the last task PollTask returned ({0, 0}
+  // before any): what events about the task in progress are about.
+  std::pair<uint64_t, uint64_t> last_task() const;
   const GrpcTransportOptions& options() const { return options_; }
 
  private:
@@ -106,6 +110,7 @@ class GrpcTransport : public ClientTransport {
   // What the last task said about the artifact of its version.
   std::map<uint64_t, v1::PollTaskResponse> announced_;
   std::shared_ptr<const v1::ModelArtifact> current_;
+  std::pair<uint64_t, uint64_t> last_task_{0, 0};
 };
 
 // "grpc": the name fedge::client_grpc registers GrpcTransport under (see
