@@ -243,7 +243,6 @@ v1::PrivacyConfig PrivateAggregation::TaskConfig(std::size_t cohort_size) const 
 }
 
 absl::StatusOr<bool> PrivateAggregation::ClipUpdate(std::span<float> delta,
-                                                    const v1::EncodedUpdate& update,
                                                     double bound) const {
   if (options_.mode == PrivacyMode::kCentral) {
     if (clipper_->norm() == 1) {

@@ -315,7 +315,7 @@ absl::Status RoundManager::Submit(const v1::EncodedUpdate& update) {
   // the round is open, so clipping runs outside the lock.
   bool within_bound = true;
   if (privacy_ != nullptr) {
-    FEDGE_ASSIGN_OR_RETURN(within_bound, privacy_->ClipUpdate(delta, update, bound));
+    FEDGE_ASSIGN_OR_RETURN(within_bound, privacy_->ClipUpdate(delta, bound));
   }
   const double weight = privacy_ != nullptr ? 1.0 : static_cast<double>(update.num_examples());
 

@@ -304,11 +304,7 @@ absl::Status DeviceClient::AddFloorNoise(const v1::Task& task, std::span<float> 
   const double bound = dp.mode() != v1::PrivacyConfig::MODE_NONE && dp.clip_norm() > 0.0
                            ? dp.clip_norm()
                            : options_.floor.max_clip_norm;
-  if (!(bound > 0.0)) {
-    return absl::FailedPreconditionError(
-        "privacy floor: privacy.local_noise_multiplier needs a clip bound, and neither the task "
-        "nor privacy.max_clip_norm sets one");
-  }
+  // CheckPrivacyFloor refused the task already when neither sets a bound.
   if (absl::Status s = privacy::ClipL2(delta, bound).status(); !s.ok()) {
     return Annotate(s, "privacy floor: clipping the update");
   }

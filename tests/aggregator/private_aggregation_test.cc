@@ -37,7 +37,6 @@ PrivateAggregationOptions Central(double z = 1.0) {
   return options;
 }
 
-v1::EncodedUpdate EmptyUpdate() { return v1::EncodedUpdate(); }
 
 std::vector<std::string> Ids(int n, int first = 0) {
   std::vector<std::string> ids;
@@ -56,10 +55,10 @@ double Variance(const std::vector<float>& values) {
 TEST(PrivateAggregationTest, CentralClipsEachUpdateToTheBound) {
   FEDGE_ASSERT_OK_AND_ASSIGN(auto dp, PrivateAggregation::Create(Central(), 2));
   std::vector<float> big = {30.0f, 40.0f};
-  EXPECT_FALSE(*dp->ClipUpdate(big, EmptyUpdate(), dp->clip_norm()));
+  EXPECT_FALSE(*dp->ClipUpdate(big, dp->clip_norm()));
   EXPECT_LE(privacy::L2Norm(big), 1.0);
   std::vector<float> small = {0.3f, 0.4f};
-  EXPECT_TRUE(*dp->ClipUpdate(small, EmptyUpdate(), dp->clip_norm()));
+  EXPECT_TRUE(*dp->ClipUpdate(small, dp->clip_norm()));
   EXPECT_EQ(small, (std::vector<float>{0.3f, 0.4f}));
   // Central clients are not asked to noise, but are told the bound: under
   // secure aggregation they clip themselves (the aggregator sees only the
@@ -72,7 +71,7 @@ TEST(PrivateAggregationTest, CentralClipsEachUpdateToTheBound) {
   EXPECT_EQ(task.aggregate_noise_multiplier(), dp->options().noise_multiplier);
   EXPECT_TRUE(task.mechanism().empty());
   // A bound that is no bound is an error, not an abort.
-  EXPECT_THAT(dp->ClipUpdate(big, EmptyUpdate(), 0.0).status(),
+  EXPECT_THAT(dp->ClipUpdate(big, 0.0).status(),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 

@@ -126,8 +126,7 @@ class PrivateAggregation {
   // clipper is allowed, so no bit is needed). Returns whether the update was
   // within the bound. Thread-safe.
   // INVALID_ARGUMENT when `bound` is not a usable bound.
-  absl::StatusOr<bool> ClipUpdate(std::span<float> delta, const v1::EncodedUpdate& update,
-                                  double bound) const;
+  absl::StatusOr<bool> ClipUpdate(std::span<float> delta, double bound) const;
   // Records the bit ClipUpdate returned (adaptive clipping).
   void Record(bool within_bound);
   // Records a securely summed count: `updates` updates, `within_bound` of
