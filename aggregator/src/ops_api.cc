@@ -70,6 +70,9 @@ json ToJson(const DeviceStatus& d) {
           {"auth", d.auth},
           {"enrolled_at_ms", d.enrolled_at_ms},
           {"last_seen_ms", d.last_seen_ms},
+          {"last_work_ms", d.last_work_ms},
+          {"left", d.left_at_ms > 0 ? json{{"time_ms", d.left_at_ms}, {"reason", d.left_reason}}
+                                    : json(nullptr)},
           {"model_version", d.has_model_version ? json(d.model_version) : json(nullptr)},
           {"last_drift", d.drift_reports > 0 ? json{{"time_ms", d.last_drift_ms},
                                                     {"detector", d.last_drift_detector},
@@ -211,9 +214,9 @@ std::vector<OpsRoute> FleetOpsRoutes(FleetControl* fleet, bool metrics_public) {
     FEDGE_OPS_CHECK(OnlyParameters(request, {}));
     const FleetOverview o = fleet->Overview();
     json devices = {{"total", o.devices}, {"with_drift", o.devices_with_drift}};
-    for (const char* s : {"active", "idle", "revoked"}) {
-      auto it = o.devices_by_status.find(s);
-      devices[s] = it == o.devices_by_status.end() ? 0 : it->second;
+    for (std::string_view s : kDeviceStatuses) {
+      auto it = o.devices_by_status.find(std::string(s));
+      devices[std::string(s)] = it == o.devices_by_status.end() ? 0 : it->second;
     }
     return Json(
         {{"latest_version", o.latest_version},
@@ -254,9 +257,9 @@ std::vector<OpsRoute> FleetOpsRoutes(FleetControl* fleet, bool metrics_public) {
     if (auto it = request.query.find("q"); it != request.query.end())
       query.id_contains = it->second;
     if (auto it = request.query.find("status"); it != request.query.end() && !it->second.empty()) {
-      if (it->second != "active" && it->second != "idle" && it->second != "revoked") {
+      if (!ValidDeviceStatus(it->second)) {
         return OpsResponse::Error(400, absl::StrCat("query parameter 'status': '", it->second,
-                                                    "' is not active, idle or revoked"));
+                                                    "' is not active, idle, gone or revoked"));
       }
       query.status = it->second;
     }

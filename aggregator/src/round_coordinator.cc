@@ -271,6 +271,18 @@ absl::Status RoundCoordinator::RestoreOrInitModel() {
   record.note = "initial model";
   record.master_bytes = master.ByteSizeLong();
   record.artifact_bytes = published->artifact_bytes;
+  if (options_.validate) {
+    // The first version is validated like every later one, and its figures
+    // are stored with it (the rollout gate compares the next against them).
+    absl::StatusOr<std::pair<double, double>> evaluated = Validate(master);
+    if (evaluated.ok()) {
+      record.metrics["validation_accuracy"] = evaluated->first;
+      record.metrics["validation_loss"] = evaluated->second;
+    } else {
+      Log("error", "validation_failed", {{"version", std::to_string(record.version)}},
+          std::string(evaluated.status().message()));
+    }
+  }
   return store_->AddVersion(record, master, *published->artifact);
 }
 

@@ -73,6 +73,16 @@ absl::Status AggregatorServer::Impl::Init() {
   if (options_.signing_key_file.empty()) {
     return absl::InvalidArgumentError("the aggregator needs a model-signing key (signing_key)");
   }
+  const LivenessOptions& liveness = options_.liveness;
+  if (liveness.heartbeat_interval.count() < 0 || liveness.heartbeat_interval.count() > 3'600'000 ||
+      (liveness.heartbeat_interval.count() > 0 &&
+       liveness.gone_after <= liveness.heartbeat_interval)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "devices.heartbeat_interval_s must be in [0, 3600] and devices.gone_after_s longer than "
+        "it (got ",
+        liveness.heartbeat_interval.count() / 1000.0, " s and ",
+        liveness.gone_after.count() / 1000.0, " s)"));
+  }
   // Refuse bad round options before the state directory is touched.
   FEDGE_RETURN_IF_ERROR(RoundCoordinator::CheckOptions(CoordinatorOptions()));
   if (options_.rollout.enabled && !options_.validate) {
@@ -231,6 +241,7 @@ absl::Status AggregatorServer::Impl::StartGrpc() {
 // --- the round thread: the timer that drives the coordinator ---------------------
 
 void AggregatorServer::Impl::ScheduleTick() {
+  SweepLiveness();
   coordinator_->Tick();
   if (options_.policy.rounds > 0 && coordinator_->fatal().ok() && coordinator_->finished() &&
       !coordinator_->stop_reason().empty()) {

@@ -103,13 +103,76 @@ absl::Status AggregatorServer::Impl::StartOps() {
 }
 
 void AggregatorServer::Impl::UpdateDevice(const std::string& client_id,
-                                          const std::function<void(DeviceStatus&)>& update) {
+                                          const std::function<void(DeviceStatus&)>& update,
+                                          bool heartbeat) {
   const int64_t now = WallMs();
   std::lock_guard<std::mutex> lock(fleet_mu_);
   auto it = devices_.find(client_id);
   if (it == devices_.end()) return;  // only enrolled devices get this far
   it->second.last_seen_ms = now;
+  if (!heartbeat) it->second.last_work_ms = now;
+  gone_.erase(client_id);
   update(it->second);
+}
+
+void AggregatorServer::Impl::NoteJoined(const std::string& client_id) {
+  std::lock_guard<std::mutex> lock(fleet_mu_);
+  if (auto it = devices_.find(client_id); it != devices_.end()) it->second.heartbeats = false;
+}
+
+void AggregatorServer::Impl::LeaveFor(const std::string& client_id, const std::string& reason) {
+  const int64_t now = WallMs();
+  {
+    std::lock_guard<std::mutex> lock(fleet_mu_);
+    auto it = devices_.find(client_id);
+    if (it == devices_.end()) return;
+    it->second.last_seen_ms = now;
+    it->second.left_at_ms = now;
+    it->second.left_reason = reason;
+    gone_.insert(client_id);
+  }
+  const std::optional<uint64_t> dropped = DropFromRound(client_id);
+  event_log.Record("info", "client_left",
+                   absl::StrCat("device ", client_id, " left",
+                                dropped ? absl::StrCat(" (dropped from round ", *dropped, ")") : "",
+                                reason.empty() ? "" : ": " + reason),
+                   {{"client", client_id}, {"reason", reason}});
+}
+
+std::optional<uint64_t> AggregatorServer::Impl::DropFromRound(const std::string& id) {
+  const CoordinatorRoundStatus before = coordinator_->round_status();
+  coordinator_->Forget(id);
+  const CoordinatorRoundStatus after = coordinator_->round_status();
+  if (before.open && (after.round != before.round || after.cohort < before.cohort)) {
+    return before.round;
+  }
+  return std::nullopt;
+}
+
+void AggregatorServer::Impl::SweepLiveness() {
+  const int64_t now = WallMs();
+  const auto& liveness = options_.liveness;
+  if (liveness.heartbeat_interval.count() <= 0 || now - last_sweep_ms_ < 250) return;
+  last_sweep_ms_ = now;
+  std::vector<std::pair<std::string, int64_t>> silent;  // id, ms since last heard
+  {
+    std::lock_guard<std::mutex> lock(fleet_mu_);
+    for (const auto& [id, device] : devices_) {
+      if (device.heartbeats && device.status != "revoked" && !gone_.contains(id) &&
+          now - device.last_seen_ms > liveness.gone_after.count()) {
+        silent.emplace_back(id, now - device.last_seen_ms);
+        gone_.insert(id);
+      }
+    }
+  }
+  for (const auto& [id, quiet_ms] : silent) {
+    const std::optional<uint64_t> dropped = DropFromRound(id);
+    event_log.Record(
+        "warning", "client_gone",
+        absl::StrCat("device ", id, " is gone: no heartbeat for ", quiet_ms / 1000, " s",
+                     dropped ? absl::StrCat(" (dropped from round ", *dropped, ")") : ""),
+        {{"client", id}, {"silent_ms", std::to_string(quiet_ms)}});
+  }
 }
 
 void AggregatorServer::Impl::NoteDownload(const std::string& client_id, uint64_t version,
@@ -128,10 +191,12 @@ void AggregatorServer::Impl::NoteRefused(const std::string& client_id) {
 
 std::string AggregatorServer::Impl::DeviceState(const DeviceStatus& device, int64_t now_ms) const {
   if (device.status == "revoked") return "revoked";
-  return device.last_seen_ms > 0 &&
-                 now_ms - device.last_seen_ms <= options_.ops.active_window.count()
-             ? "active"
-             : "idle";
+  if (device.last_seen_ms == 0 || gone_.contains(device.id)) return "gone";
+  if (device.heartbeats && options_.liveness.heartbeat_interval.count() > 0 &&
+      now_ms - device.last_seen_ms > options_.liveness.gone_after.count()) {
+    return "gone";  // silent: SweepLiveness records it within a moment
+  }
+  return now_ms - device.last_work_ms <= options_.ops.active_window.count() ? "active" : "idle";
 }
 
 CurrentRound AggregatorServer::Impl::Round() const {
@@ -189,10 +254,9 @@ absl::StatusOr<DevicePage> AggregatorServer::Impl::Devices(const DeviceQuery& qu
   if (query.limit < 1 || query.limit > 1000) {
     return absl::InvalidArgumentError("limit must be in [1, 1000]");
   }
-  if (!query.status.empty() && query.status != "active" && query.status != "idle" &&
-      query.status != "revoked") {
+  if (!query.status.empty() && !ValidDeviceStatus(query.status)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("status '", query.status, "' is not active, idle or revoked"));
+        absl::StrCat("status '", query.status, "' is not active, idle, gone or revoked"));
   }
   DevicePage page;
   page.offset = query.offset;
@@ -214,9 +278,11 @@ absl::StatusOr<std::vector<VersionStatus>> AggregatorServer::Impl::Versions() co
   FEDGE_ASSIGN_OR_RETURN(std::vector<VersionRecord> records, store_->Versions());
   std::vector<VersionStatus> out;
   out.reserve(records.size());
+  const uint64_t live = live_version();
   for (auto it = records.rbegin(); it != records.rend(); ++it) {
     VersionStatus status;
     status.record = *it;
+    if (it->status == "live" && it->version != live) status.record.status = "superseded";
     {
       std::lock_guard<std::mutex> lock(mu_);
       status.served = served_.contains(it->version);
@@ -290,7 +356,7 @@ FleetOverview AggregatorServer::Impl::Overview() const {
   {
     std::lock_guard<std::mutex> lock(fleet_mu_);
     const int64_t now = WallMs();
-    for (const char* s : {"active", "idle", "revoked"}) overview.devices_by_status[s] = 0;
+    for (std::string_view s : kDeviceStatuses) overview.devices_by_status[std::string(s)] = 0;
     for (const auto& [id, device] : devices_) {
       overview.devices_by_status[DeviceState(device, now)] += 1;
       overview.devices_with_drift += device.drift_reports > 0 ? 1 : 0;
@@ -312,10 +378,11 @@ std::string AggregatorServer::Impl::RenderMetrics() const {
     }
   }
   AppendMetricFamily(out, "fedge_devices", "gauge",
-                     "Enrolled devices by status (active: seen within the active window).",
-                     "status", by_status);
+                     "Enrolled devices by status (active, idle, gone, revoked).", "status",
+                     by_status);
   AppendMetric(out, "fedge_clients_connected", "gauge",
-               "Devices seen within the active window (ops.active_window_s).", by_status["active"]);
+               "Devices connected now (active or idle; gone and revoked ones excluded).",
+               by_status["active"] + by_status["idle"]);
   AppendMetricFamily(out, "fedge_devices_by_model_version", "gauge",
                      "Devices by the model version they last downloaded or trained on.",
                      "model_version", by_version);
@@ -362,14 +429,11 @@ absl::Status AggregatorServer::Impl::RevokeDevice(const std::string& id,
     std::lock_guard<std::mutex> lock(fleet_mu_);
     if (auto it = devices_.find(id); it != devices_.end()) it->second.status = "revoked";
   }
-  const CoordinatorRoundStatus before = coordinator_->round_status();
-  coordinator_->Forget(id);
-  const CoordinatorRoundStatus after = coordinator_->round_status();
-  const bool dropped = before.open && (after.round != before.round || after.cohort < before.cohort);
+  const std::optional<uint64_t> dropped = DropFromRound(id);
   event_log.Record(
       "warning", "device_revoked",
       absl::StrCat("device ", id, " revoked",
-                   dropped ? absl::StrCat(" and dropped from round ", before.round) : "",
+                   dropped ? absl::StrCat(" and dropped from round ", *dropped) : "",
                    reason.empty() ? "" : ": " + reason),
       {{"device", id}, {"reason", reason}});
   return absl::OkStatus();

@@ -31,6 +31,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -104,6 +105,11 @@ class AggregatorServer::Impl : public FleetControl, public CoordinatorListener {
   void RecordMetrics(const v1::MetricsReport& report);
   absl::Status RecordDrift(const std::string& client_id, const v1::DriftReport& report);
   v1::HeartbeatResponse HeartbeatFor(const std::string& client_id);
+  // The device said it is stopping: gone now, and no round waits for it.
+  void LeaveFor(const std::string& client_id, const std::string& reason);
+  // A device (re)joined: it is there, and is judged by heartbeats again
+  // only once it sends one.
+  void NoteJoined(const std::string& client_id);
   // Device tracking: what the status API reports per device.
   void NoteDownload(const std::string& client_id, uint64_t version, uint64_t bytes);
   void NoteRefused(const std::string& client_id);
@@ -158,8 +164,16 @@ class AggregatorServer::Impl : public FleetControl, public CoordinatorListener {
   void RegisterWaiter(uint64_t id, Waiter waiter, std::chrono::milliseconds wait);
   // Fleet status: restores the device table and round history.
   absl::Status RestoreFleet();
-  void UpdateDevice(const std::string& client_id, const std::function<void(DeviceStatus&)>& update);
+  // Stamps the device seen (and, unless `heartbeat`, working) now.
+  void UpdateDevice(const std::string& client_id, const std::function<void(DeviceStatus&)>& update,
+                    bool heartbeat = false);
   std::string DeviceState(const DeviceStatus& device, int64_t now_ms) const;
+  // Devices that stopped heartbeating: recorded gone once, and forgotten by
+  // the coordinator (an open round stops waiting for them). Round thread.
+  void SweepLiveness();
+  // Tells the coordinator `id` is not there; the open round it was dropped
+  // from, if any.
+  std::optional<uint64_t> DropFromRound(const std::string& id);
 
   AggregatorServerOptions options_;
   SystemClock clock_;
@@ -204,6 +218,10 @@ class AggregatorServer::Impl : public FleetControl, public CoordinatorListener {
   mutable std::mutex fleet_mu_;
   RoundSummary round_summary_;
   std::map<std::string, DeviceStatus, std::less<>> devices_;
+  // Devices already recorded gone (by Leave or silence) since they were last
+  // heard; a call from one clears it.
+  std::set<std::string, std::less<>> gone_;
+  int64_t last_sweep_ms_ = 0;  // round thread only
   std::deque<RoundSummary> history_;
   mutable std::map<uint64_t, std::string> signatures_;
 };

@@ -180,10 +180,32 @@ class FederationService final : public v1::Federation::CallbackService {
       return reactor;
     }
     impl_->MarkAvailable(*id);
+    impl_->NoteJoined(*id);
     impl_->FillJoin(response);
     impl_->metrics.clients_joined += 1;
-    LogEvent("info", "client_joined", {{"client", *id}, {"software", request->software()}});
+    // Free text from the device: kept short and printable in the event.
+    std::string software = request->software().substr(0, 100);
+    for (char& c : software) {
+      if (c < 0x20 || c > 0x7e) c = '?';
+    }
+    impl_->event_log.Record("info", "client_joined",
+                            absl::StrCat("device ", *id, " joined (", software, ")"),
+                            {{"client", *id}, {"software", software}});
     reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* context,
+                                  const v1::LeaveRequest* request, v1::Ack* response) override {
+    auto* reactor = context->DefaultReactor();
+    absl::StatusOr<std::string> id = impl_->Authenticate(context, request->client_id());
+    if (id.ok() && request->reason().size() > 200) {
+      id = absl::InvalidArgumentError(
+          absl::StrCat("leave: the reason is ", request->reason().size(),
+                       " bytes (at most 200)"));
+    }
+    if (id.ok()) impl_->LeaveFor(*id, request->reason());
+    reactor->Finish(ToGrpc(id.status()));
     return reactor;
   }
 
@@ -407,7 +429,8 @@ void AggregatorServer::Impl::FillJoin(v1::JoinResponse* response) const {
   response->set_latest_version(live_version());
   response->set_signing_key_id(key_->key_id());
   response->set_max_chunk_bytes(options_.chunk_bytes);
-  response->set_heartbeat_interval_ms(10'000);
+  response->set_heartbeat_interval_ms(
+      static_cast<uint32_t>(options_.liveness.heartbeat_interval.count()));
 }
 
 std::optional<v1::PollTaskResponse> AggregatorServer::Impl::TaskNow(
@@ -676,7 +699,8 @@ absl::Status AggregatorServer::Impl::RecordDrift(const std::string& client_id,
 }
 
 v1::HeartbeatResponse AggregatorServer::Impl::HeartbeatFor(const std::string& client_id) {
-  MarkAvailable(client_id);
+  coordinator_->MarkAvailable(client_id);
+  UpdateDevice(client_id, [](DeviceStatus& d) { d.heartbeats = true; }, /*heartbeat=*/true);
   v1::HeartbeatResponse response;
   response.set_latest_version(live_version());
   response.set_round_open(coordinator_->round_status().open);

@@ -60,7 +60,7 @@ Commands:
   status                               overview: versions, accuracy, devices, privacy, alerts
   round                                the round in progress (or why none is open)
   rounds   [--limit N]                 finished rounds, newest first
-  devices  [--offset N] [--limit N] [--filter TEXT] [--status active|idle|revoked] [--drift yes|no]
+  devices  [--offset N] [--limit N] [--filter TEXT] [--status active|idle|gone|revoked] [--drift yes|no]
   versions [--limit N]                 model versions: lineage, status, metrics, sizes, signature
   events   [--after SEQ] [--limit N] [--kind KIND]   fleet events (KIND may end in *)
   revoke   DEVICE [--reason TEXT]      refuse DEVICE from now on; drop it from the open round
@@ -204,9 +204,10 @@ void Print(const std::string& command, const json& j) {
                                      : j["accuracy_source"].get<std::string>(),
                                  Num(j["loss"]));
     std::cout << absl::StrFormat(
-        "devices          %s: %s active, %s idle, %s revoked, %s with "
+        "devices          %s: %s active, %s idle, %s gone, %s revoked, %s with "
         "drift\n",
-        Num(d["total"]), Num(d["active"]), Num(d["idle"]), Num(d["revoked"]), Num(d["with_drift"]));
+        Num(d["total"]), Num(d["active"]), Num(d["idle"]), Num(d["gone"]), Num(d["revoked"]),
+        Num(d["with_drift"]));
     std::cout << absl::StrFormat("privacy          epsilon %s %s\n", Num(j["epsilon"]["spent"], 2),
                                  j["epsilon"]["budget"].is_null()
                                      ? std::string("(no budget)")
@@ -389,9 +390,10 @@ int main(int argc, char** argv) {
       return Usage(std::string(numeric) + " needs a non-negative integer");
     }
   }
-  if (auto it = flags.find("--status"); it != flags.end() && it->second != "active" &&
-                                        it->second != "idle" && it->second != "revoked") {
-    return Usage("--status needs active, idle or revoked");
+  if (auto it = flags.find("--status");
+      it != flags.end() && it->second != "active" && it->second != "idle" &&
+      it->second != "gone" && it->second != "revoked") {
+    return Usage("--status needs active, idle, gone or revoked");
   }
   if (auto it = flags.find("--drift");
       it != flags.end() && it->second != "yes" && it->second != "no") {

@@ -67,9 +67,26 @@ std::vector<Key> EndpointKeys() {
           .Min(1)
           .Max(1024),
       Key::Duration(
-          "ops.active_window_s", "a device seen within this many seconds is active, else idle",
+          "ops.active_window_s",
+          "a connected device that called for work within this many seconds is active, else idle",
           DurationUnit::kSeconds, [](const ServeConfig& c) { return c.server.ops.active_window; },
           [](ServeConfig& c, milliseconds v) { c.server.ops.active_window = v; })
+          .AtLeast(0.001)
+          .AtMost(1e7),
+      Key::Duration(
+          "devices.heartbeat_interval_s",
+          "devices heartbeat this often (0: none; then only a device's leave marks it gone)",
+          DurationUnit::kSeconds,
+          [](const ServeConfig& c) { return c.server.liveness.heartbeat_interval; },
+          [](ServeConfig& c, milliseconds v) { c.server.liveness.heartbeat_interval = v; })
+          .AtLeast(0)
+          .AtMost(3600),
+      Key::Duration(
+          "devices.gone_after_s",
+          "a heartbeating device silent this long is gone, and no round waits for it "
+          "(must exceed devices.heartbeat_interval_s)",
+          DurationUnit::kSeconds, [](const ServeConfig& c) { return c.server.liveness.gone_after; },
+          [](ServeConfig& c, milliseconds v) { c.server.liveness.gone_after = v; })
           .AtLeast(0.001)
           .AtMost(1e7),
       Key::HostPort(

@@ -1,6 +1,8 @@
 #include "fedge/client/device_runner.h"
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -92,6 +94,9 @@ class DeviceRunner::ModelGate final : public ClientTransport {
   }
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const std::string& client_id) override {
     return inner_->Heartbeat(client_id);
+  }
+  absl::Status Leave(const std::string& client_id, const std::string& reason) override {
+    return inner_->Leave(client_id, reason);
   }
   absl::Status SecAggSend(const v1::SecAggClientMessage& message) override {
     return inner_->SecAggSend(message);
@@ -218,6 +223,7 @@ absl::StatusOr<StepResult> DeviceRunner::RunOnce() {
     }
     if (!join.ok()) return join.status();
     joined_ = true;
+    heartbeat_interval_ = std::chrono::milliseconds(join->heartbeat_interval_ms());
     step.joined = true;
     if (options_.on_join) options_.on_join(*join);
     Log("info", "joined",
@@ -337,13 +343,79 @@ StepResult DeviceRunner::FinishTask(TaskReport report) {
   return step;
 }
 
+namespace {
+
+// "Still here", every `interval` from a thread of its own, from Start until
+// destruction: the aggregator counts a device that stops heartbeating gone.
+class Heartbeats {
+ public:
+  Heartbeats(ClientTransport* transport, std::string id)
+      : transport_(transport), id_(std::move(id)) {}
+  ~Heartbeats() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  Heartbeats(const Heartbeats&) = delete;
+  Heartbeats& operator=(const Heartbeats&) = delete;
+
+  // Idempotent; an interval of 0 (the aggregator wants none) starts nothing.
+  void Start(std::chrono::milliseconds interval) {
+    if (thread_.joinable() || interval.count() <= 0) return;
+    thread_ = std::thread([this, interval] { Loop(interval); });
+  }
+
+ private:
+  void Loop(std::chrono::milliseconds interval) {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!cv_.wait_for(lock, interval, [this] { return done_; })) {
+      lock.unlock();
+      // A failed beat is not retried: the next one comes an interval later,
+      // and the runner's own calls report an unreachable aggregator.
+      const absl::Status beat = transport_->Heartbeat(id_).status();
+      lock.lock();
+      if (absl::IsUnimplemented(beat)) return;  // this aggregator takes none
+    }
+  }
+
+  ClientTransport* const transport_;
+  const std::string id_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
 absl::Status DeviceRunner::Run(const std::atomic<bool>& stop) {
   FEDGE_RETURN_IF_ERROR(Prepare());
   absl::StatusOr<Backoff> created = Backoff::Create(options_.backoff, options_.seed);
   if (!created.ok()) return created.status();
   Backoff backoff = *std::move(created);
   const std::string& id = device_->id();
+  absl::Status ended = RunLoop(stop, backoff);
+  if (ended.ok() && joined_) {
+    const std::string reason =
+        stop.load() ? "stopped" : absl::StrCat("done after ", tasks_done_, " tasks");
+    absl::Status left = transport_->Leave(id, reason);
+    if (left.ok()) {
+      Log("info", "left", {{"client", id}, {"reason", reason}});
+    } else if (!absl::IsUnimplemented(left)) {
+      Log("warning", "leave_not_sent", {{"client", id}}, left.ToString());
+    }
+  }
+  return ended;
+}
+
+absl::Status DeviceRunner::RunLoop(const std::atomic<bool>& stop, Backoff& backoff) {
+  const std::string& id = device_->id();
+  Heartbeats heartbeats(transport_, id);
   while (!stop.load() && (options_.max_tasks == 0 || tasks_done_ < options_.max_tasks)) {
+    if (joined_) heartbeats.Start(heartbeat_interval_);
     absl::StatusOr<StepResult> step = RunOnce();
     if (!step.ok()) {
       const absl::Status& status = step.status();

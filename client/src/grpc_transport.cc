@@ -300,6 +300,15 @@ absl::StatusOr<v1::HeartbeatResponse> GrpcTransport::Heartbeat(const std::string
   return response;
 }
 
+absl::Status GrpcTransport::Leave(const std::string& client_id, const std::string& reason) {
+  v1::LeaveRequest request;
+  request.set_client_id(client_id);
+  request.set_reason(reason);
+  v1::Ack ack;
+  auto context = calls_->Context(options_.call_timeout);
+  return FromGrpc(calls_->stub().Leave(context.get(), request, &ack), "leave");
+}
+
 std::pair<uint64_t, uint64_t> GrpcTransport::last_task() const {
   std::lock_guard<std::mutex> lock(mu_);
   return last_task_;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <mutex>
 #include <numeric>
+#include <thread>
 
 #include "fedge/client/grpc_transport.h"
 #include "fedge/client/transport_registry.h"
@@ -38,11 +39,27 @@ class FakeAggregator final : public ClientTransport {
     v1::JoinResponse response;
     response.set_latest_version(latest_version);
     response.set_signing_key_id(signing_key_id);
+    response.set_heartbeat_interval_ms(heartbeat_interval_ms);
     return response;
   }
-  absl::StatusOr<v1::Task> PollTask(const std::string& client_id) override {
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const std::string& client_id) override {
     std::lock_guard<std::mutex> lock(mu);
+    ++heartbeats;
+    return v1::HeartbeatResponse();
+  }
+  absl::Status Leave(const std::string& client_id, const std::string& reason) override {
+    std::lock_guard<std::mutex> lock(mu);
+    leaves.push_back(reason);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<v1::Task> PollTask(const std::string& client_id) override {
+    std::unique_lock<std::mutex> lock(mu);
     ++polls;
+    if (tasks.empty() && poll_wait.count() > 0) {  // as a long poll would
+      lock.unlock();
+      std::this_thread::sleep_for(poll_wait);
+      lock.lock();
+    }
     if (tasks.empty()) return absl::NotFoundError("no task for this device now");
     v1::Task task = tasks.front();
     tasks.pop_front();
@@ -78,6 +95,10 @@ class FakeAggregator final : public ClientTransport {
   std::deque<v1::Task> tasks;
   std::map<uint64_t, std::shared_ptr<const v1::ModelArtifact>> artifacts;
   absl::Status submit_status;
+  uint32_t heartbeat_interval_ms = 0;
+  std::chrono::milliseconds poll_wait{0};
+  int heartbeats = 0;
+  std::vector<std::string> leaves;
   int joins = 0;
   int polls = 0;
   int submit_attempts = 0;
@@ -254,6 +275,53 @@ TEST_F(DeviceRunnerTest, ARefusedJoinEndsTheRun) {
   EXPECT_THAT(runner->Run(stop), StatusIs(absl::StatusCode::kPermissionDenied));
   EXPECT_FALSE(runner->joined());
   EXPECT_EQ(aggregator_.polls, 0);
+  EXPECT_TRUE(aggregator_.leaves.empty());  // a refused device does not say goodbye
+}
+
+// Run heartbeats at the interval the join asked for, from its own thread
+// (whatever the loop is doing), stops heartbeating when it ends, and tells
+// the aggregator it leaves: when stopped, and after its last task.
+TEST_F(DeviceRunnerTest, RunHeartbeatsWhileItRunsAndLeavesWhenItEnds) {
+  aggregator_.heartbeat_interval_ms = 20;
+  aggregator_.poll_wait = std::chrono::milliseconds(5);
+  DeviceClient device("phone-1", Clean());
+  auto runner = Runner(&device, Options());
+  ASSERT_NE(runner, nullptr);
+  std::atomic<bool> stop{false};
+  absl::Status ended = absl::UnknownError("still running");
+  std::thread run([&] { ended = runner->Run(stop); });
+  auto beats = [&] {
+    std::lock_guard<std::mutex> lock(aggregator_.mu);
+    return aggregator_.heartbeats;
+  };
+  for (int i = 0; i < 500 && beats() < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GE(beats(), 3);
+  EXPECT_TRUE(aggregator_.leaves.empty());
+  stop = true;
+  run.join();
+  FEDGE_EXPECT_OK(ended);
+  EXPECT_THAT(aggregator_.leaves, ::testing::ElementsAre("stopped"));
+  const int after = beats();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(beats(), after);  // the heartbeat thread ended with the run
+
+  // A run that ends after its last task leaves too, saying so. An interval
+  // of 0 asks for no heartbeats.
+  aggregator_.heartbeat_interval_ms = 0;
+  aggregator_.heartbeats = 0;
+  aggregator_.tasks.push_back(Task(1, 3));
+  DeviceClient second("phone-1", Clean());
+  DeviceRunnerOptions options = Options();
+  options.max_tasks = 1;
+  auto one_task = Runner(&second, options);
+  ASSERT_NE(one_task, nullptr);
+  std::atomic<bool> never{false};
+  FEDGE_ASSERT_OK(one_task->Run(never));
+  EXPECT_EQ(one_task->tasks_done(), 1);
+  EXPECT_THAT(aggregator_.leaves, ::testing::ElementsAre("stopped", "done after 1 tasks"));
+  EXPECT_EQ(beats(), 0);
 }
 
 TEST_F(DeviceRunnerTest, AnAggregatorSigningWithAnotherKeyIsRefusedAtJoin) {

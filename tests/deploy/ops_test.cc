@@ -231,6 +231,7 @@ TEST(OpsTest, StatusEndpointsDescribeARound) {
   EXPECT_GT(v["artifact_bytes"].get<uint64_t>(), 0u);
   EXPECT_GT(v["fp32_bytes"].get<uint64_t>(), v["artifact_bytes"].get<uint64_t>());
   EXPECT_EQ(v["metrics"]["participants"], 2);
+  EXPECT_EQ(versions["versions"][1]["status"], "superseded");  // v0: one version is live
 
   json events = Json(Get(*server, "/api/events"));
   std::vector<std::string> kinds;
@@ -274,12 +275,15 @@ TEST(OpsTest, DevicesArePagedAndFiltered) {
   aggregator::AggregatorServerOptions options = OpsOptions(state);
   options.policy.min_clients = 100;  // no round opens
   FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
-  // Five phones are seen; two of them report drift.
+  // Five phones heartbeat: two report drift and two fetch the model (work:
+  // active), the fifth only heartbeats (connected, asking for nothing: idle).
+  // The 25 others were not heard from since the aggregator started (gone).
   for (int i = 0; i < 5; ++i) {
     FEDGE_ASSERT_OK_AND_ASSIGN(auto device, client::GrpcTransport::Create(TokenDevice(
                                                 absl::StrFormat("phone-%02d", i),
                                                 "token-of-phone-12345", server->port())));
     FEDGE_ASSERT_OK(device->Heartbeat().status());
+    if (i == 2 || i == 3) FEDGE_ASSERT_OK(device->FetchModel(0).status());
     if (i < 2) {
       v1::DriftReport report;
       report.set_client_id(absl::StrFormat("phone-%02d", i));
@@ -303,15 +307,104 @@ TEST(OpsTest, DevicesArePagedAndFiltered) {
   EXPECT_EQ(Json(Get(*server, "/api/devices?offset=31"))["devices"].size(), 0u);
   EXPECT_EQ(Json(Get(*server, "/api/devices?q=sensor"))["total"], 1);
   EXPECT_EQ(Json(Get(*server, "/api/devices?q=phone-1"))["total"], 10);
-  EXPECT_EQ(Json(Get(*server, "/api/devices?status=active"))["total"], 5);
+  EXPECT_EQ(Json(Get(*server, "/api/devices?status=active"))["total"], 4);
   EXPECT_EQ(Json(Get(*server, "/api/devices?status=revoked"))["total"], 1);
-  EXPECT_EQ(Json(Get(*server, "/api/devices?status=idle"))["total"], 25);
+  EXPECT_EQ(Json(Get(*server, "/api/devices?status=idle"))["total"], 1);
+  EXPECT_EQ(Json(Get(*server, "/api/devices?status=idle"))["devices"][0]["id"], "phone-04");
+  EXPECT_EQ(Json(Get(*server, "/api/devices?status=gone"))["total"], 25);
   json drift = Json(Get(*server, "/api/devices?drift=yes"));
   ASSERT_EQ(drift["total"], 2);
   EXPECT_EQ(drift["devices"][1]["last_drift"]["detector"], "page-hinkley");
   EXPECT_EQ(drift["devices"][1]["drift_reports"], 1);
-  EXPECT_EQ(Json(Get(*server, "/api/devices?drift=no&status=active"))["total"], 3);
+  EXPECT_EQ(Json(Get(*server, "/api/devices?drift=no&status=active"))["total"], 2);
   EXPECT_EQ(Json(Get(*server, "/api/overview"))["devices"]["with_drift"], 2);
+}
+
+std::vector<std::string> EventsOf(const aggregator::AggregatorServer& server, const std::string& kind) {
+  std::vector<std::string> clients;
+  const json events = Json(Get(server, "/api/events?kind=" + kind));
+  for (const json& e : events["events"]) {
+    clients.push_back(e["fields"]["client"]);
+  }
+  return clients;
+}
+
+// Liveness: a device that says it leaves is gone at once, one that stops
+// heartbeating is gone after devices.gone_after_s, and the open round stops
+// waiting for either (it closes on the one update left). Joins, leaves and
+// silences are fleet events, once each.
+TEST(OpsTest, DevicesThatLeaveOrFallSilentAreGoneAndNoRoundWaitsForThem) {
+  using std::chrono_literals::operator""ms;
+  const std::filesystem::path state = FreshState("ops-liveness", 3);
+  aggregator::AggregatorServerOptions options = OpsOptions(state);
+  options.policy.goal = 3;
+  options.policy.min_clients = 3;
+  options.liveness.heartbeat_interval = 100ms;
+  options.liveness.gone_after = 1000ms;
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
+  EXPECT_EQ(Json(Get(*server, "/api/overview"))["devices"]["gone"], 3);  // none heard yet
+  std::vector<std::unique_ptr<client::GrpcTransport>> devices;
+  for (const char* id : {"dev-1", "dev-2", "dev-3"}) {
+    FEDGE_ASSERT_OK_AND_ASSIGN(auto device,
+                               client::GrpcTransport::Create(CertDevice(id, server->port())));
+    FEDGE_ASSERT_OK_AND_ASSIGN(v1::JoinResponse join, device->Join(id));
+    EXPECT_EQ(join.heartbeat_interval_ms(), 100u);
+    devices.push_back(std::move(device));
+  }
+  EXPECT_THAT(EventsOf(*server, "client_joined"),
+              ::testing::ElementsAre("dev-1", "dev-2", "dev-3"));
+  std::vector<v1::Task> tasks(3);
+  {
+    std::vector<std::thread> polls;
+    for (size_t i = 0; i < 3; ++i) {
+      polls.emplace_back([&, i] { tasks[i] = *WaitForTask(*devices[i]); });
+    }
+    for (std::thread& t : polls) t.join();
+  }
+  json overview = Json(Get(*server, "/api/overview"));
+  EXPECT_EQ(overview["devices"]["active"], 3);
+  EXPECT_EQ(overview["devices"]["gone"], 0);
+  ASSERT_EQ(Json(Get(*server, "/api/round"))["round"]["selected"], 3);
+
+  // dev-1 leaves: gone at once, and the round's cohort shrinks.
+  FEDGE_ASSERT_OK(devices[0]->Leave("dev-1", "stopped by the test"));
+  json gone = Json(Get(*server, "/api/devices?status=gone"));
+  ASSERT_EQ(gone["total"], 1);
+  EXPECT_EQ(gone["devices"][0]["id"], "dev-1");
+  EXPECT_EQ(gone["devices"][0]["left"]["reason"], "stopped by the test");
+  EXPECT_THAT(EventsOf(*server, "client_left"), ::testing::ElementsAre("dev-1"));
+  // dev-3 heartbeats once, then falls silent; dev-2 submits. The round
+  // closes once dev-3 is found gone, on dev-2's update alone.
+  FEDGE_ASSERT_OK(devices[2]->Heartbeat().status());
+  FEDGE_ASSERT_OK(
+      devices[1]->SubmitUpdate(MakeUpdate(tasks[1], testing_util::kSmallModelSize, 0.01f)));
+  for (int i = 0; i < 300 && server->closed_rounds() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(server->closed_rounds(), 1u);
+  EXPECT_EQ(Json(Get(*server, "/api/rounds"))["rounds"][0]["reported"], 1);
+  EXPECT_THAT(EventsOf(*server, "client_gone"), ::testing::ElementsAre("dev-3"));
+  json events = Json(Get(*server, "/api/events?kind=client_gone"));
+  EXPECT_THAT(events["events"][0]["message"].get<std::string>(),
+              HasSubstr("dropped from round 1"));
+  const std::string metrics = Get(*server, "/metrics").body;
+  EXPECT_THAT(metrics, HasSubstr("fedge_devices{status=\"gone\"} 2\n"));
+  EXPECT_THAT(metrics, HasSubstr("fedge_devices{status=\"active\"} 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("fedge_clients_connected 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("fedge_clients_joined_total 3\n"));
+  // A device that calls again is back; one that never heartbeats (dev-2)
+  // is not judged by silence.
+  FEDGE_ASSERT_OK(devices[0]->Join("dev-1").status());
+  EXPECT_EQ(Json(Get(*server, "/api/devices?q=dev-1"))["devices"][0]["status"], "active");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  EXPECT_EQ(Json(Get(*server, "/api/devices?q=dev-2"))["devices"][0]["status"], "active");
+  EXPECT_THAT(EventsOf(*server, "client_gone"), ::testing::ElementsAre("dev-3"));
+  // Bad leave messages are refused and change nothing.
+  EXPECT_EQ(devices[1]->Leave("dev-1", "as another device").code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(devices[1]->Leave("dev-2", std::string(300, 'x')).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Json(Get(*server, "/api/devices?q=dev-2"))["devices"][0]["status"], "active");
 }
 
 TEST(OpsTest, BadRequestsNameWhatIsWrong) {
@@ -445,6 +538,8 @@ TEST(OpsTest, PromoteMakesAHeldVersionLive) {
   EXPECT_EQ(Json(Get(*server, "/api/overview"))["live_version"], 1);
   json v1 = Json(Get(*server, "/api/versions"))["versions"][1];
   EXPECT_EQ(v1["status"], "live");
+  // Exactly one version is live: version 2, which was, is superseded.
+  EXPECT_EQ(Json(Get(*server, "/api/versions"))["versions"][0]["status"], "superseded");
   EXPECT_EQ(v1["status_reason"], "checked by hand");
   EXPECT_EQ(v1["served"], true);
   json events = Json(Get(*server, "/api/events?kind=version_promoted"));

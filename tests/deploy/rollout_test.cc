@@ -124,6 +124,18 @@ class RolloutTest : public ::testing::Test {
     return kinds;
   }
 
+  // The versions' statuses as the status API reports them, oldest first.
+  std::vector<std::string> OperatorStatuses() {
+    absl::StatusOr<std::vector<aggregator::VersionStatus>> versions =
+        server_->fleet().Versions();
+    EXPECT_TRUE(versions.ok()) << versions.status();
+    std::vector<std::string> statuses;
+    for (auto it = versions->rbegin(); it != versions->rend(); ++it) {
+      statuses.push_back(it->record.status);
+    }
+    return statuses;
+  }
+
   std::vector<aggregator::VersionRecord> StoredVersions() {
     server_.reset();
     auto store = aggregator::StateStore::Open(state_);
@@ -141,8 +153,10 @@ class RolloutTest : public ::testing::Test {
 TEST_F(RolloutTest, AVersionWorseOnTheValidationSetIsRefused) {
   Start({{0, 0.80}, {1, 0.70}, {3, 0.82}});
   RunRound(1, 0);
-  // Version 1 is refused; version 2 republishes version 0 and is live.
+  // Version 1 is refused; version 2 republishes version 0 and is live. As
+  // operators read them, it is the one live version; v0 is superseded.
   WaitForLive(2);
+  EXPECT_THAT(OperatorStatuses(), ::testing::ElementsAre("superseded", "rejected", "live"));
   EXPECT_EQ(server_->metrics().rollouts_rejected.load(), 1u);
   EXPECT_THAT(EventKinds(),
               ::testing::IsSupersetOf({"rollout_rejected", "version_rolled_back", "alert"}));
@@ -161,6 +175,9 @@ TEST_F(RolloutTest, AVersionWorseOnTheValidationSetIsRefused) {
   EXPECT_EQ(versions[2].metrics.at("rollback_of"), 0);
   EXPECT_EQ(versions[2].metrics.at("validation_accuracy"), 0.80);
   EXPECT_THAT(versions[2].note, HasSubstr("rollback to 0"));
+  // The first version's validation is stored with it, like any version's.
+  EXPECT_EQ(versions[0].metrics.at("validation_accuracy"), 0.80);
+  EXPECT_EQ(versions[0].metrics.at("validation_loss"), 1.0 - 0.80);
 }
 
 TEST_F(RolloutTest, ACanaryThatRegressesOnTheDevicesIsRolledBack) {
@@ -207,6 +224,7 @@ TEST_F(RolloutTest, ACanaryThatHoldsGoesLiveAndTrainingResumesFromIt) {
   EXPECT_EQ(server_->metrics().rollouts_promoted.load(), 1u);
   EXPECT_EQ(server_->latest_version(), 1u);  // nothing republished
   RunRound(2, 1);
+  EXPECT_THAT(OperatorStatuses(), ::testing::ElementsAre("superseded", "live", "canary"));
   std::vector<aggregator::VersionRecord> versions = StoredVersions();
   ASSERT_EQ(versions.size(), 3u);
   EXPECT_EQ(versions[1].status, "live");

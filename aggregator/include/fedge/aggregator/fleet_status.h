@@ -9,10 +9,13 @@
 #ifndef FEDGE_AGGREGATOR_FLEET_STATUS_H_
 #define FEDGE_AGGREGATOR_FLEET_STATUS_H_
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -21,15 +24,31 @@
 
 namespace fedge::aggregator {
 
+// The statuses of DeviceStatus::status, in the order operators read them.
+inline constexpr std::array<std::string_view, 4> kDeviceStatuses = {"active", "idle", "gone",
+                                                                     "revoked"};
+inline bool ValidDeviceStatus(std::string_view status) {
+  return std::find(kDeviceStatuses.begin(), kDeviceStatuses.end(), status) !=
+         kDeviceStatuses.end();
+}
+
 // One device as the aggregator knows it (in memory since start; enrollment,
 // revocation and the last drift report are restored from the state store).
 struct DeviceStatus {
   std::string id;
-  // "active" (seen within the active window), "idle" or "revoked".
+  // "active": connected (see LivenessOptions in server.h) and called for
+  // work within the active window; "idle": connected, but only heartbeats
+  // lately (or, for a device that sends none, silent past the active
+  // window); "gone": said Leave, stopped heartbeating, or not heard from
+  // since the aggregator started; "revoked".
   std::string status;
   std::string auth;            // "token" or "certificate"
   int64_t enrolled_at_ms = 0;  // wall clock, ms since the Unix epoch
-  int64_t last_seen_ms = 0;    // 0: not since the aggregator started
+  int64_t last_seen_ms = 0;    // any call; 0: not since the aggregator started
+  int64_t last_work_ms = 0;    // any call but a heartbeat
+  bool heartbeats = false;     // has heartbeated since it last joined
+  int64_t left_at_ms = 0;      // its last Leave (0: none since start)
+  std::string left_reason;
   uint64_t model_version = 0;  // last downloaded or trained on
   bool has_model_version = false;
   int64_t last_drift_ms = 0;  // 0: never reported drift
@@ -47,7 +66,7 @@ struct DeviceQuery {
   size_t offset = 0;
   size_t limit = 50;          // REQUIRES: 1..1000
   std::string id_contains;    // empty: any
-  std::string status;         // "", "active", "idle" or "revoked"
+  std::string status;         // "", "active", "idle", "gone" or "revoked"
   std::optional<bool> drift;  // has reported drift / has not
 };
 
@@ -89,6 +108,11 @@ struct CurrentRound {
 };
 
 struct VersionStatus {
+  // record.status as the operator reads it: exactly one version is "live"
+  // (the one devices are served); a version the store keeps as approved
+  // that is not served (a later version went live, or an operator promoted
+  // an earlier one) is "superseded"; "canary", "rejected" and
+  // "rolled_back" are the store's own.
   VersionRecord record;
   // "verified" (both files verify with the aggregator's key), "invalid: ..."
   // or "missing: ..." (a file cannot be read).
@@ -104,7 +128,7 @@ struct FleetOverview {
   std::optional<double> loss;
   double epsilon_spent = 0.0;  // 0 without differential privacy
   std::optional<double> epsilon_budget;
-  std::map<std::string, uint64_t> devices_by_status;  // active, idle, revoked
+  std::map<std::string, uint64_t> devices_by_status;  // active, idle, gone, revoked
   uint64_t devices = 0;
   uint64_t devices_with_drift = 0;
   uint64_t alerts = 0;  // events of kind "alert" since start

@@ -92,14 +92,29 @@ struct OpsOptions {
   bool metrics_public = false;
   // Threads serving the endpoint. Default: 2.
   int threads = 2;
-  // A device seen (any call) within this window is "active", else "idle".
+  // A connected device that called for work (anything but a heartbeat)
+  // within this window is "active", else "idle".
   std::chrono::milliseconds active_window{60'000};
+};
+
+// How the aggregator tells a device that is there from one that is gone.
+// Devices heartbeat every `heartbeat_interval` (told at Join); one that has
+// heartbeated and then stays silent for `gone_after`, or that says Leave, is
+// gone: the status API counts it so and an open round stops waiting for it.
+// A device that never heartbeats (an older client) is never judged gone by
+// silence; it is "idle" once silent for the active window.
+struct LivenessOptions {
+  // 0: ask devices for no heartbeats (then only Leave marks a device gone).
+  std::chrono::milliseconds heartbeat_interval{5'000};
+  // REQUIRES: > heartbeat_interval (a device must be able to miss one).
+  std::chrono::milliseconds gone_after{15'000};
 };
 
 struct AggregatorServerOptions {
   // host:port; port 0 picks a free port (see port()).
   std::string listen_address = "127.0.0.1:7443";
   ServerTlsOptions tls;
+  LivenessOptions liveness;
   std::filesystem::path state_dir;
   // The aggregator's Ed25519 model-signing key (PKCS#8 PEM). Required.
   std::filesystem::path signing_key_file;

@@ -167,7 +167,10 @@ class DeviceRunner {
   absl::StatusOr<StepResult> RunOnce(models::ModelInstance& model);
 
   // Runs until max_tasks tasks completed or `stop` becomes true (checked
-  // between steps and while waiting). Returns the error that ended it
+  // between steps and while waiting). Once joined it heartbeats from a thread
+  // of its own at the interval the aggregator asked for (through training
+  // and long polls alike), and when it ends by `stop` or max_tasks it tells
+  // the aggregator it leaves. Returns the error that ended it
   // (UNAUTHENTICATED / PERMISSION_DENIED from the aggregator, bad options),
   // OK otherwise.
   absl::Status Run(const std::atomic<bool>& stop);
@@ -206,6 +209,8 @@ class DeviceRunner {
   bool DropsOut(uint64_t round);
   // Reports, persists, logs what a finished task produced.
   StepResult FinishTask(TaskReport report);
+  // Run's loop, until `stop`, max_tasks or an error that ends it.
+  absl::Status RunLoop(const std::atomic<bool>& stop, Backoff& backoff);
   // Sleeps up to `delay`, waking early on `stop`.
   static void Wait(std::chrono::milliseconds delay, const std::atomic<bool>& stop);
 
@@ -221,6 +226,7 @@ class DeviceRunner {
   absl::Status prepared_;
   std::unique_ptr<RunnerDrift> drift_;  // null when drift monitoring is off
   bool joined_ = false;
+  std::chrono::milliseconds heartbeat_interval_{0};  // from the last join
   std::optional<TaskReport> secagg_report_;  // the task whose session is open
   std::shared_ptr<const v1::ModelArtifact> saved_model_;
   int tasks_done_ = 0;

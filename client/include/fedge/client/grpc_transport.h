@@ -90,6 +90,7 @@ class GrpcTransport : public ClientTransport {
   absl::Status ReportMetrics(const v1::MetricsReport& report) override;
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const std::string& client_id) override;
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat() { return Heartbeat(options_.client_id); }
+  absl::Status Leave(const std::string& client_id, const std::string& reason) override;
 
   // The last model that verified, or null.
   std::shared_ptr<const v1::ModelArtifact> current_model() const;

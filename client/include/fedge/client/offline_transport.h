@@ -53,6 +53,9 @@ class OfflineTransport : public ClientTransport {
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const std::string& client_id) override {
     return inner_->Heartbeat(client_id);
   }
+  absl::Status Leave(const std::string& client_id, const std::string& reason) override {
+    return inner_->Leave(client_id, reason);
+  }
   // Secure-aggregation messages are not buffered: a masked input sent after
   // its phase closed is worthless, so they pass through as they are.
   absl::Status SecAggSend(const v1::SecAggClientMessage& message) override {

@@ -71,6 +71,12 @@ class ClientTransport {
     return absl::UnimplementedError("this aggregator takes no heartbeats");
   }
 
+  // "Stopping now" (`reason` is free text, at most 200 bytes): the
+  // aggregator counts the device gone at once and stops waiting for it.
+  virtual absl::Status Leave(const std::string& client_id, const std::string& reason) {
+    return absl::UnimplementedError("this aggregator takes no leave messages");
+  }
+
   // Secure aggregation (fedge/privacy/secagg/protocol.h): one protocol
   // message to the aggregator; the status is its verdict (a refused message
   // also counts the client as dropped).
