@@ -153,7 +153,7 @@ function drawOverview(o) {
     $('round-number').textContent = c.closed_rounds ? '#' + (c.next_round - 1) + ' done' : 'none yet';
     $('round-phase').innerHTML = c.paused ? badge('paused') + ' no new round opens' : esc(c.phase);
     $('round-progress').style.width = '0';
-    $('round-detail').textContent = `${c.devices_available} devices available, ${c.min_clients} needed`;
+    $('round-detail').textContent = `${c.devices_available} device${c.devices_available === 1 ? '' : 's'} available, ${c.min_clients} needed`;
   }
   tile.dataset.open = String(c.open);
   $('live-version').textContent = o.live_version == null ? '–' : 'v' + o.live_version;
@@ -162,7 +162,9 @@ function drawOverview(o) {
   $('tile-version').dataset.accuracy = o.accuracy == null ? '' : String(o.accuracy);
   const d = o.devices;
   $('devices-active').textContent = `${d.active} / ${d.total}`;
-  $('devices-detail').textContent = `active · ${d.idle} idle · ${d.revoked} revoked · ${d.with_drift} drifting`;
+  $('devices-detail').textContent = `active · ${d.idle} idle · ${d.gone} gone · ${d.revoked} revoked · ${d.with_drift} drifting`;
+  const devicesTile = $('tile-devices');
+  for (const s of ['active', 'idle', 'gone', 'revoked']) devicesTile.dataset[s] = String(d[s]);
   const eps = o.epsilon;
   $('epsilon-spent').textContent = fmtNum(eps.spent, 2);
   if (eps.budget == null) {
@@ -191,10 +193,18 @@ function drawEvents(body) {
   }
   const rounds = $('show-rounds').checked;
   const shown = state.events.filter((e) => rounds || (e.kind !== 'round_opened' && e.kind !== 'round_closed'));
-  $('events').innerHTML = shown.slice().reverse().map((e) => {
+  const hidden = state.events.length - shown.length;
+  const list = $('events');
+  list.dataset.events = String(state.events.length);
+  list.dataset.shown = String(shown.length);
+  const rows = shown.slice().reverse().map((e) => {
     const cls = [e.level, e.kind === 'alert' ? 'alert' : '', e.kind.startsWith('rollout_') ? 'rollout' : ''].join(' ');
-    return `<li class="${cls}" data-kind="${esc(e.kind)}"><span class="when">${clock(e.time_ms)}</span><span class="kind">${esc(e.kind)}</span><span>${esc(e.message)}</span></li>`;
-  }).join('') || `<li class="empty">No events yet${rounds ? '' : ' (round events hidden)'}.</li>`;
+    return `<li class="${cls}" data-kind="${esc(e.kind)}"><span class="when">${clock(e.time_ms)}</span><span class="kind">${esc(e.kind)}</span><span class="what">${esc(e.message)}</span></li>`;
+  });
+  if (hidden > 0) {
+    rows.push(`<li class="note">${hidden} round event${hidden === 1 ? '' : 's'} hidden: tick “round events” to show ${hidden === 1 ? 'it' : 'them'}.</li>`);
+  }
+  list.innerHTML = rows.join('') || '<li class="note">No events yet.</li>';
 }
 function drawDevices(page) {
   const table = $('devices-table');

@@ -2,8 +2,13 @@
 # The dashboard in a real browser: one fedge-aggregator (TLS, ops endpoint on
 # loopback) and a few fedge-client processes training Fashion-MNIST shards;
 # headless Chromium loads the dashboard twice and the test checks that the
-# round counter advanced and the accuracy chart has points. A screenshot is
-# saved in the work directory (a test artifact).
+# round counter advanced and the accuracy chart has points. Then one device
+# is stopped (SIGTERM): within 10 s the dashboard must show it gone and the
+# others active, exactly one live version, and the events that exist
+# (joins, the leave). Screenshots at a wide and a narrow window are saved in
+# the work directory (test artifacts: dashboard-wide.png,
+# dashboard-narrow.png), and the screenshot command of docs/operations.md
+# runs as written (docs-screenshot.png).
 #
 #   dashboard_browser_test.sh AGGREGATOR CLIENT CTL CERT_SCRIPT DATA_DIR WORK_DIR
 #       [--clients N] [--rounds N] [--screenshot FILE] [--window WxH]
@@ -16,8 +21,8 @@
 set -euo pipefail
 aggregator=$1 client=$2 ctl=$3 certs_script=$4 data=$5 work=$6
 shift 6
-clients=3 rounds=3 window=1400,1900 demo=0
-screenshot="$work/dashboard.png"
+clients=2 rounds=3 window=1400,1900 demo=0
+screenshot="$work/dashboard-wide.png"
 while [ $# -gt 0 ]; do
   case $1 in
     --clients) clients=$2; shift 2 ;;
@@ -84,10 +89,15 @@ wait_rounds() {  # until at least $1 rounds closed (at most 90 s)
   done
   fail "fewer than $1 rounds closed in 90 s"
 }
+# Chromium trusts the aggregator's own key (its SPKI hash), not every
+# certificate: as docs/operations.md tells operators to.
+spki=$(openssl x509 -in "$work/certs/server.pem" -noout -pubkey | openssl pkey -pubin -outform der |
+  openssl dgst -sha256 -binary | base64)
 browse() {  # browse OUT [extra chromium flags]: the DOM after the page has polled
   local out=$1
   shift
-  timeout 60 "$chromium" --headless --no-sandbox --disable-gpu --ignore-certificate-errors \
+  timeout 60 "$chromium" --headless --no-sandbox --disable-gpu \
+    --ignore-certificate-errors-spki-list="$spki" \
     --user-data-dir="$work/chromium" --virtual-time-budget=5000 "$@" \
     "https://localhost:$ops_port/#token=$token" > "$out" 2> "$work/chromium.log" || fail "chromium failed"
 }
@@ -117,6 +127,50 @@ if [ "$demo" = 1 ]; then
   ctl revoke "device-$clients" --reason "lost handset" > /dev/null
   wait_rounds $(( $(closed_rounds) + 2 ))
   sleep 1
+fi
+if [ "$demo" = 0 ]; then
+  # The last device stops: SIGTERM, it finishes its step and says it leaves.
+  stopped=$(date +%s%N)
+  kill -TERM "${pids[$clients]}"
+  while :; do
+    browse "$work/dom-3.html" --dump-dom
+    gone=$(attr "$work/dom-3.html" tile-devices data-gone)
+    active=$(attr "$work/dom-3.html" tile-devices data-active)
+    elapsed_ms=$((($(date +%s%N) - stopped) / 1000000))
+    [ "$gone" = 1 ] && [ "$active" = $((clients - 1)) ] && break
+    [ "$elapsed_ms" -le 10000 ] ||
+      fail "10 s after a device stopped the dashboard shows $active active, $gone gone (see $work/dom-3.html)"
+  done
+  echo "one device stopped: the dashboard showed $active active, $gone gone after $elapsed_ms ms"
+  flat=$(tr '\n' ' ' < "$work/dom-3.html")
+  lineage=$(sed 's/.*<tbody id="lineage-rows">//; s/<\/tbody>.*//' <<< "$flat")
+  live=$(grep -o 'badge s-live"' <<< "$lineage" | wc -l)
+  versions=$(grep -o '<tr data-version=' <<< "$lineage" | wc -l)
+  echo "versions shown: $versions, live: $live"
+  [ "$versions" -ge 2 ] || fail "the lineage shows $versions versions"
+  [ "$live" = 1 ] || fail "$live versions show as live (exactly one is)"
+  events=$(attr "$work/dom-3.html" events data-events)
+  echo "events panel: $events events, $(attr "$work/dom-3.html" events data-shown) shown"
+  [ "${events:-0}" -ge 1 ] || fail "the events panel holds no events"
+  for kind in client_joined client_left; do
+    grep -q "data-kind=\"$kind\"" "$work/dom-3.html" || fail "the events panel does not list $kind"
+  done
+  grep -q 'No events yet' "$work/dom-3.html" && fail "the events panel says 'No events yet' beside $events events"
+  browse /dev/null --screenshot="$work/dashboard-narrow.png" --window-size=420,2600 --hide-scrollbars
+  [ -s "$work/dashboard-narrow.png" ] || fail "no narrow screenshot"
+  echo "screenshot: $work/dashboard-narrow.png"
+
+  # docs/operations.md's screenshot command, as written, with this run's
+  # address, certificates and state.
+  docs="$(dirname "$0")/../../docs/operations.md"
+  command=$(sed -n '/<!-- tested by dashboard_browser_test.sh -->/,/^```$/p' "$docs" | sed '1,2d;$d' | sed '1d')
+  [ -n "$command" ] || fail "no screenshot command in $docs"
+  (cd "$work" && ops="localhost:$ops_port" certs="$work/certs" state="$work/state" &&
+    eval "$command") > "$work/docs-command.log" 2>&1 || fail "the docs' command failed (see $work/docs-command.log)"
+  # A blank page compresses to a few kB; the dashboard to far more.
+  size=$(stat -c %s "$work/dashboard.png" 2>/dev/null || echo 0)
+  echo "docs' command: dashboard.png, $size bytes"
+  [ "$size" -gt 40000 ] || fail "the docs' command made a blank or missing screenshot ($size bytes)"
 fi
 browse /dev/null --screenshot="$screenshot" --window-size="$window" --hide-scrollbars
 [ -s "$screenshot" ] || fail "no screenshot"
