@@ -91,11 +91,32 @@ absl::StatusOr<std::unique_ptr<PrivateAggregation>> PrivateAggregation::Create(
                                 "' cannot be split into per-client shares that add up to its "
                                 "noise; distributed mode needs gaussian or discrete-gaussian"));
   }
+  // What the mechanism states it costs (never the config alone: see
+  // privacy::MechanismAccounting).
+  const absl::StatusOr<privacy::MechanismAccounting> stated = mechanism->accounting();
+  if (!stated.ok() && options.epsilon_budget > 0.0) {
+    return Invalid(absl::StrCat("mechanism '", name,
+                                "' states no guarantee an accountant can compose (accounting(): ",
+                                stated.status().message(),
+                                "), so it cannot run under an epsilon budget"));
+  }
+  if (stated.ok() && !stated->accountant.empty() &&
+      (!(stated->noise_multiplier > 0.0) || !std::isfinite(stated->noise_multiplier))) {
+    return Invalid(absl::StrCat("mechanism '", name, "' states noise multiplier ",
+                                stated->noise_multiplier, " for accountant '", stated->accountant,
+                                "' (must be finite and > 0)"));
+  }
+  // The clipper's count release is a Gaussian, accounted in RDP with the sum:
+  // it composes with any mechanism that states an RDP bound.
   const bool gaussian_accounting =
-      mechanism->accountant() == "rdp" || mechanism->accountant() == "zcdp";
+      stated.ok() && (stated->accountant == "rdp" || stated->accountant == "zcdp");
   if (options.clipper != "fixed" && !gaussian_accounting) {
-    return Invalid(absl::StrCat("clipper '", options.clipper, "' releases a Gaussian count; ",
-                                "it composes only with Gaussian mechanisms, not '", name, "'"));
+    return Invalid(absl::StrCat(
+        "clipper '", options.clipper, "' releases a Gaussian count, accounted in RDP with the ",
+        "sum; mechanism '", name, "' states ",
+        stated.ok() ? absl::StrCat("accountant '", stated->accountant, "'")
+                    : std::string("no accountant"),
+        " (adaptive clipping needs one that states 'rdp' or 'zcdp')"));
   }
 
   if (options.clipper != "fixed" && options.mode != PrivacyMode::kCentral) {
@@ -120,11 +141,11 @@ absl::StatusOr<std::unique_ptr<PrivateAggregation>> PrivateAggregation::Create(
   }
   auto aggregation = std::unique_ptr<PrivateAggregation>(new PrivateAggregation(
       options, dimension, std::move(mechanism), std::move(clipper), std::move(random)));
-  if (aggregation->mechanism_->accountant().empty()) {
-    aggregation->epsilon_ = kInf;  // "none": clipping only, no privacy
+  if (!stated.ok() || stated->accountant.empty()) {
+    aggregation->epsilon_ = kInf;  // "none", or no statement: no privacy claimed
   } else {
-    FEDGE_ASSIGN_OR_RETURN(aggregation->accountant_,
-                           privacy::CreateAccountant(aggregation->mechanism_->accountant()));
+    FEDGE_ASSIGN_OR_RETURN(aggregation->accountant_, privacy::CreateAccountant(stated->accountant));
+    aggregation->accounting_scale_ = stated->noise_multiplier / options.noise_multiplier;
   }
   return aggregation;
 }
@@ -147,22 +168,28 @@ PrivateAggregation::PrivateAggregation(const PrivateAggregationOptions& options,
 absl::StatusOr<double> PrivateAggregation::AccountedNoise(std::size_t cohort_size,
                                                           std::size_t participants) const {
   const double target = options_.noise_multiplier;
+  // What the mechanism states it adds, per unit of the noise asked of it.
+  const double scale = accounting_scale_;
   // Local: a device's update against any other it could have sent (the
   // replace relation), 2C apart.
-  if (options_.mode == PrivacyMode::kLocal) return target / 2.0;
-  // Central: the aggregator added exactly the noise that, together with the
-  // clipper's count, costs as much as one release with the target.
-  if (options_.mode == PrivacyMode::kCentral) return target;
-  // Distributed: the sum carries k shares of m. With the clipper's own
-  // release (adaptive), 1/z² = 1/z_sum² + count_term; for k = m and a
-  // Gaussian mechanism that is the target again.
+  if (options_.mode == PrivacyMode::kLocal) return scale * target / 2.0;
+  // Central, with a mechanism that adds what it was asked: the noise that,
+  // together with the clipper's count, costs as much as one release with
+  // the target (exactly the target, as the formula below gives it).
+  if (options_.mode == PrivacyMode::kCentral && scale == 1.0) return target;
+  // The sum's noise and the clipper's count release (adaptive clipping)
+  // compose in RDP: 1/z² = 1/z_sum² + count_term. Distributed: the sum
+  // carries k shares of m; for k = m and a Gaussian that is the target again.
   FEDGE_ASSIGN_OR_RETURN(const double z_sum, clipper_->SumNoiseMultiplier(target));
   const double count_term = 1.0 / (target * target) - 1.0 / (z_sum * z_sum);
-  const double k = static_cast<double>(std::min(participants, cohort_size));
-  const double m = static_cast<double>(cohort_size);
-  const double z_carried = z_sum * std::sqrt(k / m);
+  const double k = options_.mode == PrivacyMode::kDistributed
+                       ? static_cast<double>(std::min(participants, cohort_size))
+                       : 1.0;
+  const double m = options_.mode == PrivacyMode::kDistributed ? static_cast<double>(cohort_size)
+                                                              : 1.0;
+  const double z_carried = scale * z_sum * std::sqrt(k / m);
   double rho = 1.0 / (2.0 * z_carried * z_carried) + count_term / 2.0;
-  if (mechanism_->integer_valued()) {
+  if (options_.mode == PrivacyMode::kDistributed && mechanism_->integer_valued()) {
     // Kairouz et al. 2021, Theorem 1: the sum of k discrete Gaussians with
     // std s each is (Δ²/(2ks²) + τ·d)-zCDP, τ = 10 Σ_{j<k} exp(-2π² s² j/(j+1)).
     const double sensitivity =
@@ -227,7 +254,8 @@ v1::PrivacyConfig PrivateAggregation::TaskConfig(std::size_t cohort_size) const 
   // it sees only the sum, so the devices clip to the same bound first.
   config.set_clip_norm(clipper_->clip_norm());
   config.set_clip_norm_type(static_cast<uint32_t>(clipper_->norm()));
-  config.set_aggregate_noise_multiplier(options_.noise_multiplier);  // for device floors
+  // For device floors: the noise the mechanism states it adds.
+  config.set_aggregate_noise_multiplier(accounting_scale_ * options_.noise_multiplier);
   if (options_.mode == PrivacyMode::kCentral) return config;
   config.set_mechanism(std::string(mechanism_->name()));
   // SumNoiseMultiplier cannot fail here: Create checked it for this target.
@@ -368,7 +396,8 @@ absl::Status PrivateAggregation::Restore(std::string_view serialized) {
     if (options_.mode == PrivacyMode::kLocal) {
       FEDGE_ASSIGN_OR_RETURN(auto scratch, privacy::CreateAccountant(accountant->name()));
       FEDGE_RETURN_IF_ERROR(
-          scratch->Step(1.0, options_.noise_multiplier / 2.0, max_participations));
+          scratch->Step(1.0, accounting_scale_ * options_.noise_multiplier / 2.0,
+                        max_participations));
       FEDGE_ASSIGN_OR_RETURN(epsilon, scratch->Epsilon(options_.delta));
     } else {
       FEDGE_ASSIGN_OR_RETURN(epsilon, accountant->Epsilon(options_.delta));

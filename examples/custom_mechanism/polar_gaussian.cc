@@ -73,8 +73,12 @@ class PolarGaussian final : public Mechanism {
                             sigma * options().l2_sensitivity, epsilon, options().delta)};
   }
 
-  std::string_view accountant() const override { return "rdp"; }  // subsampled Gaussian
-  bool divisible() const override { return true; }                // sums of Gaussians are Gaussian
+  // What ε is computed from: the subsampled-Gaussian RDP accountant, stepped
+  // with the noise this mechanism really adds (std σ·Δ₂, so σ).
+  absl::StatusOr<fedge::privacy::MechanismAccounting> accounting() const override {
+    return fedge::privacy::MechanismAccounting{"rdp", options().noise_multiplier};
+  }
+  bool divisible() const override { return true; }  // sums of Gaussians are Gaussian
 };
 
 // The one registration line. It runs when the library is loaded.

@@ -66,7 +66,9 @@ class NoMechanism final : public Mechanism {
  public:
   explicit NoMechanism(const MechanismOptions& options) : Mechanism(options) {}
   std::string_view name() const override { return "none"; }
-  std::string_view accountant() const override { return ""; }
+  absl::StatusOr<MechanismAccounting> accounting() const override {
+    return MechanismAccounting{};  // no privacy
+  }
   absl::Status AddNoise(std::span<float>, RandomSource&) const override { return absl::OkStatus(); }
   absl::Status AddNoise(std::span<int64_t>, RandomSource&) const override {
     return absl::OkStatus();
@@ -81,7 +83,9 @@ class GaussianMechanism final : public Mechanism {
  public:
   explicit GaussianMechanism(const MechanismOptions& options) : Mechanism(options) {}
   std::string_view name() const override { return "gaussian"; }
-  std::string_view accountant() const override { return "rdp"; }
+  absl::StatusOr<MechanismAccounting> accounting() const override {
+    return MechanismAccounting{"rdp", options().noise_multiplier};
+  }
   bool divisible() const override { return true; }
 
   absl::Status AddNoise(std::span<float> values, RandomSource& random) const override {
@@ -114,7 +118,9 @@ class LaplaceMechanism final : public Mechanism {
  public:
   explicit LaplaceMechanism(const MechanismOptions& options) : Mechanism(options) {}
   std::string_view name() const override { return "laplace"; }
-  std::string_view accountant() const override { return "laplace"; }
+  absl::StatusOr<MechanismAccounting> accounting() const override {
+    return MechanismAccounting{"laplace", options().noise_multiplier};
+  }
   int sensitivity_norm() const override { return 1; }
 
   absl::Status AddNoise(std::span<float> values, RandomSource& random) const override {
@@ -151,7 +157,9 @@ class DiscreteGaussianMechanism final : public Mechanism {
     if (variance_numerator_ == 0) variance_numerator_ = 1;
   }
   std::string_view name() const override { return "discrete-gaussian"; }
-  std::string_view accountant() const override { return "zcdp"; }
+  absl::StatusOr<MechanismAccounting> accounting() const override {
+    return MechanismAccounting{"zcdp", options().noise_multiplier};
+  }
   bool integer_valued() const override { return true; }
   bool divisible() const override { return true; }
 

@@ -10,6 +10,7 @@
 #include "fedge/models/update_codec.h"
 #include "fedge/privacy/accountant.h"
 #include "fedge/privacy/clipping.h"
+#include "fedge/privacy/mechanism.h"
 #include "fedge/privacy/random.h"
 #include "fedge/privacy/update_privacy.h"
 #include "gmock/gmock.h"
@@ -202,6 +203,123 @@ TEST(PrivateAggregationTest, LocalEpsilonIsPerDeviceAtItsParticipations) {
     ASSERT_THAT(budgeted->EndRound(2, {"c0", Ids(1, 10 + r)[0]}).status(), IsOk());
   EXPECT_THAT(budgeted->CheckBudget({"c0", "c9"}), StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_THAT(budgeted->CheckBudget({"c8", "c9"}), IsOk());
+}
+
+// A plug-in that adds half the noise it is configured with, and says so in
+// both its guarantee and its accounting. Before the accountant took the
+// mechanism's statement it was accounted at the configured noise multiplier
+// (epsilon 4.43 where its true cost was 14.20, docs/privacy.md).
+class WeakGaussian final : public privacy::Mechanism {
+ public:
+  explicit WeakGaussian(const privacy::MechanismOptions& options) : Mechanism(options) {}
+  std::string_view name() const override { return "weak-gaussian"; }
+  absl::Status AddNoise(std::span<float> values, privacy::RandomSource& random) const override {
+    const double std_dev = 0.5 * options().noise_multiplier * options().l2_sensitivity;
+    for (float& v : values) v += static_cast<float>(std_dev * privacy::SampleStandardGaussian(random));
+    return absl::OkStatus();
+  }
+  absl::Status AddNoise(std::span<int64_t>, privacy::RandomSource&) const override {
+    return absl::UnimplementedError("weak-gaussian noises floats");
+  }
+  privacy::Guarantee GetGuarantee() const override {
+    return {.epsilon = *privacy::ComputeEpsilon(1.0, 0.5 * options().noise_multiplier, 1,
+                                                options().delta),
+            .delta = options().delta,
+            .sensitivity = options().l2_sensitivity,
+            .relation = options().relation,
+            .description = "half the configured Gaussian noise"};
+  }
+  absl::StatusOr<privacy::MechanismAccounting> accounting() const override {
+    return privacy::MechanismAccounting{"rdp", 0.5 * options().noise_multiplier};
+  }
+};
+
+// A plug-in that states no bound an accountant can compose.
+class Unaccounted final : public privacy::Mechanism {
+ public:
+  explicit Unaccounted(const privacy::MechanismOptions& options) : Mechanism(options) {}
+  std::string_view name() const override { return "unaccounted"; }
+  absl::Status AddNoise(std::span<float>, privacy::RandomSource&) const override {
+    return absl::OkStatus();
+  }
+  absl::Status AddNoise(std::span<int64_t>, privacy::RandomSource&) const override {
+    return absl::OkStatus();
+  }
+  privacy::Guarantee GetGuarantee() const override { return {}; }
+  absl::StatusOr<privacy::MechanismAccounting> accounting() const override {
+    return absl::UnimplementedError("this mechanism has no proof yet");
+  }
+};
+
+[[maybe_unused]] const bool kTestMechanisms =
+    privacy::RegisterMechanism("weak-gaussian",
+                               [](const privacy::MechanismOptions& o)
+                                   -> absl::StatusOr<std::unique_ptr<privacy::Mechanism>> {
+                                 return std::make_unique<WeakGaussian>(o);
+                               }) &&
+    privacy::RegisterMechanism("unaccounted",
+                               [](const privacy::MechanismOptions& o)
+                                   -> absl::StatusOr<std::unique_ptr<privacy::Mechanism>> {
+                                 return std::make_unique<Unaccounted>(o);
+                               });
+
+TEST(PrivateAggregationTest, EpsilonIsWhatTheMechanismStatesNotWhatTheConfigSays) {
+  PrivateAggregationOptions options = Central(1.0);
+  options.mechanism = "weak-gaussian";
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto dp, PrivateAggregation::Create(options, 4));
+  RoundPrivacy round;
+  for (int r = 0; r < 50; ++r) {
+    FEDGE_ASSERT_OK_AND_ASSIGN(round, dp->EndRound(10, Ids(10)));
+  }
+  FEDGE_ASSERT_OK_AND_ASSIGN(const double stated, privacy::ComputeEpsilon(0.1, 0.5, 50, 1e-5));
+  FEDGE_ASSERT_OK_AND_ASSIGN(const double configured, privacy::ComputeEpsilon(0.1, 1.0, 50, 1e-5));
+  EXPECT_EQ(round.noise_multiplier, 0.5);
+  EXPECT_DOUBLE_EQ(round.epsilon, stated);
+  EXPECT_GT(stated, 2.0 * configured);  // what used to be reported, far below
+  // Devices are told the noise the mechanism states it adds (their floors).
+  EXPECT_EQ(dp->TaskConfig(10).aggregate_noise_multiplier(), 0.5);
+  // The budget is checked against the stated cost too.
+  options.epsilon_budget = 0.5 * (configured + stated);
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto budgeted, PrivateAggregation::Create(options, 4));
+  int rounds = 0;
+  while (rounds < 50 && budgeted->CheckBudget(Ids(10)).ok()) {
+    FEDGE_ASSERT_OK(budgeted->EndRound(10, Ids(10)).status());
+    ++rounds;
+  }
+  EXPECT_LT(rounds, 50);
+  EXPECT_LE(budgeted->epsilon(), options.epsilon_budget);
+
+  // Adaptive clipping takes any mechanism stating an RDP bound (it used to
+  // refuse every plug-in): the sum's stated noise and the count compose.
+  options.epsilon_budget = 0.0;
+  options.clipper = "adaptive";
+  options.clipper_options.count_noise_stddev = 5.0;
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto adaptive, PrivateAggregation::Create(options, 4));
+  for (int i = 0; i < 10; ++i) adaptive->Record(true);
+  FEDGE_ASSERT_OK_AND_ASSIGN(RoundPrivacy first, adaptive->EndRound(10, Ids(10)));
+  // The sum carries half its share of the target (z_sum a little above 1),
+  // the count its own: 1/z^2 = 4/z_sum^2 + (1 - 1/z_sum^2), just above 0.5.
+  EXPECT_GT(first.noise_multiplier, 0.5);
+  EXPECT_LT(first.noise_multiplier, 0.55);
+  FEDGE_ASSERT_OK_AND_ASSIGN(const double one,
+                             privacy::ComputeEpsilon(0.1, first.noise_multiplier, 1, 1e-5));
+  EXPECT_DOUBLE_EQ(first.epsilon, one);
+}
+
+TEST(PrivateAggregationTest, AMechanismThatStatesNoBoundRunsOnlyWithoutABudget) {
+  PrivateAggregationOptions options = Central(1.0);
+  options.mechanism = "unaccounted";
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto dp, PrivateAggregation::Create(options, 2));
+  FEDGE_ASSERT_OK_AND_ASSIGN(RoundPrivacy round, dp->EndRound(10, Ids(10)));
+  EXPECT_TRUE(std::isinf(round.epsilon));
+  options.epsilon_budget = 10.0;
+  EXPECT_THAT(PrivateAggregation::Create(options, 2).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("mechanism 'unaccounted' states no guarantee")));
+  options.epsilon_budget = 0.0;
+  options.clipper = "adaptive";
+  EXPECT_THAT(PrivateAggregation::Create(options, 2).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("states no accountant")));
 }
 
 TEST(PrivateAggregationTest, NoneMechanismClipsButReportsInfiniteEpsilon) {

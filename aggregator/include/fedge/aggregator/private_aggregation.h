@@ -171,7 +171,12 @@ class PrivateAggregation {
   std::unique_ptr<privacy::Mechanism> mechanism_;
   std::unique_ptr<privacy::Clipper> clipper_;
   std::unique_ptr<privacy::RandomSource> random_;
-  std::unique_ptr<privacy::Accountant> accountant_;             // null for "none"
+  // The accountant the mechanism's accounting() names; null when it states
+  // no privacy ("none") or no bound at all (then ε is +infinity).
+  std::unique_ptr<privacy::Accountant> accountant_;
+  // The noise the mechanism states it adds over the noise it was asked for
+  // (1 for the built-ins): every accounted noise multiplier is scaled by it.
+  double accounting_scale_ = 1.0;
   std::map<std::string, int64_t, std::less<>> participations_;  // local mode
   int64_t max_participations_ = 0;
   double epsilon_ = 0.0;

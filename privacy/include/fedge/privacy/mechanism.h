@@ -87,6 +87,26 @@ struct Guarantee {
   std::string description;  // human-readable summary of the above
 };
 
+// How one application of a mechanism composes over rounds, as the mechanism
+// itself states it: the Accountant that bounds it from above, and the noise
+// multiplier to step that accountant with. Everything fedge reports or
+// enforces about ε (the round records, the budget, fedge-sim's summary)
+// comes from this statement, never from the configured noise multiplier
+// alone: a mechanism that adds less noise than it was asked to states so
+// here, and is accounted for what it adds.
+struct MechanismAccounting {
+  // A registered Accountant (accountant.h): "rdp" (the Poisson-subsampled
+  // Gaussian), "zcdp" (a Gaussian without amplification by sampling),
+  // "laplace". Empty: the mechanism gives no privacy (ε = +infinity).
+  std::string accountant;
+  // The noise the mechanism adds per application, as a multiple of the
+  // sensitivity it was created for (options().l2_sensitivity, or
+  // l1_sensitivity for an L1 mechanism): the σ of that accountant's
+  // Step(sampling_rate, σ). REQUIRES: finite, > 0 (unless `accountant` is
+  // empty).
+  double noise_multiplier = 0.0;
+};
+
 class Mechanism {
  public:
   virtual ~Mechanism() = default;
@@ -102,11 +122,13 @@ class Mechanism {
   // Guarantee of one application, whatever the dimension. Never understates ε.
   virtual Guarantee GetGuarantee() const = 0;
 
-  // How repeated applications compose: the name of a registered Accountant
-  // whose Step(sampling_rate, noise_multiplier) bounds this mechanism from
-  // above ("rdp" for the Gaussian, "zcdp", "laplace"); empty when the
-  // mechanism gives no privacy ("none"), whose ε is then reported as +inf.
-  virtual std::string_view accountant() const = 0;
+  // How repeated applications compose (see MechanismAccounting). An error
+  // (UNIMPLEMENTED, say) means the mechanism states no bound an accountant
+  // can compose: it then runs only without an ε budget, and ε is reported
+  // as +infinity. Built-ins: "rdp" for gaussian, "zcdp" for
+  // discrete-gaussian, "laplace" for laplace, each at the noise multiplier
+  // it was created with; "none" states no privacy.
+  virtual absl::StatusOr<MechanismAccounting> accounting() const = 0;
 
   // The norm its sensitivity is measured in: 2 (L2) or 1 (L1). Updates are
   // clipped in this norm before the mechanism sees them.
