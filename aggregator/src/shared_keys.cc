@@ -22,7 +22,8 @@ const config::KeyTable<StrategyChoice>& StrategyKeys() {
               "strategy.name", "Aggregation strategy.", RegisteredStrategies,
               [](const StrategyChoice& c) { return c.name; },
               [](StrategyChoice& c, const std::string& v) { c.name = v; })
-              .Alias("strategy"),
+              .Alias("strategy")
+              .Pluggable(),
           K::Double(
               "strategy.server_learning_rate",
               "Server learning rate applied to the aggregated update.",
@@ -147,7 +148,8 @@ const config::KeyTable<PrivacyChoice>& PrivacyKeys() {
           K::Enum(
               "privacy.mechanism", "DP noise mechanism.", privacy::RegisteredMechanisms,
               [](const C& c) { return c.mechanism; },
-              [](C& c, const std::string& v) { c.mechanism = v; }),
+              [](C& c, const std::string& v) { c.mechanism = v; })
+              .Pluggable(),
           K::Double(
               "privacy.noise_multiplier",
               "Noise std on each round's sum, in units of the clip norm (z; the value "
@@ -158,7 +160,8 @@ const config::KeyTable<PrivacyChoice>& PrivacyKeys() {
           K::Enum(
               "privacy.clipping", "How the per-update bound is chosen: fixed or adaptive (quantile).",
               privacy::RegisteredClippers, [](const C& c) { return c.clipping; },
-              [](C& c, const std::string& v) { c.clipping = v; }),
+              [](C& c, const std::string& v) { c.clipping = v; })
+              .Pluggable(),
           K::Double(
               "privacy.clip_norm", "Bound on each device's update (adaptive: the first round's).",
               [](const C& c) { return c.clip_norm; }, [](C& c, double v) { c.clip_norm = v; })

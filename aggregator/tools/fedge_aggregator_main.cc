@@ -32,6 +32,7 @@
 #include "fedge/models/signing.h"
 #include "fedge/privacy/secagg/protocol.h"
 #include "fedge/proto/atomic_file.h"
+#include "fedge/proto/plugin.h"
 #include "fedge/proto/log.h"
 #include "fedge/proto/version.h"
 #include "fedge/proto/status_macros.h"
@@ -48,7 +49,8 @@ void PrintHelp() {
   std::cout << R"(fedge-aggregator: the aggregator of a fedge federation (gRPC over TLS).
 
 Usage:
-  fedge-aggregator [serve] --config FILE [--set key=value ...] [--insecure] [--check]
+  fedge-aggregator [serve] [--plugin LIB ...] --config FILE [--set key=value ...] [--insecure]
+                   [--check]
   fedge-aggregator enroll   --state DIR ID [--token TOKEN | --generate-token]
   fedge-aggregator revoke   --state DIR ID
   fedge-aggregator rollback --state DIR --signing-key KEY VERSION
@@ -57,7 +59,9 @@ Usage:
 
 serve: restores DIR (continuing an interrupted round) or starts a federation
 with a new model, and runs rounds. Logs are JSON lines on stderr. --check
-only reads the config and flags and reports the first error.
+only reads the config and flags and reports the first error. --plugin loads
+a shared library whose mechanisms, strategies or codecs become config values
+(examples/custom_mechanism).
 enroll: lets device ID join: by its certificate (CN=ID) or, with a token, by
 ID and token. rollback: publishes version VERSION's model again as the newest
 version (stop the aggregator first).
@@ -282,6 +286,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::vector<std::string> args(argv + 1, argv + argc);
+  // Plug-ins first: what they register is then a valid config value.
+  if (absl::Status s = fedge::config::LoadPluginFlags(args); !s.ok()) return Fail(s);
   std::string command = "serve";
   if (!args.empty() && args[0].rfind("--", 0) != 0) {
     command = args[0];
@@ -329,13 +335,11 @@ int main(int argc, char** argv) {
       positional.push_back(arg);
     }
   }
-  for (const std::string& file : config_files) {
-    if (absl::Status s = ServeKeys().ApplyFile(config, file); !s.ok()) return Fail(s);
-  }
-  for (const std::string& assignment : overrides) {
-    if (absl::Status s = ServeKeys().ApplyOverride(config, assignment); !s.ok()) {
-      return Fail(absl::Status(s.code(), absl::StrCat("--set ", assignment, ": ", s.message())));
-    }
+  // The files, then --set on top: a key --set names is not read from a file.
+  std::vector<std::string> labels;
+  for (const std::string& assignment : overrides) labels.push_back("--set " + assignment);
+  if (absl::Status s = ServeKeys().ApplyLayers(config, config_files, overrides, labels); !s.ok()) {
+    return Fail(s);
   }
   if (insecure) config.server.tls.insecure = true;
   if (!state_dir.empty()) config.server.state_dir = state_dir;

@@ -125,7 +125,8 @@ std::vector<Key> EndpointKeys() {
       Key::Enum(
           "model.architecture", "model zoo architecture of a new federation",
           models::RegisteredArchitectures, [](const ServeConfig& c) { return c.architecture; },
-          [](ServeConfig& c, const std::string& v) { c.architecture = v; }),
+          [](ServeConfig& c, const std::string& v) { c.architecture = v; })
+          .Pluggable(),
       Key::Int(
           "model.seed", "initialization seed of a new federation's model",
           [](const ServeConfig& c) { return static_cast<int64_t>(c.model_seed); },
@@ -140,7 +141,8 @@ std::vector<Key> RoundKeys() {
           "update.codec", "update codec devices must use", models::RegisteredUpdateCodecs,
           [](const ServeConfig& c) { return c.server.codec; },
           [](ServeConfig& c, const std::string& v) { c.server.codec = v; })
-          .Alias("codec"),
+          .Alias("codec")
+          .Pluggable(),
       Key::Enum(
           "model.artifact", "what devices download (the fp32 master is kept beside it)",
           models::ArtifactPrecisionNames,

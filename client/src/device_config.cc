@@ -103,7 +103,8 @@ const config::KeyTable<DeviceConfig>& DeviceKeys() {
                 Key::Enum(
                     "codec", "update codec", models::RegisteredUpdateCodecs,
                     [](const DeviceConfig& c) { return c.codec; },
-                    [](DeviceConfig& c, const std::string& v) { c.codec = v; }),
+                    [](DeviceConfig& c, const std::string& v) { c.codec = v; })
+                    .Pluggable(),
                 Key::Duration(
                     "poll_wait_ms", "longest wait of one task poll", DurationUnit::kMilliseconds,
                     [](const DeviceConfig& c) { return c.transport.poll_wait; },

@@ -276,14 +276,14 @@ absl::StatusOr<ClientToolConfig> LoadClientToolConfig(const std::vector<std::str
     }
   }
   ClientToolConfig config = DefaultClientToolConfig();
-  for (const std::string& file : files) {
-    if (absl::Status s = keys.ApplyFile(config, file); !s.ok()) return s;
+  // The files, then the flags and --set on top: a key they name is not read
+  // from a file.
+  std::vector<std::string> written, values;
+  for (const auto& [flag, assignment] : assignments) {
+    written.push_back(flag);
+    values.push_back(assignment);
   }
-  for (const auto& [written, assignment] : assignments) {
-    if (absl::Status s = keys.ApplyOverride(config, assignment); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(written, ": ", s.message()));
-    }
-  }
+  if (absl::Status s = keys.ApplyLayers(config, files, values, written); !s.ok()) return s;
   if (config.shard >= config.partition.num_clients) {
     return absl::InvalidArgumentError(absl::StrCat("partition.shard (--shard) ", config.shard,
                                                    " is not below partition.num_clients "

@@ -22,6 +22,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client_config.h"
+#include "fedge/proto/plugin.h"
 #include "fedge/client/dataset_store.h"
 #include "fedge/client/device_runner.h"
 #include "fedge/client/grpc_transport.h"
@@ -60,6 +61,11 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::vector<std::string> args(argv + 1, argv + argc);
+  // Plug-ins first: what they register is then a valid config value.
+  if (absl::Status s = fedge::config::LoadPluginFlags(args); !s.ok()) {
+    std::cerr << "fedge-client: error: " << s.message() << "\n";
+    return 2;
+  }
   if (std::find(args.begin(), args.end(), "--help") != args.end() ||
       std::find(args.begin(), args.end(), "-h") != args.end()) {
     std::cout << fedge::client::tools::ClientToolHelp();

@@ -2,9 +2,13 @@
 # Test of the custom-mechanism example: fedge-sim loads the plug-in, runs the
 # config that selects "polar-gaussian", and must report the epsilon the
 # privacy calculator gives for the same sampling rate, noise and rounds.
-#   run_example.sh FEDGE_SIM FEDGE_PRIVACY PLUGIN
+# The other tools load it too: fedge-privacy reports the ε the mechanism
+# states, fedge-aggregator accepts it in its config. Without the plug-in the
+# name is unknown and the error says how to load one; --set replaces a value
+# the file has.
+#   run_example.sh FEDGE_SIM FEDGE_PRIVACY PLUGIN FEDGE_AGGREGATOR
 set -euo pipefail
-sim="$1" calculator="$2" plugin="$3"
+sim="$1" calculator="$2" plugin="$3" aggregator="$4"
 here="$(cd "$(dirname "$0")" && pwd)"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -17,8 +21,25 @@ expected=$("$calculator" epsilon --sampling-rate 0.25 --noise-multiplier 1.0 --s
 expected=$(printf '%.4g' "$expected")
 echo "reported epsilon $reported, calculator $expected"
 [ -n "$reported" ] && [ "$reported" = "$expected" ]
+# fedge-privacy, told the mechanism, accounts it as it states itself.
+stated=$("$calculator" --plugin "$plugin" epsilon --sampling-rate 0.25 --noise-multiplier 1.0 \
+    --steps 5 --delta 1e-5 --mechanism polar-gaussian | tail -n 1)
+echo "fedge-privacy --mechanism polar-gaussian: $stated"
+[ "$(printf '%.4g' "$stated")" = "$expected" ]
+# fedge-aggregator takes the plug-in's mechanism in its config.
+"$aggregator" --plugin "$plugin" --set privacy.mode=central --set privacy.mechanism=polar-gaussian \
+    --check > /dev/null
+if "$aggregator" --set privacy.mechanism=polar-gaussian --check 2> "$out/err3"; then
+  echo "fedge-aggregator accepted polar-gaussian without the plug-in"; exit 1
+fi
+grep -q -- "--plugin LIB" "$out/err3"
+# --set replaces the file's value: the mechanism the file names is not read.
+"$sim" --config "$here/polar_gaussian.yaml" --set privacy.mechanism=gaussian --set round.rounds=1 \
+    --set run.progress=off --out "$out/set" > /dev/null 2> "$out/err4" || { cat "$out/err4"; exit 1; }
 # Without the plug-in the mechanism is unknown, and fedge-sim says so.
 if "$sim" --config "$here/polar_gaussian.yaml" --out "$out/none" 2> "$out/err2"; then
   echo "fedge-sim accepted polar-gaussian without the plug-in"; exit 1
 fi
 grep -q "unknown value 'polar-gaussian'" "$out/err2"
+grep -q -- "--plugin LIB" "$out/err2"
+echo PASS

@@ -1,8 +1,14 @@
 // fedge-privacy: (ε, δ) of DP-FedAvg / DP-SGD training with the RDP
 // accountant of the Poisson-subsampled Gaussian mechanism, and the inverse.
 //
-//   fedge-privacy epsilon --sampling-rate Q --noise-multiplier S --steps T --delta D
+//   fedge-privacy [--plugin LIB ...] epsilon --sampling-rate Q --noise-multiplier S --steps T
+//                 --delta D [--mechanism NAME]
 //   fedge-privacy calibrate --sampling-rate Q --steps T --delta D --epsilon E
+//
+// With --mechanism, ε is that of T releases of the mechanism as it states
+// its own cost (Mechanism::accounting(): its accountant and the noise it
+// really adds when configured with S), as fedge-sim and fedge-aggregator
+// account it; a plug-in's mechanism is known once --plugin loaded it.
 //
 // The last line of output is the number alone (ε, or the noise multiplier σ),
 // printed with 17 significant digits so no rounding understates ε.
@@ -14,16 +20,22 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <limits>
+#include <memory>
 #include <system_error>
+#include <vector>
 
 #include "fedge/privacy/accountant.h"
+#include "fedge/privacy/mechanism.h"
+#include "fedge/proto/plugin.h"
 #include "fedge/proto/version.h"
 
 namespace {
 
 constexpr char kUsage[] =
     "usage:\n"
-    "  fedge-privacy epsilon --sampling-rate Q --noise-multiplier S --steps T --delta D\n"
+    "  fedge-privacy [--plugin LIB ...] epsilon --sampling-rate Q --noise-multiplier S --steps T\n"
+    "                --delta D [--mechanism NAME]\n"
     "  fedge-privacy calibrate --sampling-rate Q --steps T --delta D --epsilon E\n";
 
 int UsageError(const std::string& message) {
@@ -55,6 +67,36 @@ bool ParseNumber(const std::string& text, T& value) {
   return result.ec == std::errc() && result.ptr == text.data() + text.size();
 }
 
+// ε of `steps` releases of mechanism `name` configured with noise multiplier
+// `sigma`, as the mechanism states its cost. FAILED_PRECONDITION when it
+// states no bound an accountant can compose.
+absl::StatusOr<double> MechanismEpsilon(const std::string& name, double sampling_rate,
+                                        double sigma, int64_t steps, double delta) {
+  fedge::privacy::MechanismOptions options;
+  options.noise_multiplier = sigma;
+  options.delta = delta;
+  absl::StatusOr<std::unique_ptr<fedge::privacy::Mechanism>> mechanism =
+      fedge::privacy::CreateMechanism(name, options);
+  if (!mechanism.ok()) {
+    return absl::InvalidArgumentError("--mechanism: " + std::string(mechanism.status().message()));
+  }
+  absl::StatusOr<fedge::privacy::MechanismAccounting> stated = (*mechanism)->accounting();
+  if (!stated.ok()) {
+    return absl::FailedPreconditionError("mechanism '" + name +
+                                         "' states no bound an accountant can compose: " +
+                                         std::string(stated.status().message()));
+  }
+  if (stated->accountant.empty()) return std::numeric_limits<double>::infinity();
+  absl::StatusOr<std::unique_ptr<fedge::privacy::Accountant>> accountant =
+      fedge::privacy::CreateAccountant(stated->accountant);
+  if (!accountant.ok()) return accountant.status();
+  if (absl::Status s = (*accountant)->Step(sampling_rate, stated->noise_multiplier, steps);
+      !s.ok()) {
+    return s;
+  }
+  return (*accountant)->Epsilon(delta);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -62,11 +104,16 @@ int main(int argc, char** argv) {
     std::printf("fedge-privacy %s\n", FEDGE_VERSION_STRING);
     return 0;
   }
-  if (argc < 2) return UsageError("missing subcommand (epsilon or calibrate)");
-  const std::string command = argv[1];
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (absl::Status s = fedge::config::LoadPluginFlags(args); !s.ok()) {
+    return UsageError(std::string(s.message()));
+  }
+  if (args.empty()) return UsageError("missing subcommand (epsilon or calibrate)");
+  const std::string command = args[0];
   std::set<std::string> allowed;
+  const std::set<std::string> optional = {"--mechanism"};
   if (command == "epsilon") {
-    allowed = {"--sampling-rate", "--noise-multiplier", "--steps", "--delta"};
+    allowed = {"--sampling-rate", "--noise-multiplier", "--steps", "--delta", "--mechanism"};
   } else if (command == "calibrate") {
     allowed = {"--sampling-rate", "--steps", "--delta", "--epsilon"};
   } else if (command == "--help" || command == "-h" || command == "help") {
@@ -77,8 +124,9 @@ int main(int argc, char** argv) {
   }
 
   std::map<std::string, std::string> flags;
-  for (int i = 2; i < argc; ++i) {
-    std::string arg = argv[i];
+  const int argn = static_cast<int>(args.size());
+  for (int i = 1; i < argn; ++i) {
+    std::string arg = args[static_cast<size_t>(i)];
     std::string value;
     bool has_value = false;
     if (const std::size_t eq = arg.find('='); eq != std::string::npos) {
@@ -88,13 +136,13 @@ int main(int argc, char** argv) {
     }
     if (!allowed.count(arg)) return UsageError("unknown flag '" + arg + "' for " + command);
     if (!has_value) {
-      if (i + 1 >= argc) return UsageError("flag " + arg + " needs a value");
-      value = argv[++i];
+      if (i + 1 >= argn) return UsageError("flag " + arg + " needs a value");
+      value = args[static_cast<size_t>(++i)];
     }
     flags[arg] = value;
   }
   for (const std::string& flag : allowed) {
-    if (!flags.count(flag)) return UsageError("missing flag " + flag);
+    if (!flags.count(flag) && !optional.count(flag)) return UsageError("missing flag " + flag);
   }
 
   double sampling_rate = 0.0, delta = 0.0;
@@ -116,7 +164,13 @@ int main(int argc, char** argv) {
                         "'");
     }
     const absl::StatusOr<double> epsilon =
-        fedge::privacy::ComputeEpsilon(sampling_rate, sigma, steps, delta);
+        flags.count("--mechanism")
+            ? MechanismEpsilon(flags["--mechanism"], sampling_rate, sigma, steps, delta)
+            : fedge::privacy::ComputeEpsilon(sampling_rate, sigma, steps, delta);
+    if (absl::IsFailedPrecondition(epsilon.status())) {
+      std::fprintf(stderr, "fedge-privacy: %s\n", std::string(epsilon.status().message()).c_str());
+      return 1;
+    }
     if (!epsilon.ok()) return UsageError(WithFlag(std::string(epsilon.status().message())));
     std::printf("epsilon at delta=%g after %lld steps (q=%g, sigma=%g):\n%.17g\n", delta,
                 static_cast<long long>(steps), sampling_rate, sigma, *epsilon);

@@ -208,9 +208,11 @@ absl::StatusOr<Value> ParseValue(const KeySpec& spec, const std::string& written
       const std::vector<std::string> known =
           rule.choices ? rule.choices() : std::vector<std::string>{};
       if (std::find(known.begin(), known.end(), stripped) == known.end()) {
-        return absl::InvalidArgumentError(absl::StrCat("config key '", written,
-                                                       "': unknown value '", stripped,
-                                                       "'; known: ", absl::StrJoin(known, ", ")));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "config key '", written, "': unknown value '", stripped, "'; known: ",
+            absl::StrJoin(known, ", "),
+            rule.pluggable ? " (a plug-in's are known once its library is loaded: --plugin LIB)"
+                           : ""));
       }
       value = stripped;
       break;

@@ -52,6 +52,12 @@ absl::Status ApplyYaml(SimulationConfig& config, const std::string& yaml_text,
   return ConfigTable().ApplyYaml(config, yaml_text, origin);
 }
 
+absl::Status ApplyConfigLayers(SimulationConfig& config, const std::vector<std::string>& files,
+                               const std::vector<std::string>& assignments,
+                               const std::vector<std::string>& labels) {
+  return ConfigTable().ApplyLayers(config, files, assignments, labels);
+}
+
 int ClientsPerRound(const SimulationConfig& config) {
   if (config.round.fraction > 0.0) {
     return std::max(1, static_cast<int>(

@@ -171,7 +171,8 @@ const config::KeyTable<SimulationConfig>& Table() {
             ChoiceKey(
                 "model.architecture", "Model zoo architecture.", models::RegisteredArchitectures,
                 [](auto& c) { return c.model.architecture; },
-                [](auto& c, auto& v) { c.model.architecture = v; }),
+                [](auto& c, auto& v) { c.model.architecture = v; })
+                .Pluggable(),
             ChoiceKey(
                 "model.artifact",
                 "How published versions are stored for devices: fp32, int8 (symmetric, one scale "
@@ -273,7 +274,8 @@ const config::KeyTable<SimulationConfig>& Table() {
             // update
             ChoiceKey(
                 "update.codec", "How clients encode updates.", models::RegisteredUpdateCodecs,
-                [](auto&c) { return c.codec; }, [](auto&c, auto&v) { c.codec = v; }),
+                [](auto&c) { return c.codec; }, [](auto&c, auto&v) { c.codec = v; })
+                .Pluggable(),
             IntKey(
                 "update.bits", "qsgd: bits per level (2^bits - 1 levels).", 1, 16,
                 [](auto&c) { return c.codec_options.bits; },

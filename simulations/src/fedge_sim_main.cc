@@ -4,7 +4,6 @@
 //
 // With no arguments it runs the default experiment (Fashion-MNIST, 100
 // clients, Dirichlet(0.5), 10 clients per round, cnn, FedAvg).
-#include <dlfcn.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +21,7 @@
 #include "fedge/models/artifact.h"
 #include "fedge/models/model_zoo.h"
 #include "fedge/proto/atomic_file.h"
+#include "fedge/proto/plugin.h"
 #include "fedge/simulations/config.h"
 #include "fedge/simulations/multiprocess.h"
 #include "fedge/proto/version.h"
@@ -134,8 +134,8 @@ int main(int argc, char** argv) {
       if (v == nullptr) return Fail("--plugin needs a shared library");
       // Loaded now, before any config is read, so the mechanisms, strategies,
       // codecs or architectures it registers are valid config values.
-      if (dlopen(v->c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
-        return Fail(absl::StrCat("--plugin ", *v, ": ", dlerror()));
+      if (absl::Status s = fedge::config::LoadPlugin(*v); !s.ok()) {
+        return Fail(std::string(s.message()));
       }
     } else if (arg == "--mode") {
       const std::string* v = value(arg);
@@ -152,19 +152,18 @@ int main(int argc, char** argv) {
     }
   }
 
-  if (!config_file.empty()) {
-    std::ifstream in(config_file);
-    if (!in) return Fail(absl::StrCat("cannot read config file '", config_file, "'"));
-    std::stringstream text;
-    text << in.rdbuf();
-    if (absl::Status s = fedge::simulations::ApplyYaml(config, text.str(), config_file); !s.ok()) {
-      return Fail(std::string(s.message()));
-    }
-  }
+  // The file, then --set on top: a key --set names is not read from the
+  // file, so --set can replace what the file has (a wrong value included).
+  std::vector<std::string> assignments, labels;
   for (const auto& [key, v] : overrides) {
-    if (absl::Status s = fedge::simulations::SetConfigValue(config, key, v); !s.ok()) {
-      return Fail(absl::StrCat("--set ", key, "=", v, ": ", s.message()));
-    }
+    assignments.push_back(absl::StrCat(key, "=", v));
+    labels.push_back("--set " + assignments.back());
+  }
+  if (absl::Status s = fedge::simulations::ApplyConfigLayers(
+          config, config_file.empty() ? std::vector<std::string>{} : std::vector{config_file},
+          assignments, labels);
+      !s.ok()) {
+    return Fail(std::string(s.message()));
   }
   if (absl::Status s = fedge::simulations::ValidateConfig(config); !s.ok()) {
     return Fail(std::string(s.message()));

@@ -92,29 +92,41 @@ int ClosedRounds(const std::filesystem::path& log) {
   return count;
 }
 
-std::unique_ptr<Process> StartAggregator(const std::filesystem::path& dir, int port,
-                                         double budget) {
+// fedge-aggregator on `dir`/state with the federation's common settings and
+// `settings` ("key=value"), after `flags`.
+std::unique_ptr<Process> StartAggregatorWith(const std::filesystem::path& dir, int port,
+                                             const std::vector<std::string>& flags,
+                                             const std::vector<std::string>& settings) {
   const std::filesystem::path port_file = dir / "aggregator.port";
   std::filesystem::remove(port_file);
   std::vector<std::string> args = {FEDGE_AGGREGATOR_BIN, "--state", (dir / "state").string()};
-  for (const std::string& kv : std::vector<std::string>{
-           "signing_key=" + (CertDir() / "signing.key").string(),
-           "tls.cert=" + (CertDir() / "server.pem").string(),
-           "tls.key=" + (CertDir() / "server.key").string(),
-           "tls.client_ca=" + (CertDir() / "ca.pem").string(),
-           "listen=127.0.0.1:" + std::to_string(port), "port_file=" + port_file.string(),
-           "model.architecture=mlp", "rounds.count=30", absl::StrCat("rounds.goal=", kDevices),
-           absl::StrCat("rounds.min_clients=", kDevices), "rounds.sampling=poisson",
-           "rounds.deadline_s=30", "train.max_steps=5", "train.batch_size=32",
-           "secure_aggregation=secagg+", "secure_aggregation.phase_timeout_s=10",
-           "privacy.mode=central", "privacy.clipping=adaptive", "privacy.clip_norm=0.02",
-           absl::StrCat("privacy.noise_multiplier=", kNoise), "privacy.count_noise_stddev=5",
-           absl::StrCat("privacy.delta=", kDelta),
-           absl::StrFormat("privacy.epsilon_budget=%.17g", budget)}) {
+  args.insert(args.end(), flags.begin(), flags.end());
+  std::vector<std::string> all = {
+      "signing_key=" + (CertDir() / "signing.key").string(),
+      "tls.cert=" + (CertDir() / "server.pem").string(),
+      "tls.key=" + (CertDir() / "server.key").string(),
+      "tls.client_ca=" + (CertDir() / "ca.pem").string(),
+      "listen=127.0.0.1:" + std::to_string(port), "port_file=" + port_file.string(),
+      "model.architecture=mlp", absl::StrCat("rounds.goal=", kDevices),
+      absl::StrCat("rounds.min_clients=", kDevices), "rounds.sampling=poisson",
+      "rounds.deadline_s=30", "train.max_steps=5", "train.batch_size=32",
+      "privacy.mode=central", absl::StrCat("privacy.noise_multiplier=", kNoise),
+      absl::StrCat("privacy.delta=", kDelta)};
+  all.insert(all.end(), settings.begin(), settings.end());
+  for (const std::string& kv : all) {
     args.push_back("--set");
     args.push_back(kv);
   }
   return std::make_unique<Process>(args, dir / "aggregator.log");
+}
+
+std::unique_ptr<Process> StartAggregator(const std::filesystem::path& dir, int port,
+                                         double budget) {
+  return StartAggregatorWith(
+      dir, port, {},
+      {"rounds.count=30", "secure_aggregation=secagg+", "secure_aggregation.phase_timeout_s=10",
+       "privacy.clipping=adaptive", "privacy.clip_norm=0.02", "privacy.count_noise_stddev=5",
+       absl::StrFormat("privacy.epsilon_budget=%.17g", budget)});
 }
 
 int WaitForPort(const std::filesystem::path& dir) {
@@ -127,29 +139,46 @@ int WaitForPort(const std::filesystem::path& dir) {
   return 0;
 }
 
-TEST(PrivateDeploymentTest, CentralDpWithSecAggPlusAndAdaptiveClippingStopsAtTheBudget) {
-  if (!std::filesystem::exists(std::filesystem::path(FEDGE_FASHION_MNIST_DIR) /
-                               "train-images-idx3-ubyte.gz") &&
-      !std::filesystem::exists(std::filesystem::path(FEDGE_FASHION_MNIST_DIR) /
-                               "train-images-idx3-ubyte")) {
-    GTEST_SKIP() << "no Fashion-MNIST at " << FEDGE_FASHION_MNIST_DIR;
-  }
-  const std::filesystem::path dir = ScratchDir() / "private-deployment";
+bool HaveData() {
+  const std::filesystem::path data(FEDGE_FASHION_MNIST_DIR);
+  return std::filesystem::exists(data / "train-images-idx3-ubyte.gz") ||
+         std::filesystem::exists(data / "train-images-idx3-ubyte");
+}
+
+// A fresh scratch folder whose state directory enrolls dev-1 .. dev-N.
+std::filesystem::path Federation(const std::string& name) {
+  const std::filesystem::path dir = ScratchDir() / name;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  {
-    FEDGE_ASSERT_OK_AND_ASSIGN(auto store, aggregator::StateStore::Open(dir / "state"));
-    for (int i = 1; i <= kDevices; ++i) {
-      FEDGE_ASSERT_OK(store->EnrollClient(absl::StrCat("dev-", i), ""));  // certificates
-    }
+  absl::StatusOr<std::unique_ptr<aggregator::StateStore>> store =
+      aggregator::StateStore::Open(dir / "state");
+  EXPECT_TRUE(store.ok()) << store.status();
+  for (int i = 1; i <= kDevices && store.ok(); ++i) {
+    EXPECT_TRUE((*store)->EnrollClient(absl::StrCat("dev-", i), "").ok());  // certificates
   }
-  FEDGE_ASSERT_OK_AND_ASSIGN(const double budget,
-                             privacy::ComputeEpsilon(1.0, kNoise, kRoundsInBudget, kDelta));
-  const double over = budget * (1 + 1e-9);  // room for exactly kRoundsInBudget rounds
+  return dir;
+}
 
-  std::unique_ptr<Process> aggregator = StartAggregator(dir, 0, over);
-  const int port = WaitForPort(dir);
-  ASSERT_GT(port, 0) << ReadText(dir / "aggregator.log");
+// The ε of every version a round published, oldest first.
+std::vector<double> PublishedEpsilons(const std::filesystem::path& dir) {
+  absl::StatusOr<std::unique_ptr<aggregator::StateStore>> store =
+      aggregator::StateStore::Open(dir / "state");
+  EXPECT_TRUE(store.ok()) << store.status();
+  std::vector<double> epsilons;
+  if (!store.ok()) return epsilons;
+  absl::StatusOr<std::vector<aggregator::VersionRecord>> versions = (*store)->Versions();
+  EXPECT_TRUE(versions.ok()) << versions.status();
+  if (!versions.ok()) return epsilons;
+  for (const aggregator::VersionRecord& v : *versions) {
+    if (v.round == 0) continue;
+    auto it = v.metrics.find("epsilon_spent");
+    EXPECT_NE(it, v.metrics.end()) << "version " << v.version;
+    epsilons.push_back(it == v.metrics.end() ? -1.0 : it->second);
+  }
+  return epsilons;
+}
+
+std::vector<std::unique_ptr<Process>> StartDevices(const std::filesystem::path& dir, int port) {
   std::vector<std::unique_ptr<Process>> devices;
   for (int i = 1; i <= kDevices; ++i) {
     const std::string id = absl::StrCat("dev-", i);
@@ -169,6 +198,20 @@ TEST(PrivateDeploymentTest, CentralDpWithSecAggPlusAndAdaptiveClippingStopsAtThe
                                  "--poll-wait-ms", "1000"},
         dir / (id + ".log")));
   }
+  return devices;
+}
+
+TEST(PrivateDeploymentTest, CentralDpWithSecAggPlusAndAdaptiveClippingStopsAtTheBudget) {
+  if (!HaveData()) GTEST_SKIP() << "no Fashion-MNIST at " << FEDGE_FASHION_MNIST_DIR;
+  const std::filesystem::path dir = Federation("private-deployment");
+  FEDGE_ASSERT_OK_AND_ASSIGN(const double budget,
+                             privacy::ComputeEpsilon(1.0, kNoise, kRoundsInBudget, kDelta));
+  const double over = budget * (1 + 1e-9);  // room for exactly kRoundsInBudget rounds
+
+  std::unique_ptr<Process> aggregator = StartAggregator(dir, 0, over);
+  const int port = WaitForPort(dir);
+  ASSERT_GT(port, 0) << ReadText(dir / "aggregator.log");
+  std::vector<std::unique_ptr<Process>> devices = StartDevices(dir, port);
 
   // Mid-run, once three rounds closed: SIGKILL, then a restart on the same
   // state directory and port. The devices reconnect on their own.
@@ -222,6 +265,39 @@ TEST(PrivateDeploymentTest, CentralDpWithSecAggPlusAndAdaptiveClippingStopsAtThe
   EXPECT_FALSE(privacy_state.empty());
   // Under secure aggregation no device sent its training loss in the clear.
   EXPECT_EQ(log.find("update_accepted"), std::string::npos);
+}
+
+// fedge-aggregator --plugin: a mechanism from a plug-in library (the
+// example's polar-gaussian) noises a deployment's rounds, accounted as the
+// mechanism states its cost.
+TEST(PrivateDeploymentTest, FedgeAggregatorServesAPlugInMechanism) {
+  if (!HaveData()) GTEST_SKIP() << "no Fashion-MNIST at " << FEDGE_FASHION_MNIST_DIR;
+  if (std::string(FEDGE_POLAR_GAUSSIAN_LIB).empty()) GTEST_SKIP() << "examples are not built";
+  const std::filesystem::path dir = Federation("plugin-deployment");
+  std::unique_ptr<Process> aggregator = StartAggregatorWith(
+      dir, 0, {"--plugin", FEDGE_POLAR_GAUSSIAN_LIB},
+      {"rounds.count=2", "privacy.mechanism=polar-gaussian", "privacy.clip_norm=0.05"});
+  const int port = WaitForPort(dir);
+  ASSERT_GT(port, 0) << ReadText(dir / "aggregator.log");
+  std::vector<std::unique_ptr<Process>> devices = StartDevices(dir, port);
+  const std::optional<int> code = aggregator->WaitExit(std::chrono::minutes(3));
+  devices.clear();
+  const std::string log = ReadText(dir / "aggregator.log");
+  ASSERT_TRUE(code.has_value()) << log;
+  EXPECT_EQ(*code, 0) << log;
+  const std::vector<double> epsilons = PublishedEpsilons(dir);
+  ASSERT_EQ(epsilons.size(), 2u) << log;
+  for (size_t r = 0; r < epsilons.size(); ++r) {
+    FEDGE_ASSERT_OK_AND_ASSIGN(const double expected,
+                               privacy::ComputeEpsilon(1.0, kNoise, r + 1, kDelta));
+    EXPECT_NEAR(epsilons[r], expected, 1e-9 * expected) << "round " << r + 1;
+  }
+  // Without the plug-in the name is unknown, and the error says how to load it.
+  Process refused({FEDGE_AGGREGATOR_BIN, "--set", "privacy.mechanism=polar-gaussian", "--check"},
+                  dir / "refused.log");
+  EXPECT_EQ(refused.WaitExit(std::chrono::seconds(30)), 2);
+  EXPECT_NE(ReadText(dir / "refused.log").find("--plugin LIB"), std::string::npos)
+      << ReadText(dir / "refused.log");
 }
 
 }  // namespace

@@ -466,6 +466,37 @@ TEST(KeyTableTest, WithoutDropsKeysAndSectionsButKeepsTheRest) {
 // name) is an error in the table's code, not in any input: building the
 // table stops the program at once, so every program's table, which its
 // tests build, is checked by the suite before anyone runs it.
+// A command line's layers: files, then --set. A key --set names is not read
+// from the files, so --set replaces a value the file gets wrong; errors name
+// the layer; a failure changes nothing.
+TEST(KeyTableTest, LayersLetSetReplaceAFilesValue) {
+  const KeyTable<Options> table = Table();
+  const std::filesystem::path file =
+      std::filesystem::path(::testing::TempDir()) / "layers.yaml";
+  std::ofstream(file) << "round:\n  rounds: 500\nrun:\n  name: from-file\n  seed: 4\n";
+  Options o;
+  // The file alone is refused (500 is out of range), and names the file.
+  absl::Status alone = table.ApplyLayers(o, {file.string()}, {}, {});
+  EXPECT_THAT(alone.message(), HasSubstr(file.string() + ": config key 'round.rounds'"));
+  EXPECT_EQ(o.rounds, 10);
+  // --set replaces the value the file gets wrong; the rest of the file holds.
+  ASSERT_TRUE(table.ApplyLayers(o, {file.string()}, {"round.rounds=7", "run.seed=9"},
+                                {"--set round.rounds=7", "--set run.seed=9"})
+                  .ok());
+  EXPECT_EQ(o.rounds, 7);
+  EXPECT_EQ(o.seed, 9);
+  EXPECT_EQ(o.name, "from-file");
+  // A bad --set is named by its label, and nothing changes.
+  Options before = o;
+  absl::Status bad = table.ApplyLayers(o, {file.string()}, {"round.rounds=7", "run.mode=loud"},
+                                       {"--set round.rounds=7", "--set run.mode=loud"});
+  EXPECT_THAT(bad.message(), HasSubstr("--set run.mode=loud: config key 'run.mode'"));
+  EXPECT_EQ(o.name, before.name);
+  EXPECT_EQ(o.rounds, before.rounds);
+  EXPECT_THAT(table.ApplyLayers(o, {file.string() + ".missing"}, {}, {}).message(),
+              HasSubstr("layers.yaml.missing"));
+}
+
 TEST(KeyTableDeathTest, ADuplicateKeyNameStopsTheTableBeingBuilt) {
   auto weight = [](const char* name) {
     return Key<Shared>::Double(

@@ -84,6 +84,8 @@ struct ValueRule {
   bool allow_empty = false;                    // kHostPort: "" turns it off
   // kEnum: the accepted names, called at each use.
   std::function<std::vector<std::string>()> choices;
+  // kEnum: the names come from a registry that plug-ins extend (--plugin).
+  bool pluggable = false;
   // Runs after the type and range checks; its message follows
   // "config key 'K': ".
   std::function<absl::Status(const Value&)> check;
@@ -256,6 +258,8 @@ class Key {
   Key& NonEmpty() { return spec_.rule.non_empty = true, *this; }
   // kHostPort: accept "" (the feature is off).
   Key& Optional() { return spec_.rule.allow_empty = true, *this; }
+  // kEnum: plug-ins add names (an unknown one's error says how to load one).
+  Key& Pluggable() { return spec_.rule.pluggable = true, *this; }
   // A further check on the parsed value (e.g. list items that must be
   // registered names).
   Key& Check(std::function<absl::Status(const Value&)> check) {
@@ -392,6 +396,51 @@ class KeyTable : public KeyTableBase {
     absl::StatusOr<std::string> text = ReadTextFile(path);
     if (!text.ok()) return text.status();
     return ApplyYaml(options, *text, path);
+  }
+
+  // A command line's layers, all or nothing: the YAML `files` in order, then
+  // the `assignments` ("key=value", as --set takes them; `labels[i]`, e.g.
+  // "--set k=v", prefixes assignment i's error; each file prefixes its own).
+  // A key an assignment sets is not read from the files at all, so --set
+  // replaces a file's value, a wrong one included.
+  absl::Status ApplyLayers(T& options, const std::vector<std::string>& files,
+                           const std::vector<std::string>& assignments,
+                           const std::vector<std::string>& labels) const {
+    std::vector<std::pair<std::string, Entry>> entries;  // origin, entry
+    std::vector<std::string> overridden;
+    for (size_t i = 0; i < assignments.size(); ++i) {
+      absl::StatusOr<Entry> entry = ParseOverride(assignments[i]);
+      const std::string& label = i < labels.size() ? labels[i] : assignments[i];
+      if (!entry.ok()) {
+        return absl::Status(entry.status().code(),
+                            label + ": " + std::string(entry.status().message()));
+      }
+      overridden.push_back(entry->key);
+      entries.emplace_back(label, *std::move(entry));
+    }
+    std::vector<std::pair<std::string, Entry>> layered;
+    for (const std::string& path : files) {
+      absl::StatusOr<std::string> text = ReadTextFile(path);
+      if (!text.ok()) return text.status();
+      absl::StatusOr<std::vector<Entry>> flat = FlattenYaml(*text, path);
+      if (!flat.ok()) return flat.status();
+      for (Entry& entry : *flat) {
+        if (std::find(overridden.begin(), overridden.end(), entry.key) != overridden.end()) {
+          continue;
+        }
+        layered.emplace_back(path, std::move(entry));
+      }
+    }
+    layered.insert(layered.end(), std::make_move_iterator(entries.begin()),
+                   std::make_move_iterator(entries.end()));
+    T candidate = options;
+    for (const auto& [origin, entry] : layered) {
+      if (absl::Status s = Apply(candidate, entry.key, entry.value); !s.ok()) {
+        return absl::Status(s.code(), origin + ": " + std::string(s.message()));
+      }
+    }
+    options = std::move(candidate);
+    return absl::OkStatus();
   }
 
   // INVALID_ARGUMENT "config key 'K' is required" for the first of `keys`

@@ -54,8 +54,10 @@ class Registry {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = factories_.find(name);
     if (it == factories_.end()) {
-      return absl::NotFoundError(absl::StrCat("unknown ", kind_, " '", std::string(name),
-                                              "'; known: ", absl::StrJoin(NamesLocked(), ", ")));
+      return absl::NotFoundError(absl::StrCat(
+          "unknown ", kind_, " '", std::string(name), "'; known: ",
+          absl::StrJoin(NamesLocked(), ", "),
+          " (a plug-in's are known once its library is loaded: --plugin LIB)"));
     }
     return it->second;
   }

@@ -229,6 +229,13 @@ absl::Status SetConfigValue(SimulationConfig& config, const std::string& key,
 absl::Status ApplyYaml(SimulationConfig& config, const std::string& yaml_text,
                        const std::string& origin);
 
+// Applies a command line's layers: the YAML `files`, then the "key=value"
+// `assignments` of --set (labelled by `labels` in errors), all or nothing; a
+// key --set names is not read from the files (config::KeyTable::ApplyLayers).
+absl::Status ApplyConfigLayers(SimulationConfig& config, const std::vector<std::string>& files,
+                               const std::vector<std::string>& assignments,
+                               const std::vector<std::string>& labels);
+
 // Checks cross-field constraints that no single key can (e.g. more clients
 // per round than clients). Call after all sources are applied.
 absl::Status ValidateConfig(const SimulationConfig& config);
