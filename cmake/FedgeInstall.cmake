@@ -8,9 +8,15 @@
 #                                                fedge::client_c, fedge::client
 #   <prefix>/lib/pkgconfig/fedge-client.pc       pkg-config --libs fedge-client
 #
-# Only the C header is installed. The C++ headers expose LibTorch, protobuf
-# and Abseil types and carry no ABI promise; they stay internal until they
-# have one. LibTorch, gRPC, protobuf, OpenSSL, yaml-cpp and Abseil are system
+# Component "sdk", for plug-in authors (docs/privacy.md, "Out of tree"):
+#
+#   <prefix>/include/fedge/privacy/, fedge/proto/, fedge/v1/*.pb.h
+#   <prefix>/lib/cmake/fedge/fedgeSdkTargets.cmake  fedge::privacy, fedge::proto
+#
+# The client component installs only the C header: the C++ headers expose
+# protobuf and Abseil types and carry no ABI promise, so a plug-in must be
+# built against the same fedge and the same Debian libraries it is loaded
+# into. LibTorch, gRPC, protobuf, OpenSSL, yaml-cpp and Abseil are system
 # libraries (Debian packages) and are not copied.
 include(CMakePackageConfigHelpers)
 
@@ -26,14 +32,42 @@ install(FILES ${PROJECT_SOURCE_DIR}/client/include/fedge/client/c_api.h
 
 get_target_property(FEDGE_CLIENT_C_VERSION fedge_client_c VERSION)
 get_target_property(FEDGE_CLIENT_C_VERSION_MAJOR fedge_client_c SOVERSION)
+# The installed package's config, and one for the build tree (find_package
+# with fedge_DIR=<build>): the same targets, at their build-tree paths.
+set(FEDGE_CONFIG_FOR_BUILD_TREE OFF)
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/fedgeConfig.cmake.in
-  ${PROJECT_BINARY_DIR}/fedgeConfig.cmake
+  ${PROJECT_BINARY_DIR}/cmake-install/fedgeConfig.cmake
   INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/fedge
   PATH_VARS CMAKE_INSTALL_INCLUDEDIR CMAKE_INSTALL_LIBDIR)
+set(FEDGE_CONFIG_FOR_BUILD_TREE ON)
+set(FEDGE_BUILD_INCLUDE_DIR ${PROJECT_SOURCE_DIR}/client/include)
+set(FEDGE_BUILD_LIBRARY_DIR ${PROJECT_BINARY_DIR}/client)
+configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/fedgeConfig.cmake.in
+  ${PROJECT_BINARY_DIR}/fedgeConfig.cmake
+  INSTALL_DESTINATION ${PROJECT_BINARY_DIR}
+  PATH_VARS FEDGE_BUILD_INCLUDE_DIR FEDGE_BUILD_LIBRARY_DIR
+  INSTALL_PREFIX ${PROJECT_BINARY_DIR})
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/fedgeConfigVersion.cmake
   VERSION ${FEDGE_CLIENT_C_VERSION} COMPATIBILITY SameMajorVersion)
-install(FILES ${PROJECT_BINARY_DIR}/fedgeConfig.cmake ${PROJECT_BINARY_DIR}/fedgeConfigVersion.cmake
-  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/fedge COMPONENT client)
+foreach(component client sdk)
+  install(FILES ${PROJECT_BINARY_DIR}/cmake-install/fedgeConfig.cmake
+    ${PROJECT_BINARY_DIR}/fedgeConfigVersion.cmake
+    DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/fedge COMPONENT ${component})
+endforeach()
+
+# The plug-in SDK.
+set_target_properties(fedge_privacy PROPERTIES EXPORT_NAME privacy)
+set_target_properties(fedge_proto PROPERTIES EXPORT_NAME proto)
+install(TARGETS fedge_privacy fedge_proto EXPORT fedgeSdkTargets
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT sdk)
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/privacy/include/fedge/privacy
+  ${PROJECT_SOURCE_DIR}/proto/include/fedge/proto
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/fedge COMPONENT sdk)
+install(DIRECTORY ${PROJECT_BINARY_DIR}/proto/fedge/v1 ${PROJECT_BINARY_DIR}/proto/fedge/proto
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/fedge COMPONENT sdk FILES_MATCHING PATTERN "*.h")
+install(EXPORT fedgeSdkTargets NAMESPACE fedge::
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/fedge COMPONENT sdk)
+export(EXPORT fedgeSdkTargets NAMESPACE fedge:: FILE ${PROJECT_BINARY_DIR}/fedgeSdkTargets.cmake)
 
 configure_file(${PROJECT_SOURCE_DIR}/cmake/fedge-client.pc.in
   ${PROJECT_BINARY_DIR}/fedge-client.pc @ONLY)
