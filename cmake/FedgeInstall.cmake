@@ -11,7 +11,8 @@
 # Component "sdk", for plug-in authors (docs/privacy.md, "Out of tree"):
 #
 #   <prefix>/include/fedge/privacy/, fedge/proto/, fedge/v1/*.pb.h
-#   <prefix>/lib/cmake/fedge/fedgeSdkTargets.cmake  fedge::privacy, fedge::proto
+#   <prefix>/lib/cmake/fedge/fedgeSdkTargets.cmake  fedge::privacy, fedge::proto,
+#                                                   fedge::config (plug-in keys)
 #
 # The client component installs only the C header: the C++ headers expose
 # protobuf and Abseil types and carry no ABI promise, so a plug-in must be
@@ -58,7 +59,8 @@ endforeach()
 # The plug-in SDK.
 set_target_properties(fedge_privacy PROPERTIES EXPORT_NAME privacy)
 set_target_properties(fedge_proto PROPERTIES EXPORT_NAME proto)
-install(TARGETS fedge_privacy fedge_proto EXPORT fedgeSdkTargets
+set_target_properties(fedge_config PROPERTIES EXPORT_NAME config)
+install(TARGETS fedge_privacy fedge_proto fedge_config EXPORT fedgeSdkTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT sdk)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/privacy/include/fedge/privacy
   ${PROJECT_SOURCE_DIR}/proto/include/fedge/proto

@@ -74,6 +74,7 @@ absl::StatusOr<std::unique_ptr<PrivateAggregation>> PrivateAggregation::Create(
   mechanism_options.l1_sensitivity = options.clipper_options.clip_norm;
   mechanism_options.relation = privacy::NeighbouringRelation::kDevice;
   mechanism_options.delta = options.delta;
+  mechanism_options.params = options.mechanism_params;
   if (!(options.clipper_options.clip_norm > 0.0)) {
     return Invalid(absl::StrCat("clip_norm must be > 0, got ", options.clipper_options.clip_norm));
   }

@@ -133,7 +133,8 @@ const config::KeyTable<TrainChoice>& TrainKeys() {
 const config::KeyTable<PrivacyChoice>& PrivacyKeys() {
   using K = Key<PrivacyChoice>;
   using C = PrivacyChoice;
-  static const auto* table = new config::KeyTable<PrivacyChoice>(
+  static const auto* table = [] {
+    auto* t = new config::KeyTable<PrivacyChoice>(
       "",
       {
           K::Enum(
@@ -212,6 +213,12 @@ const config::KeyTable<PrivacyChoice>& PrivacyKeys() {
               },
               [](const C& c) { return c.random; }, [](C& c, const std::string& v) { c.random = v; }),
       });
+    // The keys plug-ins declare (privacy.<mechanism>.<key>), with their checks.
+    t->Include(
+        config::PluginKeys(), [](const C& c) { return c.params; },
+        [](C& c, config::PluginParams p) { c.params = std::move(p); });
+    return t;
+  }();
   return *table;
 }
 
@@ -220,6 +227,7 @@ absl::StatusOr<PrivateAggregationOptions> PrivateAggregationOptionsFrom(
   PrivateAggregationOptions options;
   FEDGE_ASSIGN_OR_RETURN(options.mode, privacy::ParsePrivacyMode(choice.mode));
   options.mechanism = choice.mechanism;
+  options.mechanism_params = config::WithPluginDefaults(choice.params);
   options.noise_multiplier = choice.noise_multiplier;
   options.clipper = choice.clipping;
   options.clipper_options.clip_norm = choice.clip_norm;

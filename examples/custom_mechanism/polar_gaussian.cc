@@ -13,7 +13,15 @@
 // its noise: its guarantee for one application, the accountant that
 // composes it over rounds, the norm its sensitivity is measured in, and
 // whether per-client shares of it add up to it (distributed DP).
+//
+// It also has a parameter of its own, declared once with its type, range,
+// default and help (config::RegisterPluginKeys): privacy.polar-gaussian.
+// noise_scale multiplies the noise. It appears in every tool's --help once
+// the plug-in is loaded, is validated like a built-in key, and reaches the
+// mechanism in MechanismOptions::params, where the noise and the accounting
+// read the same value.
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <span>
 
@@ -21,6 +29,7 @@
 #include "fedge/privacy/accountant.h"
 #include "fedge/privacy/mechanism.h"
 #include "fedge/privacy/random.h"
+#include "fedge/proto/plugin.h"
 
 namespace {
 
@@ -31,12 +40,13 @@ using fedge::privacy::RandomSource;
 
 class PolarGaussian final : public Mechanism {
  public:
-  explicit PolarGaussian(const MechanismOptions& options) : Mechanism(options) {}
+  explicit PolarGaussian(const MechanismOptions& options)
+      : Mechanism(options), sigma_(options.noise_multiplier * Scale(options)) {}
 
   std::string_view name() const override { return "polar-gaussian"; }
 
   absl::Status AddNoise(std::span<float> values, RandomSource& random) const override {
-    const double std_dev = options().noise_multiplier * options().l2_sensitivity;
+    const double std_dev = sigma_ * options().l2_sensitivity;
     std::size_t i = 0;
     while (i < values.size()) {
       // A uniform point in the unit disc gives two independent N(0, 1).
@@ -61,7 +71,7 @@ class PolarGaussian final : public Mechanism {
   // One application is the Gaussian mechanism: (α / (2σ²))-RDP for all α,
   // converted to (ε, δ) at options().delta with the library's conversion.
   Guarantee GetGuarantee() const override {
-    const double sigma = options().noise_multiplier;
+    const double sigma = sigma_;
     std::vector<double> rdp;
     for (double order : fedge::privacy::DefaultRdpOrders()) {
       rdp.push_back(order / (2.0 * sigma * sigma));
@@ -76,10 +86,28 @@ class PolarGaussian final : public Mechanism {
   // What ε is computed from: the subsampled-Gaussian RDP accountant, stepped
   // with the noise this mechanism really adds (std σ·Δ₂, so σ).
   absl::StatusOr<fedge::privacy::MechanismAccounting> accounting() const override {
-    return fedge::privacy::MechanismAccounting{"rdp", options().noise_multiplier};
+    return fedge::privacy::MechanismAccounting{"rdp", sigma_};
   }
   bool divisible() const override { return true; }  // sums of Gaussians are Gaussian
+
+ private:
+  static constexpr char kScaleKey[] = "privacy.polar-gaussian.noise_scale";
+  // The config checked the value; a mechanism made in code without it gets 1.
+  static double Scale(const MechanismOptions& options) {
+    auto it = options.params.find(kScaleKey);
+    return it == options.params.end() ? 1.0 : std::strtod(it->second.c_str(), nullptr);
+  }
+
+  const double sigma_;  // the noise std over the sensitivity
 };
+
+[[maybe_unused]] const bool kKeys = fedge::config::RegisterPluginKeys(
+    {fedge::config::PluginDouble("privacy.polar-gaussian.noise_scale",
+                                 "polar-gaussian: noise std = noise_scale x noise_multiplier x "
+                                 "clip norm (accounted as such)",
+                                 1.0)
+         .AtLeast(1.0)
+         .AtMost(100.0)});
 
 // The one registration line. It runs when the library is loaded.
 [[maybe_unused]] const bool kRegistered = fedge::privacy::RegisterMechanism(

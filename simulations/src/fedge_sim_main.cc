@@ -108,6 +108,11 @@ int main(int argc, char** argv) {
   std::string mode = "inprocess";
 
   std::vector<std::string> args(argv + 1, argv + argc);
+  // Plug-ins first (--help included): what they register, and the keys they
+  // declare, are then valid config.
+  if (absl::Status s = fedge::config::LoadPluginFlags(args); !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     auto value = [&](const std::string& flag) -> const std::string* {
@@ -129,14 +134,6 @@ int main(int argc, char** argv) {
         return Fail(absl::StrCat("--set expects key=value, got '", *v, "'"));
       }
       overrides.emplace_back(v->substr(0, eq), v->substr(eq + 1));
-    } else if (arg == "--plugin") {
-      const std::string* v = value(arg);
-      if (v == nullptr) return Fail("--plugin needs a shared library");
-      // Loaded now, before any config is read, so the mechanisms, strategies,
-      // codecs or architectures it registers are valid config values.
-      if (absl::Status s = fedge::config::LoadPlugin(*v); !s.ok()) {
-        return Fail(std::string(s.message()));
-      }
     } else if (arg == "--mode") {
       const std::string* v = value(arg);
       if (v == nullptr || (*v != "inprocess" && *v != "multiprocess")) {

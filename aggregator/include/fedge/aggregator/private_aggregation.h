@@ -72,6 +72,9 @@ struct PrivateAggregationOptions {
   double delta = 1e-5;
   // Largest ε the federation may spend; a round that would go beyond it is
   // refused. 0: no budget. REQUIRES: >= 0.
+  // The plug-in keys' values (fedge/proto/plugin.h), defaults filled in:
+  // passed to the mechanism as MechanismOptions::params.
+  std::map<std::string, std::string> mechanism_params;
   double epsilon_budget = 0.0;
   // Integer mechanisms: fixed-point scale γ; 0 picks γ = 20·√d / C, so the
   // rounding adds at most 5% to the sensitivity. REQUIRES: >= 0.

@@ -15,6 +15,7 @@
 
 #include "fedge/aggregator/strategy.h"
 #include "fedge/proto/key_table.h"
+#include "fedge/proto/plugin.h"
 #include "fedge/v1/federation.pb.h"
 
 namespace fedge::aggregator {
@@ -63,6 +64,8 @@ struct PrivacyChoice {
   // simulations and tests; the noise is predictable to whoever knows the
   // seed).
   std::string random = "secure";
+  // The plug-in keys set (fedge/proto/plugin.h), by full name.
+  config::PluginParams params;
 };
 
 // privacy.mode, privacy.mechanism, privacy.noise_multiplier,

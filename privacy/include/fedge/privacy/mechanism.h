@@ -39,6 +39,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -75,6 +76,10 @@ struct MechanismOptions {
   // δ at which Guarantee() reports ε for the gaussian mechanisms.
   // Default: 1e-5. REQUIRES: 0 < delta < 1.
   double delta = 1e-5;
+  // A plug-in's own parameters: the config keys it declared
+  // (config::RegisterPluginKeys in fedge/proto/plugin.h), by full key name,
+  // as validated text with their defaults filled in. Empty for built-ins.
+  std::map<std::string, std::string> params;
 };
 
 // The privacy of ONE application of a mechanism (compose over rounds with an
