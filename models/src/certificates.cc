@@ -25,23 +25,15 @@
 namespace fedge::models {
 namespace {
 
+using internal::BioContents;
+using internal::BioPtr;
+using internal::MemoryBio;
 using internal::OpenSslError;
 using internal::PkeyPtr;
-using BioPtr = std::unique_ptr<BIO, decltype(&BIO_free)>;
 using X509Ptr = std::unique_ptr<X509, decltype(&X509_free)>;
 using ReqPtr = std::unique_ptr<X509_REQ, decltype(&X509_REQ_free)>;
 
 constexpr size_t kMaxCommonName = 64;  // ub-common-name, RFC 5280 appendix A
-
-BioPtr MemoryBio(std::string_view bytes) {
-  return BioPtr(BIO_new_mem_buf(bytes.data(), static_cast<int>(bytes.size())), BIO_free);
-}
-
-std::string BioContents(BIO* bio) {
-  char* data = nullptr;
-  long length = BIO_get_mem_data(bio, &data);
-  return std::string(data, static_cast<size_t>(length));
-}
 
 bool IsP256(EVP_PKEY* key) {
   if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC) return false;

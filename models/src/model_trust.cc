@@ -6,8 +6,6 @@
 #include "absl/strings/str_cat.h"
 #include "fedge/proto/atomic_file.h"
 #include "fedge/proto/status_macros.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 namespace fedge::models {
 namespace {
@@ -15,29 +13,14 @@ namespace {
 constexpr std::string_view kEndorsementDomain = "fedge/key-endorsement/v1";
 constexpr std::string_view kRollbackDomain = "fedge/rollback/v1";
 
-// Domain tag, NUL, deterministic serialization of `message` (its signature
-// cleared by the caller).
-std::string SigningMessage(std::string_view domain, const google::protobuf::MessageLite& message) {
-  std::string out(domain);
-  out.push_back('\0');
-  std::string serialized;
-  {
-    google::protobuf::io::StringOutputStream output(&serialized);
-    google::protobuf::io::CodedOutputStream coded(&output);
-    coded.SetSerializationDeterministic(true);
-    message.SerializeToCodedStream(&coded);
-  }
-  return out + serialized;
-}
-
 std::string EndorsementMessage(v1::KeyEndorsement endorsement) {
   endorsement.clear_signature();
-  return SigningMessage(kEndorsementDomain, endorsement);
+  return DomainSigningMessage(kEndorsementDomain, endorsement);
 }
 
 std::string RollbackMessage(v1::RollbackRecord record) {
   record.clear_signature();
-  return SigningMessage(kRollbackDomain, record);
+  return DomainSigningMessage(kRollbackDomain, record);
 }
 
 const VerifyingKey* FindKey(const std::vector<VerifyingKey>& keys, const std::string& id) {
@@ -144,9 +127,9 @@ absl::Status ModelTrust::AdoptChain(std::span<const v1::KeyEndorsement> chain,
   FEDGE_ASSIGN_OR_RETURN(std::vector<VerifyingKey> keys, FollowKeyChain(root_, chain));
   if (keys.back().key_id() != signer_id) {
     return absl::UnauthenticatedError(absl::StrCat(
-        "the aggregator signs with key '", absl::CHexEscape(signer_id),
-        "', which is not where its key chain from the pinned key '", root_.key_id(),
-        "' leads ('", keys.back().key_id(), "')"));
+        "the aggregator signs models with key '", absl::CHexEscape(signer_id),
+        "', this device pins key '", root_.key_id(), "' and the aggregator's key chain leads to '",
+        keys.back().key_id(), "'"));
   }
   trusted_ = std::move(keys);
   return absl::OkStatus();

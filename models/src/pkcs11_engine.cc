@@ -18,6 +18,8 @@ namespace internal {
 namespace {
 
 constexpr char kEngineId[] = "pkcs11";
+// The engine gRPC is given (see GrpcEnginePrivateKey).
+constexpr char kShimEngineId[] = "fedge-pkcs11";
 
 struct EngineState {
   std::mutex mu;
@@ -63,16 +65,44 @@ absl::StatusOr<ENGINE*> ConfiguredEngine(const Pkcs11Uri& uri) {
   return state.engine;
 }
 
-}  // namespace
-
-std::string OpenSslError() {
-  unsigned long code = ERR_get_error();
-  ERR_clear_error();
-  if (code == 0) return "no OpenSSL error recorded";
-  char buffer[256];
-  ERR_error_string_n(code, buffer, sizeof(buffer));
-  return buffer;
+// gRPC 1.51 loads an "engine:<id>:<key>" private key with ENGINE_by_id, then
+// calls ENGINE_set_default(engine, ENGINE_METHOD_ALL). Done on libp11's
+// engine, that makes libp11 the process's default for every EC, RSA and
+// EVP_PKEY operation, and OpenSSL's own software keys stop working (EC key
+// generation fails with "unknown group", signing with a file key with
+// "command not supported"). gRPC is therefore given a shim engine that can
+// only load private keys, by asking libp11's engine. The shim has no
+// methods, so making it the default changes nothing; the key it returns
+// carries libp11's methods itself.
+EVP_PKEY* ShimLoadPrivateKey(ENGINE*, const char* key_id, UI_METHOD* ui, void* callback_data) {
+  EngineState& state = State();
+  ENGINE* engine;
+  {
+    std::lock_guard<std::mutex> lock(state.mu);
+    engine = state.engine;
+  }
+  if (engine == nullptr) return nullptr;
+  return ENGINE_load_private_key(engine, key_id, ui, callback_data);
 }
+
+absl::Status RegisterShim() {
+  static const absl::Status registered = [] {
+    ENGINE* shim = ENGINE_new();
+    if (shim == nullptr || ENGINE_set_id(shim, kShimEngineId) != 1 ||
+        ENGINE_set_name(shim, "fedge: PKCS#11 private keys through libp11, no methods") != 1 ||
+        ENGINE_set_load_privkey_function(shim, &ShimLoadPrivateKey) != 1 ||
+        ENGINE_add(shim) != 1) {
+      std::string error = OpenSslError();
+      if (shim != nullptr) ENGINE_free(shim);
+      return absl::InternalError(absl::StrCat("cannot register the fedge-pkcs11 engine: ", error));
+    }
+    ENGINE_free(shim);  // the engine list keeps its reference
+    return absl::OkStatus();
+  }();
+  return registered;
+}
+
+}  // namespace
 
 absl::StatusOr<PkeyPtr> LoadEnginePrivateKey(const Pkcs11Uri& uri) {
   absl::StatusOr<ENGINE*> engine = ConfiguredEngine(uri);
@@ -92,7 +122,8 @@ absl::StatusOr<PkeyPtr> LoadEnginePrivateKey(const Pkcs11Uri& uri) {
 absl::StatusOr<std::string> GrpcEnginePrivateKey(const Pkcs11Uri& uri) {
   absl::StatusOr<internal::PkeyPtr> key = internal::LoadEnginePrivateKey(uri);
   if (!key.ok()) return key.status();
-  return absl::StrCat("engine:", internal::kEngineId, ":", uri.KeyUri());
+  if (absl::Status s = internal::RegisterShim(); !s.ok()) return s;
+  return absl::StrCat("engine:", internal::kShimEngineId, ":", uri.KeyUri());
 }
 
 }  // namespace fedge::models

@@ -3,23 +3,15 @@
 #ifndef FEDGE_MODELS_SRC_PKCS11_ENGINE_H_
 #define FEDGE_MODELS_SRC_PKCS11_ENGINE_H_
 
-#include <openssl/evp.h>
-
-#include <memory>
-
 #include "absl/status/statusor.h"
 #include "fedge/models/pkcs11.h"
+#include "openssl_internal.h"
 
 namespace fedge::models::internal {
-
-using PkeyPtr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
 
 // The private key `uri` names, usable for signing (EC keys); the key stays
 // on the token, OpenSSL calls into it for every signature.
 absl::StatusOr<PkeyPtr> LoadEnginePrivateKey(const Pkcs11Uri& uri);
-
-// The oldest queued OpenSSL error, for messages; clears the queue.
-std::string OpenSslError();
 
 }  // namespace fedge::models::internal
 

@@ -16,24 +16,17 @@
 #include "fedge/proto/atomic_file.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "openssl_internal.h"
 
 namespace fedge::models {
 namespace {
 
-using PkeyPtr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
-using BioPtr = std::unique_ptr<BIO, decltype(&BIO_free)>;
+using internal::BioContents;
+using internal::BioPtr;
+using internal::MemoryBio;
+using internal::OpenSslError;
+using internal::PkeyPtr;
 using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
-
-// The oldest queued OpenSSL error, for messages; clears the queue so a later
-// call does not report a stale error.
-std::string OpenSslError() {
-  unsigned long code = ERR_get_error();
-  ERR_clear_error();
-  if (code == 0) return "no OpenSSL error recorded";
-  char buffer[256];
-  ERR_error_string_n(code, buffer, sizeof(buffer));
-  return buffer;
-}
 
 std::string KeyIdOf(std::string_view raw) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -52,16 +45,6 @@ absl::StatusOr<std::string> RawPublicKey(EVP_PKEY* pkey) {
         absl::StrCat("cannot export the Ed25519 public key: ", OpenSslError()));
   }
   return raw;
-}
-
-BioPtr MemoryBio(std::string_view bytes) {
-  return BioPtr(BIO_new_mem_buf(bytes.data(), static_cast<int>(bytes.size())), BIO_free);
-}
-
-std::string BioContents(BIO* bio) {
-  char* data = nullptr;
-  long length = BIO_get_mem_data(bio, &data);
-  return std::string(data, static_cast<size_t>(length));
 }
 
 absl::Status CheckEd25519(EVP_PKEY* pkey, std::string_view what) {
@@ -307,18 +290,23 @@ absl::StatusOr<std::string> SigningKey::Sign(std::string_view message) const {
 
 // --- Artifacts -------------------------------------------------------------
 
-std::string ArtifactSigningMessage(const v1::ArtifactHeader& header) {
-  std::string message(kArtifactSignatureDomain);
-  message.push_back('\0');
+std::string DomainSigningMessage(std::string_view domain,
+                                 const google::protobuf::MessageLite& message) {
+  std::string out(domain);
+  out.push_back('\0');
   std::string serialized;
   {
     google::protobuf::io::StringOutputStream output(&serialized);
     google::protobuf::io::CodedOutputStream coded(&output);
     coded.SetSerializationDeterministic(true);
-    header.SerializeToCodedStream(&coded);
+    message.SerializeToCodedStream(&coded);
   }
-  message.append(serialized);
-  return message;
+  out.append(serialized);
+  return out;
+}
+
+std::string ArtifactSigningMessage(const v1::ArtifactHeader& header) {
+  return DomainSigningMessage(kArtifactSignatureDomain, header);
 }
 
 absl::Status SignArtifact(v1::ModelArtifact& artifact, const SigningKey& key) {

@@ -2,7 +2,6 @@
 // rollback record, and signing keys only through a chain from the pinned key.
 #include "fedge/models/model_trust.h"
 
-#include <random>
 #include <string>
 #include <vector>
 
@@ -12,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "status_matchers.h"
 #include "temp_dir.h"
+#include "test_layouts.h"
 
 namespace fedge::models {
 namespace {
@@ -23,18 +23,9 @@ using testing_util::StatusIs;
 constexpr int64_t kNow = 1760000000000;
 
 v1::ModelArtifact Signed(uint64_t version, const SigningKey& key) {
-  std::vector<ParameterLayout> layout = {{"fc.weight", {2, 5}, 0, 10}};
-  std::mt19937 rng(static_cast<uint32_t>(version) + 101);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> values(10);
-  for (float& v : values) v = normal(rng);
-  ArtifactOptions options;
-  options.version = version;
-  absl::StatusOr<v1::ModelArtifact> artifact =
-      BuildFp32Artifact(ModelSpec{"mlp", {5}, 2}, layout, values, options);
-  EXPECT_THAT(artifact, IsOk());
-  EXPECT_THAT(SignArtifact(*artifact, key), IsOk());
-  return *artifact;
+  v1::ModelArtifact artifact = testing_layouts::TinyArtifact(version, 101 + version);
+  EXPECT_THAT(SignArtifact(artifact, key), IsOk());
+  return artifact;
 }
 
 class ModelTrustTest : public ::testing::Test {
@@ -133,7 +124,7 @@ TEST_F(ModelTrustTest, AKeyThatDoesNotChainToThePinnedOneIsRefused) {
                              EndorseKey(root(), keys_[1].public_key(), kNow));
   chain = {good};
   EXPECT_THAT(trust.AdoptChain(chain, keys_[2].key_id()),
-              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("is not where")));
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("this device pins key")));
   // A link whose key bytes were swapped after signing.
   v1::KeyEndorsement swapped = good;
   swapped.set_public_key(keys_[2].public_key().raw());

@@ -1,12 +1,15 @@
 // Keys in a PKCS#11 token (SoftHSM2, made by the test in its temp dir):
 // URIs, model signing with a token key that verifies on a device, keys that
 // cannot be extracted, TLS keys through the OpenSSL engine.
+// The test drives OpenSSL's (deprecated) ENGINE API as gRPC does.
+#define OPENSSL_SUPPRESS_DEPRECATED
+
 #include "fedge/models/pkcs11.h"
 
+#include <openssl/engine.h>
 #include <p11-kit/pkcs11.h>
 
 #include <fstream>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -18,6 +21,7 @@
 #include "softhsm.h"
 #include "status_matchers.h"
 #include "temp_dir.h"
+#include "test_layouts.h"
 
 namespace fedge::models {
 namespace {
@@ -29,20 +33,6 @@ using testing_util::kSoftHsmModule;
 using testing_util::StatusIs;
 using testing_util::TokenKeyUri;
 
-
-v1::ModelArtifact SmallArtifact(uint64_t version) {
-  std::vector<ParameterLayout> layout = {{"w", {4, 3}, 0, 12}, {"b", {4}, 12, 4}};
-  std::mt19937 rng(29);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> values(16);
-  for (float& v : values) v = u(rng);
-  ArtifactOptions options;
-  options.version = version;
-  absl::StatusOr<v1::ModelArtifact> artifact =
-      BuildFp32Artifact(ModelSpec{"mlp", {3}, 4}, layout, values, options);
-  EXPECT_THAT(artifact, IsOk());
-  return *artifact;
-}
 
 // A fresh key on the aggregator's tokens, as fedge-aggregator keygen makes it.
 std::string NewTokenKey(const std::string& object, TokenKeyType type) {
@@ -133,7 +123,7 @@ TEST(TokenSigningKeyTest, ATokenSignatureVerifiesOnTheDevice) {
   FEDGE_ASSERT_OK_AND_ASSIGN(SigningKey key, SigningKey::Load(uri));
   EXPECT_TRUE(key.in_token());
   EXPECT_THAT(key.ToPem(), StatusIs(absl::StatusCode::kFailedPrecondition));
-  v1::ModelArtifact artifact = SmallArtifact(4);
+  v1::ModelArtifact artifact = testing_layouts::TinyArtifact(4, 29);
   FEDGE_ASSERT_OK(SignArtifact(artifact, key));
   // The device knows only the public key's PEM, as fedge-aggregator keygen
   // --public-out writes it.
@@ -194,7 +184,7 @@ TEST(TokenTlsKeyTest, CertifiesThroughTheEngine) {
   FEDGE_ASSERT_OK_AND_ASSIGN(TlsPrivateKey key,
                              TlsPrivateKey::GenerateInToken(TokenKeyUri(testing_util::kTlsToken, "tls-server")));
   EXPECT_TRUE(key.in_token());
-  EXPECT_THAT(key.grpc_private_key(), StartsWith("engine:pkcs11:pkcs11:token=fedge-tls;object=tls-server"));
+  EXPECT_THAT(key.grpc_private_key(), StartsWith("engine:fedge-pkcs11:pkcs11:token=fedge-tls;object=tls-server"));
   EXPECT_THAT(key.grpc_private_key(), ::testing::Not(HasSubstr("pin")));
   // The CSR is signed on the token; the CA verifies it.
   FEDGE_ASSERT_OK_AND_ASSIGN(std::string csr, MakeCertificateRequest(key, "localhost"));
@@ -212,6 +202,38 @@ TEST(TokenTlsKeyTest, CertifiesThroughTheEngine) {
   EXPECT_THAT(other.CheckCertificate(cert), StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(TlsPrivateKey::GenerateInToken(TokenKeyUri(testing_util::kTlsToken, "tls-server")),
               StatusIs(absl::StatusCode::kAlreadyExists));
+}
+
+// gRPC loads "engine:<id>:<key>" keys by making the engine the default for
+// everything (ENGINE_set_default(ENGINE_METHOD_ALL)); done here as gRPC does
+// it, OpenSSL's own software keys must keep working afterwards.
+TEST(TokenTlsKeyTest, GrpcLoadingATokenKeyLeavesSoftwareKeysWorking) {
+  ASSERT_TRUE(testing_util::SoftHsmReady());
+  FEDGE_ASSERT_OK_AND_ASSIGN(
+      TlsPrivateKey key, TlsPrivateKey::GenerateInToken(TokenKeyUri(testing_util::kTlsToken, "as-grpc")));
+  const std::string& grpc_key = key.grpc_private_key();
+  const size_t engine_end = grpc_key.find(':', 7);
+  ASSERT_NE(engine_end, std::string::npos);
+  const std::string engine_id = grpc_key.substr(7, engine_end - 7);
+  ENGINE* engine = ENGINE_by_id(engine_id.c_str());
+  ASSERT_NE(engine, nullptr) << engine_id;
+  ASSERT_EQ(ENGINE_set_default(engine, ENGINE_METHOD_ALL), 1);
+  ASSERT_EQ(ENGINE_init(engine), 1);
+  EVP_PKEY* loaded = ENGINE_load_private_key(engine, grpc_key.c_str() + engine_end + 1, nullptr, nullptr);
+  ASSERT_NE(loaded, nullptr);
+  EVP_PKEY_free(loaded);
+  ENGINE_finish(engine);
+  ENGINE_free(engine);
+  // Software keys: generation, a CSR and a CA signature.
+  testing_util::ScopedTempDir dir;
+  FEDGE_ASSERT_OK_AND_ASSIGN(TlsPrivateKey file_key, TlsPrivateKey::GenerateFile(dir.File("k.pem")));
+  FEDGE_ASSERT_OK_AND_ASSIGN(TlsPrivateKey ca_key, TlsPrivateKey::GenerateFile(dir.File("ca.pem")));
+  FEDGE_ASSERT_OK_AND_ASSIGN(DeviceCertificateAuthority ca,
+                             DeviceCertificateAuthority::CreateSelfSigned(std::move(ca_key), "CA", 1));
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::string csr, MakeCertificateRequest(file_key, "dev-1"));
+  CertificateProfile profile;
+  profile.common_name = "dev-1";
+  FEDGE_EXPECT_OK(ca.Issue(csr, profile).status());
 }
 
 }  // namespace

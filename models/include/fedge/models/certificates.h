@@ -47,7 +47,7 @@ class TlsPrivateKey {
   ~TlsPrivateKey();
 
   // What gRPC's TLS credentials take as the private key: the PEM, or
-  // "engine:pkcs11:<uri>" for a token key. Treat the PEM as secret.
+  // "engine:fedge-pkcs11:<uri>" for a token key. Treat the PEM as secret.
   const std::string& grpc_private_key() const { return grpc_private_key_; }
   bool in_token() const { return in_token_; }
   // OK when `certificate_pem` (its first certificate) holds this key's

@@ -114,9 +114,13 @@ class Pkcs11Session {
 };
 
 // The string gRPC's TLS credentials take as the private key of the token
-// key `uri` names: "engine:pkcs11:<KeyUri()>". Configures libp11's engine
-// with the URI's module and PIN first and checks the key loads. One module
-// per process: FAILED_PRECONDITION when the engine already serves another.
+// key `uri` names: "engine:fedge-pkcs11:<KeyUri()>". Configures libp11's
+// engine with the URI's module and PIN first and checks the key loads.
+// "fedge-pkcs11" is a shim engine that only loads keys through libp11's:
+// gRPC makes the engine it is given the default for every algorithm, which
+// done to libp11's own engine breaks OpenSSL's software keys in the whole
+// process. One module per process: FAILED_PRECONDITION when the engine
+// already serves another.
 absl::StatusOr<std::string> GrpcEnginePrivateKey(const Pkcs11Uri& uri);
 
 }  // namespace fedge::models

@@ -140,6 +140,12 @@ class SigningKey {
   VerifyingKey public_key_;
 };
 
+// What every fedge signature covers: `domain`, a NUL byte and the
+// deterministic serialization of `message` (see above; model_trust.h signs
+// its messages the same way under their own domains).
+std::string DomainSigningMessage(std::string_view domain,
+                                 const google::protobuf::MessageLite& message);
+
 // The message an artifact's signature covers (see above): the domain tag, a
 // NUL byte and the header's deterministic serialization.
 std::string ArtifactSigningMessage(const v1::ArtifactHeader& header);
