@@ -393,25 +393,12 @@ TEST_F(CApiTest, EnrollsForACertificateThenRunsATask) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   const std::string certs = CertDir().string();
-  const std::string config = "aggregator: localhost:" + std::to_string(server->port()) +
-                             "
-device_id: dev-9
-pinned_key: " + certs +
-                             "/signing.pub
-state_dir: " + (dir / "state").string() +
-                             "
-tls:
-  ca: " + certs + "/ca.pem
-  token: enroll-me
-  enroll: true
-"
-                             "  cert: " + (dir / "dev-9.pem").string() +
-                             "
-  key: " + (dir / "dev-9.key").string() +
-                             "
-poll_wait_ms: 500
-max_tasks: 1
-";
+  const std::string config =
+      "aggregator: localhost:" + std::to_string(server->port()) + "\ndevice_id: dev-9\n" +
+      "pinned_key: " + certs + "/signing.pub\nstate_dir: " + (dir / "state").string() + "\n" +
+      "tls:\n  ca: " + certs + "/ca.pem\n  token: enroll-me\n  enroll: true\n" +
+      "  cert: " + (dir / "dev-9.pem").string() + "\n  key: " + (dir / "dev-9.key").string() +
+      "\npoll_wait_ms: 500\nmax_tasks: 1\n";
   ASSERT_EQ(fedge_client_configure(client_, config.c_str()), FEDGE_OK) << fedge_last_error();
   FEDGE_ASSERT_OK_AND_ASSIGN(std::string first, proto::ReadFile(dir / "dev-9.pem"));
   FEDGE_ASSERT_OK_AND_ASSIGN(std::string key, proto::ReadFile(dir / "dev-9.key"));

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "deploy_fixture.h"
+#include "ops_client.h"
 #include "fedge/client/enrollment.h"
 #include "fedge/models/certificates.h"
 #include "fedge/models/model_trust.h"
@@ -164,7 +165,10 @@ TEST_F(DeviceCertificateTest, EnrollmentWithACsrThenAMutualTlsRound) {
 TEST_F(DeviceCertificateTest, ARevokedDeviceIsRefusedAtItsNextHandshake) {
   Enroll("dev-1", "token-one");
   Enroll("dev-2", "token-two");
-  FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(CaServerOptions()));
+  aggregator::AggregatorServerOptions options = CaServerOptions();
+  options.ops.listen = "127.0.0.1:0";
+  options.ops.token = "operator-token-for-the-revocation-test";
+  FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
   const int port = server->port();
   client::GrpcTransportOptions one =
       Enrolling("dev-1", "token-one", (dir_ / "dev-1.key").string(), port);
@@ -176,7 +180,12 @@ TEST_F(DeviceCertificateTest, ARevokedDeviceIsRefusedAtItsNextHandshake) {
   FEDGE_ASSERT_OK(connected->Join().status());
   FEDGE_ASSERT_OK(JoinOnce(CertificateOnly(one)));
 
-  FEDGE_ASSERT_OK(server->fleet().RevokeDevice("dev-1", "lost in the field"));
+  // The operator revokes it through the ops API (what fedge-ctl revoke and
+  // the dashboard call).
+  testing_util::HttpReply reply =
+      testing_util::OpsRequest(server->ops_port(), "POST", "/api/devices/dev-1/revoke",
+                               options.ops.token, CertDir() / "ca.pem", R"({"reason":"lost"})");
+  ASSERT_EQ(reply.status, 200) << reply.error << reply.body;
   // A new connection: the TLS handshake itself fails (UNAVAILABLE), before
   // any call could be answered.
   EXPECT_THAT(JoinOnce(CertificateOnly(one)), StatusIs(absl::StatusCode::kUnavailable));
@@ -190,7 +199,7 @@ TEST_F(DeviceCertificateTest, ARevokedDeviceIsRefusedAtItsNextHandshake) {
   FEDGE_EXPECT_OK(JoinOnce(CertificateOnly(two)));
   // The refusal survives a restart (revocations are stored).
   server.reset();
-  FEDGE_ASSERT_OK_AND_ASSIGN(server, aggregator::AggregatorServer::Start(CaServerOptions()));
+  FEDGE_ASSERT_OK_AND_ASSIGN(server, aggregator::AggregatorServer::Start(options));
   one.target = two.target = "localhost:" + std::to_string(server->port());
   EXPECT_THAT(JoinOnce(CertificateOnly(one)), StatusIs(absl::StatusCode::kUnavailable));
   FEDGE_EXPECT_OK(JoinOnce(CertificateOnly(two)));
@@ -302,7 +311,12 @@ TEST_F(DeviceCertificateTest, TlsAndModelSigningFromTheToken) {
   options.signing_key_file = signing_uri;
   options.tls.key_file = tls_uri;
   options.tls.cert_file = dir_ / "server.pem";
+  options.ops.listen = "127.0.0.1:0";  // HTTPS with the same token key
+  options.ops.token = "operator-token-for-the-token-key-test";
   FEDGE_ASSERT_OK_AND_ASSIGN(auto server, aggregator::AggregatorServer::Start(options));
+  testing_util::HttpReply status = testing_util::OpsRequest(
+      server->ops_port(), "GET", "/api/overview", options.ops.token, DeviceCa().cert);
+  EXPECT_EQ(status.status, 200) << status.error << status.body;
   client::GrpcTransportOptions device =
       testing_util::TokenDevice("dev-1", "token-one", server->port());
   device.ca_file = DeviceCa().cert;  // the CA of the token key's certificate
