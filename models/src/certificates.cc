@@ -25,11 +25,9 @@
 namespace fedge::models {
 namespace {
 
-using internal::BioContents;
 using internal::BioPtr;
 using internal::MemoryBio;
 using internal::OpenSslError;
-using internal::PkeyPtr;
 using X509Ptr = std::unique_ptr<X509, decltype(&X509_free)>;
 using ReqPtr = std::unique_ptr<X509_REQ, decltype(&X509_REQ_free)>;
 
@@ -114,7 +112,7 @@ absl::StatusOr<std::string> SignAndEncode(X509* cert, EVP_PKEY* signer) {
       PEM_write_bio_X509(bio.get(), cert) != 1) {
     return absl::InternalError(absl::StrCat("cannot sign the certificate: ", OpenSslError()));
   }
-  return BioContents(bio.get());
+  return internal::BioContents(bio.get());
 }
 
 }  // namespace
@@ -122,7 +120,7 @@ absl::StatusOr<std::string> SignAndEncode(X509* cert, EVP_PKEY* signer) {
 // --- TlsPrivateKey -------------------------------------------------------------
 
 struct TlsPrivateKey::Key {
-  PkeyPtr pkey{nullptr, EVP_PKEY_free};
+  internal::PkeyPtr pkey{nullptr, EVP_PKEY_free};
 };
 
 TlsPrivateKey::TlsPrivateKey(std::unique_ptr<Key> key, std::string grpc_private_key,
@@ -185,7 +183,7 @@ absl::StatusOr<TlsPrivateKey> TlsPrivateKey::GenerateFile(const std::filesystem:
                                     nullptr) != 1) {
     return absl::InternalError(absl::StrCat("cannot generate an EC P-256 key: ", OpenSslError()));
   }
-  std::string pem = BioContents(bio.get());
+  std::string pem = internal::BioContents(bio.get());
   FEDGE_RETURN_IF_ERROR(proto::WriteFileAtomic(path, pem, 0600));
   return TlsPrivateKey(std::move(key), std::move(pem), false);
 }
@@ -213,7 +211,7 @@ absl::StatusOr<std::string> MakeCertificateRequest(const TlsPrivateKey& key,
     return absl::InternalError(
         absl::StrCat("cannot make a certificate request: ", OpenSslError()));
   }
-  return BioContents(bio.get());
+  return internal::BioContents(bio.get());
 }
 
 absl::StatusOr<std::string> CertificateCommonName(std::string_view certificate_pem) {
