@@ -8,6 +8,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libssl-dev openssl libboost-dev libsqlite3-dev zlib1g-dev
+  softhsm2 libengine-pkcs11-openssl libp11-kit-dev  # PKCS#11 keys (docs/security.md)
   libyaml-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist

@@ -18,6 +18,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "fedge/models/certificates.h"
+#include "fedge/models/pkcs11.h"
 #include "fedge/proto/atomic_file.h"
 #include "fedge/proto/log.h"
 #include "nlohmann/json.hpp"
@@ -139,7 +141,20 @@ class OpsHttpServer::Impl {
         return absl::InvalidArgumentError(absl::StrCat(
             "ops server: certificate ", options_.cert_file.string(), ": ", ec.message()));
       }
-      ssl_.use_private_key_file(options_.key_file.string(), ssl::context::pem, ec);
+      if (models::IsPkcs11Uri(options_.key_file.string())) {
+        // The aggregator's TLS key on a PKCS#11 token (docs/security.md).
+        absl::StatusOr<models::TlsPrivateKey> key =
+            models::TlsPrivateKey::Load(options_.key_file.string());
+        if (!key.ok()) {
+          return absl::Status(key.status().code(),
+                              absl::StrCat("ops server: key: ", key.status().message()));
+        }
+        if (SSL_CTX_use_PrivateKey(ssl_.native_handle(), key->evp_pkey()) != 1) {
+          return absl::InvalidArgumentError("ops server: the token key does not fit the certificate");
+        }
+      } else {
+        ssl_.use_private_key_file(options_.key_file.string(), ssl::context::pem, ec);
+      }
       if (ec) {
         return absl::InvalidArgumentError(
             absl::StrCat("ops server: key ", options_.key_file.string(), ": ", ec.message()));

@@ -89,11 +89,7 @@ absl::Status AggregatorServer::Impl::Init() {
     return absl::InvalidArgumentError(
         "rollout.enabled needs a validation set to evaluate new versions on (validation.*)");
   }
-  absl::StatusOr<models::SigningKey> key = models::SigningKey::LoadPem(options_.signing_key_file);
-  if (!key.ok()) {
-    return absl::Status(key.status().code(), absl::StrCat("signing key: ", key.status().message()));
-  }
-  key_.emplace(*std::move(key));
+  FEDGE_RETURN_IF_ERROR(LoadKeys());
   FEDGE_ASSIGN_OR_RETURN(store_, StateStore::Open(options_.state_dir));
   RoundCoordinatorOptions coordinator_options = CoordinatorOptions();
   FEDGE_ASSIGN_OR_RETURN(std::vector<ClientRecord> clients, store_->Clients());
@@ -174,35 +170,9 @@ absl::Status AggregatorServer::Impl::Init() {
 }
 
 absl::Status AggregatorServer::Impl::StartGrpc() {
-  std::shared_ptr<grpc::ServerCredentials> credentials;
   const ServerTlsOptions& tls = options_.tls;
-  if (tls.insecure) {
-    LogEvent("warning", "insecure", {{"listen", options_.listen_address}},
-             "serving WITHOUT TLS: device updates, tokens and models cross the network in the "
-             "clear; use only on loopback for tests");
-    credentials = grpc::InsecureServerCredentials();
-  } else {
-    if (tls.cert_file.empty() || tls.key_file.empty()) {
-      return absl::InvalidArgumentError(
-          "TLS needs a server certificate and key (tls.cert, tls.key), or --insecure");
-    }
-    grpc::SslServerCredentialsOptions ssl;
-    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-    FEDGE_ASSIGN_OR_RETURN(pair.cert_chain, proto::ReadFile(tls.cert_file));
-    FEDGE_ASSIGN_OR_RETURN(pair.private_key, proto::ReadFile(tls.key_file));
-    ssl.pem_key_cert_pairs.push_back(std::move(pair));
-    if (!tls.client_ca_file.empty()) {
-      FEDGE_ASSIGN_OR_RETURN(ssl.pem_root_certs, proto::ReadFile(tls.client_ca_file));
-      ssl.client_certificate_request =
-          tls.require_client_certificate
-              ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-              : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
-    } else if (tls.require_client_certificate) {
-      return absl::InvalidArgumentError(
-          "require_client_certificate needs the CA of device certificates (tls.client_ca)");
-    }
-    credentials = grpc::SslServerCredentials(ssl);
-  }
+  FEDGE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                         ServerCredentials());
   service_ = NewFederationService(this);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen_address, credentials, &port);

@@ -425,6 +425,7 @@ absl::Status AggregatorServer::Impl::RevokeDevice(const std::string& id,
     return absl::FailedPreconditionError(absl::StrCat("device '", id, "' is revoked already"));
   }
   FEDGE_RETURN_IF_ERROR(store_->RevokeClient(id));
+  revoked_->Add(id);  // its next TLS handshake is refused (server_tls.cc)
   {
     std::lock_guard<std::mutex> lock(fleet_mu_);
     if (auto it = devices_.find(id); it != devices_.end()) it->second.status = "revoked";

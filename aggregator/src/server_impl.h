@@ -8,6 +8,9 @@
 //   server_service.cc  the RPC handlers and streaming reactors, device
 //                      authentication, held long polls (waiters), upload
 //                      slots, the served artifact bytes
+//   server_tls.cc      TLS credentials (file or PKCS#11 keys), the
+//                      handshake check of revoked devices, the device CA
+//                      (Enroll), rollback records and the key chain
 //   server_fleet.cc    the operator's view (FleetControl): the device table,
 //                      round history, versions, metrics, admin actions
 //
@@ -39,6 +42,7 @@
 #include "fedge/aggregator/round_coordinator.h"
 #include "fedge/aggregator/server.h"
 #include "fedge/aggregator/state_store.h"
+#include "fedge/models/certificates.h"
 #include "fedge/models/signing.h"
 #include "fedge/v1/service.grpc.pb.h"
 
@@ -58,6 +62,24 @@ struct ServedVersion {
 
 class FederationService;
 
+// The ids of revoked devices, shared with the TLS handshake verifier
+// (server_tls.cc), which may outlive the Impl. Thread-safe.
+class RevokedDevices {
+ public:
+  bool Contains(const std::string& id) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ids_.contains(id);
+  }
+  void Add(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ids_.insert(id);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::set<std::string> ids_;
+};
+
 // The Federation service's handlers over `impl` (server_service.cc).
 std::unique_ptr<grpc::Service> NewFederationService(AggregatorServer::Impl* impl);
 
@@ -76,6 +98,10 @@ class AggregatorServer::Impl : public FleetControl, public CoordinatorListener {
                                            const std::string& claimed_id) const;
   void MarkAvailable(const std::string& client_id);
   void FillJoin(v1::JoinResponse* response) const;
+  // Enroll (server_tls.cc): a certificate for `client_id`'s CSR.
+  // FAILED_PRECONDITION when this aggregator is no device CA.
+  absl::StatusOr<v1::EnrollResponse> IssueDeviceCertificate(const std::string& client_id,
+                                                           const std::string& csr_pem);
   // A task for the device now, or nullopt.
   std::optional<v1::PollTaskResponse> TaskNow(const std::string& client_id) const;
   // Registers waiting poll `id` (from NewWaiterId); `done` is called exactly
@@ -149,6 +175,13 @@ class AggregatorServer::Impl : public FleetControl, public CoordinatorListener {
 
  private:
   absl::Status StartGrpc();
+  // server_tls.cc: the signing key and its chain, the device CA, the
+  // revoked devices; then the listening port's credentials.
+  absl::Status LoadKeys();
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials();
+  // The signed record that lets devices running newer versions go back to
+  // `version` (cached), or nullopt when `version` is the newest.
+  std::optional<v1::RollbackRecord> RollbackFor(uint64_t version) const;
   absl::Status StartOps();
   RoundCoordinatorOptions CoordinatorOptions() const;
   // Serves `version`'s stored files (reads and caches their bytes).
@@ -179,6 +212,11 @@ class AggregatorServer::Impl : public FleetControl, public CoordinatorListener {
   SystemClock clock_;
   std::unique_ptr<StateStore> store_;
   std::optional<models::SigningKey> key_;
+  v1::KeyChain key_chain_;
+  std::optional<models::DeviceCertificateAuthority> device_ca_;
+  std::shared_ptr<RevokedDevices> revoked_ = std::make_shared<RevokedDevices>();
+  // Rollback records by (version, supersedes), guarded by mu_.
+  mutable std::map<std::pair<uint64_t, uint64_t>, v1::RollbackRecord> rollbacks_;
   std::unique_ptr<RoundCoordinator> coordinator_;
   std::unique_ptr<grpc::Service> service_;
   std::unique_ptr<grpc::Server> server_;

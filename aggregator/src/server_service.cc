@@ -209,6 +209,18 @@ class FederationService final : public v1::Federation::CallbackService {
     return reactor;
   }
 
+  grpc::ServerUnaryReactor* Enroll(grpc::CallbackServerContext* context,
+                                   const v1::EnrollRequest* request,
+                                   v1::EnrollResponse* response) override {
+    auto* reactor = context->DefaultReactor();
+    absl::StatusOr<std::string> id = impl_->Authenticate(context, request->client_id());
+    absl::StatusOr<v1::EnrollResponse> issued =
+        id.ok() ? impl_->IssueDeviceCertificate(*id, request->csr_pem()) : id.status();
+    if (issued.ok()) *response = *std::move(issued);
+    reactor->Finish(ToGrpc(issued.status()));
+    return reactor;
+  }
+
   grpc::ServerUnaryReactor* PollTask(grpc::CallbackServerContext* context,
                                      const v1::PollTaskRequest* request,
                                      v1::PollTaskResponse* response) override {
@@ -431,6 +443,7 @@ void AggregatorServer::Impl::FillJoin(v1::JoinResponse* response) const {
   response->set_max_chunk_bytes(options_.chunk_bytes);
   response->set_heartbeat_interval_ms(
       static_cast<uint32_t>(options_.liveness.heartbeat_interval.count()));
+  *response->mutable_key_chain() = key_chain_.endorsements();
 }
 
 std::optional<v1::PollTaskResponse> AggregatorServer::Impl::TaskNow(
@@ -446,6 +459,13 @@ std::optional<v1::PollTaskResponse> AggregatorServer::Impl::TaskNow(
     deadline_ms = std::max<int64_t>(round.deadline_at_ms - WallMs(), 0);
   }
   v1::PollTaskResponse response;
+  // An evaluation task's baseline is older than its candidate, which the
+  // canary device downloads first: the record lets it go back.
+  const uint64_t oldest =
+      task->kind() == v1::Task::KIND_EVALUATE ? task->baseline_version() : task->model_version();
+  if (std::optional<v1::RollbackRecord> rollback = RollbackFor(oldest)) {
+    *response.mutable_rollback() = *std::move(rollback);
+  }
   std::lock_guard<std::mutex> lock(mu_);
   auto served = served_.find(task->model_version());
   if (served == served_.end()) return std::nullopt;

@@ -7,6 +7,7 @@
 //   fedge-aggregator rollback --state DIR --signing-key KEY VERSION
 //   fedge-aggregator versions --state DIR
 //   fedge-aggregator clients  --state DIR
+//   fedge-aggregator keygen / endorse-key   (key_commands.h)
 #include <malloc.h>
 #include <unistd.h>
 
@@ -36,6 +37,7 @@
 #include "fedge/proto/log.h"
 #include "fedge/proto/version.h"
 #include "fedge/proto/status_macros.h"
+#include "key_commands.h"
 #include "serve_config.h"
 #include "validation_set.h"
 
@@ -56,7 +58,7 @@ Usage:
   fedge-aggregator rollback --state DIR --signing-key KEY VERSION
   fedge-aggregator versions --state DIR
   fedge-aggregator clients  --state DIR
-
+)" << fedge::aggregator::tools::kKeyCommandsHelp << R"(
 serve: restores DIR (continuing an interrupted round) or starts a federation
 with a new model, and runs rounds. Logs are JSON lines on stderr. --check
 only reads the config and flags and reports the first error. --plugin loads
@@ -64,7 +66,13 @@ a shared library whose mechanisms, strategies or codecs become config values
 (examples/custom_mechanism).
 enroll: lets device ID join: by its certificate (CN=ID) or, with a token, by
 ID and token. rollback: publishes version VERSION's model again as the newest
-version (stop the aggregator first).
+version (stop the aggregator first). KEY and REF name a PEM file or a
+PKCS#11 URI (pkcs11:token=..;object=..?module-path=..&pin-source=..).
+keygen: makes a key (in the token for a URI; the private key never leaves
+it): ed25519 signs models (--public-out: the PEM devices pin), ec-p256 is a
+TLS or CA key (--csr-*: a certificate request for it). endorse-key: appends
+to the rotation chain FILE (signing_key_chain) NEXT's endorsement by
+CURRENT, the chain's newest key (docs/security.md, "Key rotation").
 
 Keys for serve (YAML nesting maps to dots; --set overrides the file;
 --state and --insecure override both):
@@ -241,7 +249,7 @@ int Serve(ServeConfig config) {
 }
 
 int Rollback(const std::string& state_dir, const std::string& key_file, uint64_t target) {
-  absl::StatusOr<fedge::models::SigningKey> key = fedge::models::SigningKey::LoadPem(key_file);
+  absl::StatusOr<fedge::models::SigningKey> key = fedge::models::SigningKey::Load(key_file);
   if (!key.ok()) return Fail(key.status());
   auto store = fedge::aggregator::StateStore::Open(state_dir);
   if (!store.ok()) return Fail(store.status());
@@ -296,6 +304,19 @@ int main(int argc, char** argv) {
   if (command == "help" || (!args.empty() && (args[0] == "--help" || args[0] == "-h"))) {
     PrintHelp();
     return 0;
+  }
+  if (fedge::aggregator::tools::IsKeyCommand(command)) {
+    std::map<std::string, std::string> flags;
+    for (size_t i = 0; i < args.size(); ++i) {
+      if (args[i].rfind("--", 0) != 0 || i + 1 >= args.size()) {
+        return Fail(absl::InvalidArgumentError(
+            absl::StrCat(command, ": expected --flag value pairs, got '", args[i], "'")));
+      }
+      flags[args[i].substr(2)] = args[i + 1];
+      ++i;
+    }
+    absl::Status s = fedge::aggregator::tools::RunKeyCommand(command, flags);
+    return s.ok() ? 0 : Fail(s);
   }
   ServeConfig config = DefaultServeConfig();
   std::vector<std::string> config_files, overrides;

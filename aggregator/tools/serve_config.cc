@@ -6,6 +6,7 @@
 #include "fedge/aggregator/shared_keys.h"
 #include "fedge/models/artifact.h"
 #include "fedge/models/model_zoo.h"
+#include "fedge/models/pkcs11.h"
 #include "fedge/models/update_codec.h"
 #include "fedge/privacy/secagg/protocol.h"
 
@@ -31,6 +32,16 @@ Key Path(std::string name, std::string help, Field field) {
   return Key::String(
       std::move(name), std::move(help), [field](const ServeConfig& c) { return field(c).string(); },
       [field](ServeConfig& c, const std::string& v) { field(c) = v; });
+}
+
+// A key a config names by reference: a PEM file's path, or a PKCS#11 URI
+// ("pkcs11:...") whose syntax is checked here, before anything starts.
+template <typename Field>
+Key KeyRef(std::string name, std::string help, Field field) {
+  return Key::String(
+             std::move(name), std::move(help), [field](const ServeConfig& c) { return field(c); },
+             [field](ServeConfig& c, const std::string& v) { field(c) = v; })
+      .Check([](const config::Value& v) { return models::CheckKeyRef(std::get<std::string>(v)); });
 }
 
 // The keys of the aggregator's own (not shared) settings, in --help order.
@@ -101,18 +112,34 @@ std::vector<Key> EndpointKeys() {
       Path(
           "state_dir", "the aggregator's state directory (SQLite + model versions)",
           [](auto& c) -> auto& { return c.server.state_dir; }),
-      Path(
-          "signing_key", "Ed25519 private key (PEM) that signs model versions",
+      KeyRef(
+          "signing_key",
+          "Ed25519 key that signs model versions: a PEM file, or a PKCS#11 URI "
+          "(pkcs11:token=..;object=..?module-path=..&pin-source=..) of a key on a token",
           [](auto& c) -> auto& { return c.server.signing_key_file; }),
+      Path(
+          "signing_key_chain",
+          "key chain file (fedge-ctl endorse-key) from the key devices pin to signing_key",
+          [](auto& c) -> auto& { return c.server.signing_key_chain; }),
       Path(
           "tls.cert", "server certificate chain (PEM)",
           [](auto& c) -> auto& { return c.server.tls.cert_file; }),
-      Path(
-          "tls.key", "server private key (PEM)",
+      KeyRef(
+          "tls.key", "server private key: a PEM file, or a PKCS#11 URI of an EC P-256 token key",
           [](auto& c) -> auto& { return c.server.tls.key_file; }),
       Path(
           "tls.client_ca", "CA of device certificates (PEM); empty: tokens only",
           [](auto& c) -> auto& { return c.server.tls.client_ca_file; }),
+      KeyRef(
+          "tls.client_ca_key",
+          "key of tls.client_ca (PEM file or PKCS#11 URI): issue device certificates at Enroll",
+          [](auto& c) -> auto& { return c.server.tls.client_ca_key; }),
+      Key::Int(
+          "tls.device_cert_days", "validity of issued device certificates, in days",
+          [](const ServeConfig& c) { return c.server.tls.device_certificate_days; },
+          [](ServeConfig& c, int64_t v) { c.server.tls.device_certificate_days = static_cast<int>(v); })
+          .Min(1)
+          .Max(3650),
       Key::Bool(
           "tls.require_client_cert", "accept mutual-TLS devices only",
           [](const ServeConfig& c) { return c.server.tls.require_client_certificate; },

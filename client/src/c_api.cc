@@ -28,6 +28,7 @@
 #include "fedge/proto/version.h"
 #include "fedge/client/device_runner.h"
 #include "fedge/client/drift_detector.h"
+#include "fedge/client/enrollment.h"
 #include "fedge/client/grpc_transport.h"
 #include "fedge/client/training_budget.h"
 #include "fedge/models/artifact.h"
@@ -837,6 +838,37 @@ fedge_status fedge_client_join(fedge_client* client) {
     if (c.background_result != FEDGE_OK) {
       return Fail(c.background_result, absl::StrCat("fedge_client_join: ", c.background_message));
     }
+    return FEDGE_OK;
+  });
+}
+
+fedge_status fedge_client_enroll(fedge_client* client) {
+  return Guarded("fedge_client_enroll", client, [&](fedge_client& c) {
+    std::lock_guard<std::mutex> lock(c.mu);
+    if (fedge_status s = CheckIdle(c, "fedge_client_enroll"); s != FEDGE_OK) return s;
+    if (c.transport == nullptr) {
+      return Fail(FEDGE_ERR_STATE, "fedge_client_enroll: configure the client first");
+    }
+    const fedge::client::ClientTransportOptions& options = c.config->transport;
+    if (options.cert_file.empty() || options.key_file.empty() || options.token.empty()) {
+      return Fail(FEDGE_ERR_BAD_CONFIG,
+                  "fedge_client_enroll: needs tls.cert, tls.key and tls.token in the config");
+    }
+    absl::StatusOr<fedge::client::Enrollment> enrolled = fedge::client::EnrollDevice(options);
+    if (!enrolled.ok()) {
+      const fedge_status code = enrolled.status().code() == absl::StatusCode::kInvalidArgument
+                                    ? FEDGE_ERR_BAD_CONFIG
+                                    : FromStatus(enrolled.status());
+      return Fail(code, absl::StrCat("fedge_client_enroll: ", enrolled.status().message()));
+    }
+    absl::StatusOr<std::unique_ptr<fedge::client::GrpcTransport>> transport =
+        fedge::client::GrpcTransport::Create(
+            fedge::client::GrpcTransport::FromClientOptions(options));
+    if (!transport.ok()) {
+      return Fail(FromStatus(transport.status()),
+                  absl::StrCat("fedge_client_enroll: ", transport.status().message()));
+    }
+    c.transport = *std::move(transport);
     return FEDGE_OK;
   });
 }

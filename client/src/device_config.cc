@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "fedge/client/drift_detector.h"
+#include "fedge/models/pkcs11.h"
 #include "fedge/models/update_codec.h"
 
 namespace fedge::client {
@@ -85,8 +86,17 @@ const config::KeyTable<DeviceConfig>& DeviceKeys() {
                     "tls.cert", "this device's certificate (mutual TLS; with tls.key)",
                     [](auto& c) -> auto& { return c.transport.cert_file; }),
                 Path(
-                    "tls.key", "this device's private key (with tls.cert)",
-                    [](auto& c) -> auto& { return c.transport.key_file; }),
+                    "tls.key",
+                    "this device's private key (with tls.cert): a PEM file, or a PKCS#11 URI "
+                    "(pkcs11:token=..;object=..?module-path=..&pin-source=..) of a key on its token",
+                    [](auto& c) -> auto& { return c.transport.key_file; })
+                    .Check([](const config::Value& v) { return models::CheckKeyRef(std::get<std::string>(v)); }),
+                Key::Bool(
+                    "tls.enroll",
+                    "when tls.cert does not exist: make tls.key, send a CSR with tls.token and "
+                    "store the certificate the aggregator issues at tls.cert",
+                    [](const DeviceConfig& c) { return c.transport.enroll; },
+                    [](DeviceConfig& c, bool v) { c.transport.enroll = v; }),
                 Key::String(
                     "tls.token", "enrollment token (devices without a certificate)",
                     [](const DeviceConfig& c) { return c.transport.token; },
@@ -210,6 +220,11 @@ absl::Status ValidateDeviceConfig(const DeviceConfig& config) {
   }
   if (t.cert_file.empty() != t.key_file.empty()) {
     return absl::InvalidArgumentError("config keys 'tls.cert' and 'tls.key' go together");
+  }
+  if (t.enroll && (t.cert_file.empty() || t.token.empty() || t.insecure)) {
+    return absl::InvalidArgumentError(
+        "config key 'tls.enroll' needs 'tls.cert', 'tls.key' and 'tls.token', and TLS "
+        "(not tls.insecure)");
   }
   if (!t.insecure && t.cert_file.empty() && t.token.empty()) {
     return absl::InvalidArgumentError(

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "fedge/models/model_trust.h"
 #include "fedge/proto/atomic_file.h"
 #include "fedge/proto/log.h"
 #include "fedge/proto/status_macros.h"
@@ -34,7 +35,9 @@ class DeviceRunner::ModelGate final : public ClientTransport {
  public:
   ModelGate(ClientTransport* inner, const std::optional<models::VerifyingKey>* pinned, bool log,
             bool keep)
-      : inner_(inner), pinned_(pinned), log_(log), keep_(keep) {}
+      : inner_(inner), pinned_(pinned), log_(log), keep_(keep) {
+    if (pinned_->has_value()) trusted_.push_back(**pinned_);
+  }
 
   absl::StatusOr<v1::JoinResponse> Join(const std::string& client_id) override {
     absl::StatusOr<v1::JoinResponse> join = inner_->Join(client_id);
@@ -42,15 +45,17 @@ class DeviceRunner::ModelGate final : public ClientTransport {
     FEDGE_RETURN_IF_ERROR(Check(*join));
     return join;
   }
-  // A join response is refused when the aggregator signs with another key
-  // than the one pinned.
+  // A join response is refused when the aggregator signs with a key its
+  // key chain does not lead to from the pinned one (models/model_trust.h);
+  // otherwise the keys of the chain are the trusted ones.
   absl::Status Check(const v1::JoinResponse& join) const {
-    if (pinned_->has_value() && !join.signing_key_id().empty() &&
-        join.signing_key_id() != (*pinned_)->key_id()) {
-      return absl::UnauthenticatedError(
-          absl::StrCat("the aggregator signs models with key '", join.signing_key_id(),
-                       "', this device pins key '", (*pinned_)->key_id(), "'"));
-    }
+    if (!pinned_->has_value() || join.signing_key_id().empty()) return absl::OkStatus();
+    models::ModelTrust trust(**pinned_);
+    FEDGE_RETURN_IF_ERROR(trust.AdoptChain(
+        std::vector<v1::KeyEndorsement>(join.key_chain().begin(), join.key_chain().end()),
+        join.signing_key_id()));
+    std::lock_guard<std::mutex> lock(mu_);
+    trusted_ = trust.trusted();
     return absl::OkStatus();
   }
   absl::StatusOr<v1::Task> PollTask(const std::string& client_id) override {
@@ -69,7 +74,7 @@ class DeviceRunner::ModelGate final : public ClientTransport {
         verified_.begin(), verified_.end(),
         [&](const std::weak_ptr<const v1::ModelArtifact>& v) { return v.lock() == *artifact; });
     if (pinned_->has_value() && !verified) {
-      if (absl::Status s = models::VerifySignedArtifact(**artifact, **pinned_); !s.ok()) {
+      if (absl::Status s = models::VerifySignedArtifact(**artifact, trusted_); !s.ok()) {
         if (log_) {
           LogEvent("error", "model_refused", {{"version", std::to_string(version)}}, s.ToString());
         }
@@ -121,6 +126,8 @@ class DeviceRunner::ModelGate final : public ClientTransport {
   // thousands of runners); a freed artifact is verified again if it comes back.
   std::vector<std::weak_ptr<const v1::ModelArtifact>> verified_;
   std::shared_ptr<const v1::ModelArtifact> current_;
+  // The pinned key and the keys its chain leads to (the last Join's).
+  mutable std::vector<models::VerifyingKey> trusted_;
 };
 
 DeviceRunner::DeviceRunner(ClientTransport* transport, PendingUpdateStore* pending,

@@ -6,7 +6,10 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "fedge/client/enrollment.h"
+#include "grpc_channel.h"
 #include "fedge/proto/atomic_file.h"
 #include "fedge/proto/log.h"
 #include "fedge/proto/status_macros.h"
@@ -15,12 +18,6 @@
 
 namespace fedge::client {
 namespace {
-
-absl::Status FromGrpc(const grpc::Status& status, const std::string& what) {
-  if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      absl::StrCat(what, ": ", status.error_message()));
-}
 
 std::string Sha256(const std::string& bytes) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
@@ -72,27 +69,9 @@ absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Create(GrpcTranspo
     return absl::Status(pinned.status().code(),
                         absl::StrCat("pinned key: ", pinned.status().message()));
   }
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
-  if (options.insecure) {
-    LogEvent("warning", "insecure", {{"target", options.target}},
-             "connecting WITHOUT TLS: the update and the token cross the network in the clear");
-    credentials = grpc::InsecureChannelCredentials();
-  } else {
-    if (options.ca_file.empty()) {
-      return absl::InvalidArgumentError(
-          "TLS needs the CA of the aggregator's certificate (ca_file), or insecure");
-    }
-    grpc::SslCredentialsOptions ssl;
-    FEDGE_ASSIGN_OR_RETURN(ssl.pem_root_certs, proto::ReadFile(options.ca_file));
-    if (!options.cert_file.empty() || !options.key_file.empty()) {
-      FEDGE_ASSIGN_OR_RETURN(ssl.pem_cert_chain, proto::ReadFile(options.cert_file));
-      FEDGE_ASSIGN_OR_RETURN(ssl.pem_private_key, proto::ReadFile(options.key_file));
-    } else if (options.token.empty()) {
-      return absl::InvalidArgumentError(
-          "the device needs a client certificate and key, or an enrollment token");
-    }
-    credentials = grpc::SslCredentials(ssl);
-  }
+  if (options.enroll) FEDGE_RETURN_IF_ERROR(EnsureEnrolled(options));
+  FEDGE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                         DeviceChannelCredentials(options, /*present_certificate=*/true));
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(static_cast<int>(options.chunk_bytes) + (64 << 10));
   // Reconnect quickly after the aggregator comes back.
@@ -105,7 +84,7 @@ absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Create(GrpcTranspo
 
 GrpcTransport::GrpcTransport(GrpcTransportOptions options, models::VerifyingKey pinned,
                              std::shared_ptr<grpc::Channel> channel)
-    : options_(std::move(options)), pinned_(std::move(pinned)) {
+    : options_(std::move(options)), trust_(std::move(pinned)) {
   calls_ = std::make_unique<Calls>(std::move(channel), options_);
 }
 
@@ -129,10 +108,16 @@ absl::StatusOr<v1::JoinResponse> GrpcTransport::Join(const std::string& client_i
   v1::JoinResponse response;
   auto context = calls_->Context(options_.call_timeout);
   FEDGE_RETURN_IF_ERROR(FromGrpc(calls_->stub().Join(context.get(), request, &response), "join"));
-  if (response.signing_key_id() != pinned_.key_id()) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("the aggregator signs models with key '", response.signing_key_id(),
-                     "', this device pins key '", pinned_.key_id(), "'"));
+  // Follow the signing key's rotations from the pinned key; a signing key
+  // they do not lead to is refused.
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::vector<v1::KeyEndorsement> chain(response.key_chain().begin(),
+                                              response.key_chain().end());
+  if (absl::Status s = trust_.AdoptChain(chain, response.signing_key_id());
+      !s.ok()) {
+    LogEvent("error", "signing_key_refused", {{"signing_key", response.signing_key_id()}},
+             s.ToString());
+    return s;
   }
   return response;
 }
@@ -149,6 +134,8 @@ absl::StatusOr<v1::Task> GrpcTransport::PollTask(const std::string& client_id) {
   v1::Task task = response.task();
   std::lock_guard<std::mutex> lock(mu_);
   last_task_ = {task.round(), task.model_version()};
+  if (response.has_rollback()) rollbacks_[response.rollback().version()] = response.rollback();
+  while (rollbacks_.size() > 4) rollbacks_.erase(rollbacks_.begin());
   announced_[task.model_version()] = std::move(response);
   while (announced_.size() > 4) announced_.erase(announced_.begin());
   return task;
@@ -157,12 +144,14 @@ absl::StatusOr<v1::Task> GrpcTransport::PollTask(const std::string& client_id) {
 absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> GrpcTransport::FetchModel(
     uint64_t version) {
   std::string expected_sha;
+  std::optional<v1::RollbackRecord> rollback;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (current_ != nullptr && current_->header().version() == version) return current_;
     if (auto it = announced_.find(version); it != announced_.end()) {
       expected_sha = it->second.artifact_sha256();
     }
+    if (auto it = rollbacks_.find(version); it != rollbacks_.end()) rollback = it->second;
   }
   std::string bytes;
   uint64_t total = 0;
@@ -224,12 +213,22 @@ absl::StatusOr<std::shared_ptr<const v1::ModelArtifact>> GrpcTransport::FetchMod
     return absl::DataLossError(absl::StrCat("asked for model version ", version, ", received ",
                                             artifact->header().version()));
   }
-  if (absl::Status s = models::VerifySignedArtifact(*artifact, pinned_); !s.ok()) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Signature by a key of the chain, intact tensors, and no downgrade
+  // without a signed rollback record (fedge/models/model_trust.h).
+  if (absl::Status s = trust_.Accept(*artifact, rollback.has_value() ? &*rollback : nullptr);
+      !s.ok()) {
     LogEvent("error", "model_refused", {{"version", std::to_string(version)}}, s.ToString());
     return absl::Status(s.code(),
                         absl::StrCat("model version ", version, " refused: ", s.message()));
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  // The audit trail of every model this device accepts.
+  LogEvent("info", "model_accepted",
+           {{"version", std::to_string(version)},
+            {"sha256", absl::BytesToHexString(Sha256(bytes))},
+            {"tensors_sha256", absl::BytesToHexString(artifact->header().tensors_sha256())},
+            {"signer", artifact->signing_key_id()},
+            {"rollback", rollback.has_value() && version < rollback->supersedes() ? "true" : "false"}});
   current_ = std::move(artifact);
   return current_;
 }

@@ -4,6 +4,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <p11-kit/pkcs11.h>
 
 #include <cstdint>
 #include <utility>
@@ -11,27 +12,21 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "fedge/models/artifact.h"
+#include "fedge/models/pkcs11.h"
 #include "fedge/proto/atomic_file.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "openssl_internal.h"
 
 namespace fedge::models {
 namespace {
 
-using PkeyPtr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
-using BioPtr = std::unique_ptr<BIO, decltype(&BIO_free)>;
+using internal::BioContents;
+using internal::BioPtr;
+using internal::MemoryBio;
+using internal::OpenSslError;
+using internal::PkeyPtr;
 using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
-
-// The oldest queued OpenSSL error, for messages; clears the queue so a later
-// call does not report a stale error.
-std::string OpenSslError() {
-  unsigned long code = ERR_get_error();
-  ERR_clear_error();
-  if (code == 0) return "no OpenSSL error recorded";
-  char buffer[256];
-  ERR_error_string_n(code, buffer, sizeof(buffer));
-  return buffer;
-}
 
 std::string KeyIdOf(std::string_view raw) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -50,16 +45,6 @@ absl::StatusOr<std::string> RawPublicKey(EVP_PKEY* pkey) {
         absl::StrCat("cannot export the Ed25519 public key: ", OpenSslError()));
   }
   return raw;
-}
-
-BioPtr MemoryBio(std::string_view bytes) {
-  return BioPtr(BIO_new_mem_buf(bytes.data(), static_cast<int>(bytes.size())), BIO_free);
-}
-
-std::string BioContents(BIO* bio) {
-  char* data = nullptr;
-  long length = BIO_get_mem_data(bio, &data);
-  return std::string(data, static_cast<size_t>(length));
 }
 
 absl::Status CheckEd25519(EVP_PKEY* pkey, std::string_view what) {
@@ -158,6 +143,10 @@ absl::Status VerifyingKey::Verify(std::string_view message, std::string_view sig
 
 struct SigningKey::Key {
   PkeyPtr pkey{nullptr, EVP_PKEY_free};
+  // Set for a token key (pkey is then null): the session and the private
+  // key's handle on it.
+  std::shared_ptr<Pkcs11Session> session;
+  uint64_t handle = 0;
 };
 
 SigningKey::SigningKey(std::unique_ptr<Key> key, VerifyingKey public_key)
@@ -212,7 +201,55 @@ absl::StatusOr<SigningKey> SigningKey::LoadPem(const std::filesystem::path& path
   return key;
 }
 
+absl::StatusOr<SigningKey> SigningKey::FromPkcs11(std::string_view uri_text) {
+  absl::StatusOr<Pkcs11Uri> uri = Pkcs11Uri::Parse(uri_text);
+  if (!uri.ok()) return uri.status();
+  absl::StatusOr<std::shared_ptr<Pkcs11Session>> session = Pkcs11Session::Open(*uri);
+  if (!session.ok()) return session.status();
+  absl::StatusOr<uint64_t> handle = (*session)->FindKey(*uri, /*private_key=*/true);
+  absl::StatusOr<uint64_t> public_handle = (*session)->FindKey(*uri, /*private_key=*/false);
+  if (!handle.ok()) return handle.status();
+  if (!public_handle.ok()) return public_handle.status();
+  // CKA_EC_POINT of an Edwards key: the 32 bytes, DER-wrapped in an OCTET
+  // STRING by most modules (SoftHSM2), bare by some.
+  absl::StatusOr<std::string> point = (*session)->Attribute(*public_handle, CKA_EC_POINT);
+  if (!point.ok()) return point.status();
+  std::string raw = *point;
+  if (raw.size() == kEd25519PublicKeySize + 2 && raw[0] == 0x04 &&
+      static_cast<unsigned char>(raw[1]) == kEd25519PublicKeySize) {
+    raw = raw.substr(2);
+  }
+  absl::StatusOr<VerifyingKey> public_key = VerifyingKey::FromRaw(raw);
+  if (!public_key.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("key ", uri->KeyUri(),
+                                                   " is not an Ed25519 key: ",
+                                                   public_key.status().message()));
+  }
+  auto key = std::make_unique<Key>();
+  key->session = *std::move(session);
+  key->handle = *handle;
+  SigningKey signing(std::move(key), *std::move(public_key));
+  // A key whose halves do not match would sign models nobody accepts.
+  absl::StatusOr<std::string> probe = signing.Sign("fedge/pkcs11-probe");
+  if (!probe.ok()) return probe.status();
+  if (absl::Status s = signing.public_key().Verify("fedge/pkcs11-probe", *probe); !s.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the private and public key ", uri->KeyUri(), " on the token do not match"));
+  }
+  return signing;
+}
+
+absl::StatusOr<SigningKey> SigningKey::Load(std::string_view key_ref) {
+  if (IsPkcs11Uri(key_ref)) return FromPkcs11(key_ref);
+  return LoadPem(std::filesystem::path(std::string(key_ref)));
+}
+
+bool SigningKey::in_token() const { return key_->session != nullptr; }
+
 absl::StatusOr<std::string> SigningKey::ToPem() const {
+  if (in_token()) {
+    return absl::FailedPreconditionError("a PKCS#11 token key cannot be exported");
+  }
   BioPtr bio(BIO_new(BIO_s_mem()), BIO_free);
   if (bio == nullptr || PEM_write_bio_PKCS8PrivateKey(bio.get(), key_->pkey.get(), nullptr, nullptr,
                                                       0, nullptr, nullptr) != 1) {
@@ -229,6 +266,15 @@ absl::Status SigningKey::SavePem(const std::filesystem::path& path) const {
 }
 
 absl::StatusOr<std::string> SigningKey::Sign(std::string_view message) const {
+  if (in_token()) {
+    absl::StatusOr<std::string> signature = key_->session->Sign(key_->handle, CKM_EDDSA, message);
+    if (!signature.ok()) return signature.status();
+    if (signature->size() != kEd25519SignatureSize) {
+      return absl::InternalError(absl::StrCat("the token returned a ", signature->size(),
+                                              "-byte signature, not an Ed25519 one"));
+    }
+    return signature;
+  }
   MdCtxPtr ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   std::string signature(kEd25519SignatureSize, '\0');
   size_t length = signature.size();
@@ -244,18 +290,23 @@ absl::StatusOr<std::string> SigningKey::Sign(std::string_view message) const {
 
 // --- Artifacts -------------------------------------------------------------
 
-std::string ArtifactSigningMessage(const v1::ArtifactHeader& header) {
-  std::string message(kArtifactSignatureDomain);
-  message.push_back('\0');
+std::string DomainSigningMessage(std::string_view domain,
+                                 const google::protobuf::MessageLite& message) {
+  std::string out(domain);
+  out.push_back('\0');
   std::string serialized;
   {
     google::protobuf::io::StringOutputStream output(&serialized);
     google::protobuf::io::CodedOutputStream coded(&output);
     coded.SetSerializationDeterministic(true);
-    header.SerializeToCodedStream(&coded);
+    message.SerializeToCodedStream(&coded);
   }
-  message.append(serialized);
-  return message;
+  out.append(serialized);
+  return out;
+}
+
+std::string ArtifactSigningMessage(const v1::ArtifactHeader& header) {
+  return DomainSigningMessage(kArtifactSignatureDomain, header);
 }
 
 absl::Status SignArtifact(v1::ModelArtifact& artifact, const SigningKey& key) {

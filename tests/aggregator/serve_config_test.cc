@@ -30,6 +30,25 @@ TEST(ServeConfigTest, EveryKeyIsDocumentedAndReadsBackItsValue) {
   EXPECT_EQ(Values(config), Values(defaults));
 }
 
+// Keys named by reference are checked when set: a malformed PKCS#11 URI is
+// an error naming what is wrong; a path is left to the loader.
+TEST(ServeConfigTest, KeyReferencesAreChecked) {
+  ServeConfig config = DefaultServeConfig();
+  for (const char* key : {"signing_key", "tls.key", "tls.client_ca_key"}) {
+    EXPECT_THAT(std::string(ServeKeys().Set(config, key, "pkcs11:object=k;slot=1").message()),
+                HasSubstr("slot")) << key;
+    EXPECT_TRUE(ServeKeys().Set(config, key, "pkcs11:object=k?module-path=/m.so").ok()) << key;
+    EXPECT_TRUE(ServeKeys().Set(config, key, "keys/k.pem").ok()) << key;
+  }
+  EXPECT_EQ(config.server.signing_key_file, "keys/k.pem");
+  EXPECT_FALSE(ServeKeys().Set(config, "tls.device_cert_days", "0").ok());
+  EXPECT_FALSE(ServeKeys().Set(config, "tls.device_cert_days", "3651").ok());
+  ASSERT_TRUE(ServeKeys().Set(config, "tls.device_cert_days", "30").ok());
+  EXPECT_EQ(config.server.tls.device_certificate_days, 30);
+  ASSERT_TRUE(ServeKeys().Set(config, "signing_key_chain", "state/signing.chain").ok());
+  EXPECT_EQ(config.server.signing_key_chain, "state/signing.chain");
+}
+
 TEST(ServeConfigTest, ShippedConfigLoads) {
   ServeConfig config = DefaultServeConfig();
   ASSERT_TRUE(ServeKeys().ApplyFile(config, "configs/deploy/aggregator.yaml").ok());

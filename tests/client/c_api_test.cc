@@ -17,6 +17,7 @@
 #include "fedge/aggregator/state_store.h"
 #include "fedge/models/artifact.h"
 #include "fedge/models/model_instance.h"
+#include "fedge/proto/atomic_file.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -130,7 +131,8 @@ class CApiTest : public ::testing::Test {
   // `goal` devices.
   std::unique_ptr<aggregator::AggregatorServer> StartServer(int rounds, int goal = 1,
                                                             int min_clients = 1,
-                                                            int64_t features = kFeatures) {
+                                                            int64_t features = kFeatures,
+                                                            bool device_ca = false) {
     const std::filesystem::path state =
         ScratchDir() /
         ("capi-agg-" +
@@ -142,8 +144,11 @@ class CApiTest : public ::testing::Test {
       for (const char* id : {"dev-1", "dev-2", "dev-3"}) {
         EXPECT_TRUE((*store)->EnrollClient(id, "").ok());
       }
+      EXPECT_TRUE((*store)->EnrollClient("dev-9", "enroll-me").ok());
     }
     aggregator::AggregatorServerOptions options = testing_util::ServerOptions(state);
+    // The dev CA (tls.client_ca) issues device certificates at Enroll.
+    if (device_ca) options.tls.client_ca_key = (CertDir() / "ca.key").string();
     models::ModelSpec spec{"mlp", {features}, kClasses};
     auto initial = models::ModelInstance::Create(spec, 1);
     EXPECT_TRUE(initial.ok());
@@ -195,6 +200,7 @@ void ExpectEveryFunctionRefuses(fedge_client* handle) {
       {"stop", fedge_client_stop(handle)},
       {"join", fedge_client_join(handle)},
       {"sync_model", fedge_client_sync_model(handle)},
+      {"enroll", fedge_client_enroll(handle)},
       {"model_info", fedge_client_model_info(handle, &info)},
       {"predict", fedge_client_predict(handle, features, 1, nullptr, labels)},
   };
@@ -260,8 +266,12 @@ TEST_F(CApiTest, NothingRunsBeforeItIsReady) {
   EXPECT_THAT(fedge_last_error(), HasSubstr("configure the client first"));
   EXPECT_EQ(fedge_client_start(client_), FEDGE_ERR_STATE);
   EXPECT_EQ(fedge_client_sync_model(client_), FEDGE_ERR_STATE);
+  EXPECT_EQ(fedge_client_enroll(client_), FEDGE_ERR_STATE);
   ASSERT_EQ(fedge_client_configure(client_, DeviceConfig(1, "dev-1").c_str()), FEDGE_OK)
       << fedge_last_error();
+  // A certificate device without a token has nothing to enroll with.
+  EXPECT_EQ(fedge_client_enroll(client_), FEDGE_ERR_BAD_CONFIG);
+  EXPECT_THAT(fedge_last_error(), HasSubstr("tls.token"));
   EXPECT_EQ(fedge_client_run_task(client_, 100), FEDGE_ERR_STATE);
   EXPECT_THAT(fedge_last_error(), HasSubstr("set a data source first"));
   EXPECT_EQ(fedge_client_join(client_), FEDGE_ERR_STATE);
@@ -371,6 +381,36 @@ TEST_F(CApiTest, RunsTasksAndPredictsWithTheModelItReceived) {
   std::vector<fedge_event_type> all = events_.Types();
   EXPECT_EQ(std::count(all.begin(), all.end(), FEDGE_EVENT_UPDATE_SENT), 2);
   EXPECT_EQ(std::count(all.begin(), all.end(), FEDGE_EVENT_MODEL_UPDATED), 3);  // v0, v1, v2
+}
+
+// A device with only a token enrolls at configure time (a CSR for its own
+// key, the CA's certificate stored) and then runs over mutual TLS;
+// fedge_client_enroll renews the certificate with the same key.
+TEST_F(CApiTest, EnrollsForACertificateThenRunsATask) {
+  auto server = StartServer(/*rounds=*/1, 1, 1, kFeatures, /*device_ca=*/true);
+  ASSERT_NE(server, nullptr);
+  const std::filesystem::path dir = ScratchDir() / "capi-enroll";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string certs = CertDir().string();
+  const std::string config =
+      "aggregator: localhost:" + std::to_string(server->port()) + "\ndevice_id: dev-9\n" +
+      "pinned_key: " + certs + "/signing.pub\nstate_dir: " + (dir / "state").string() + "\n" +
+      "tls:\n  ca: " + certs + "/ca.pem\n  token: enroll-me\n  enroll: true\n" +
+      "  cert: " + (dir / "dev-9.pem").string() + "\n  key: " + (dir / "dev-9.key").string() +
+      "\npoll_wait_ms: 500\nmax_tasks: 1\n";
+  ASSERT_EQ(fedge_client_configure(client_, config.c_str()), FEDGE_OK) << fedge_last_error();
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::string first, proto::ReadFile(dir / "dev-9.pem"));
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::string key, proto::ReadFile(dir / "dev-9.key"));
+  ASSERT_EQ(fedge_client_set_data_source(client_, &source_), FEDGE_OK);
+  ASSERT_EQ(fedge_client_run_task(client_, 120'000), FEDGE_OK) << fedge_last_error();
+  ASSERT_EQ(fedge_client_enroll(client_), FEDGE_OK) << fedge_last_error();
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::string second, proto::ReadFile(dir / "dev-9.pem"));
+  EXPECT_NE(second, first);  // a new certificate (new serial) ...
+  FEDGE_ASSERT_OK_AND_ASSIGN(std::string same_key, proto::ReadFile(dir / "dev-9.key"));
+  EXPECT_EQ(same_key, key);  // ... for the same key
+  ASSERT_EQ(fedge_client_sync_model(client_), FEDGE_OK) << fedge_last_error();
+  FEDGE_ASSERT_OK(server->Wait());
 }
 
 // drift.detector (page-hinkley by default) runs inside the device runtime:

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "client_config.h"
+#include "fedge/client/device_config.h"
 #include "fedge/client/grpc_transport.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -180,7 +181,7 @@ TEST(DeviceConfigTest, EveryKeyReadsBackItsValue) {
   const DeviceConfig defaults = DefaultDeviceConfig();
   DeviceConfig config = defaults;
   const std::vector<config::KeyInfo> keys = DeviceKeys().Describe(defaults);
-  ASSERT_EQ(keys.size(), 23u);
+  ASSERT_EQ(keys.size(), 24u);
   for (const config::KeyInfo& k : keys) {
     EXPECT_FALSE(k.help.empty()) << k.key;
     EXPECT_TRUE(DeviceKeys().Set(config, k.key, k.value).ok()) << k.key << "=" << k.value;
@@ -193,6 +194,26 @@ TEST(DeviceConfigTest, EveryKeyReadsBackItsValue) {
   EXPECT_EQ(config.budget.max_training_bytes, 64 << 20);
   ASSERT_TRUE(DeviceKeys().Set(config, "budget.max_task_seconds", "30").ok());
   EXPECT_EQ(config.budget.max_training_time, std::chrono::seconds(30));
+}
+
+// tls.key may name a token key; its URI is checked when set, and enrollment
+// needs what it sends and where it stores the result.
+TEST(DeviceConfigTest, TokenKeysAndEnrollmentAreChecked) {
+  DeviceConfig config = DefaultDeviceConfig();
+  EXPECT_THAT(DeviceKeys().Set(config, "tls.key", "pkcs11:object=dev").message(),
+              HasSubstr("module-path"));
+  ASSERT_TRUE(DeviceKeys().Set(config, "tls.key", "pkcs11:object=dev?module-path=/m.so").ok());
+  for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"aggregator", "agg:7443"}, {"device_id", "dev-7"}, {"pinned_key", "signing.pub"},
+           {"state_dir", "state"}, {"tls.ca", "ca.pem"}, {"tls.cert", "dev-7.pem"},
+           {"tls.enroll", "true"}}) {
+    ASSERT_TRUE(DeviceKeys().Set(config, key, value).ok()) << key;
+  }
+  EXPECT_THAT(ValidateDeviceConfig(config).message(), HasSubstr("'tls.enroll' needs"));
+  ASSERT_TRUE(DeviceKeys().Set(config, "tls.token", "secret").ok());
+  EXPECT_TRUE(ValidateDeviceConfig(config).ok());
+  ASSERT_TRUE(DeviceKeys().Set(config, "tls.insecure", "true").ok());
+  EXPECT_THAT(ValidateDeviceConfig(config).message(), HasSubstr("not tls.insecure"));
 }
 
 TEST(ClientToolConfigTest, HelpListsEveryFlagAndKey) {

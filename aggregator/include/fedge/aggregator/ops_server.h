@@ -46,7 +46,8 @@ namespace fedge::aggregator {
 struct OpsServerOptions {
   // host:port; port 0 picks a free port (see OpsHttpServer::port()).
   std::string listen = "127.0.0.1:0";
-  // Certificate chain and private key (PEM). Both empty: plain HTTP.
+  // Certificate chain and private key (PEM; the key may be a PKCS#11 URI
+  // instead, fedge/models/pkcs11.h). Both empty: plain HTTP.
   std::filesystem::path cert_file;
   std::filesystem::path key_file;
   // The operator token. REQUIRES: at least 16 characters.

@@ -59,13 +59,22 @@ namespace fedge::aggregator {
 struct ServerTlsOptions {
   // Plaintext. Only for tests and loopback experiments: logs a warning.
   bool insecure = false;
-  // The server's certificate chain and private key (PEM). Required unless
-  // insecure.
+  // The server's certificate chain (PEM) and private key: a PEM file, or a
+  // PKCS#11 URI ("pkcs11:...", fedge/models/pkcs11.h) of an EC P-256 key
+  // on a token, which then never leaves it. Required unless insecure.
   std::filesystem::path cert_file;
-  std::filesystem::path key_file;
+  std::string key_file;
   // The CA that signs device certificates (PEM). Empty: devices
-  // authenticate with enrollment tokens only.
+  // authenticate with enrollment tokens only. When set, every handshake
+  // with a client certificate is also checked against the revoked devices:
+  // a revoked device is refused at its next handshake.
   std::filesystem::path client_ca_file;
+  // The key of client_ca_file's CA (a PEM file or a PKCS#11 URI). Set: the
+  // aggregator is the device CA and answers Enroll, turning a device's CSR
+  // (sent with its enrollment token) into a certificate. Default: empty.
+  std::string client_ca_key;
+  // Validity of the device certificates it issues. Default: 365 days.
+  int device_certificate_days = 365;
   // Refuse TLS handshakes without a client certificate (mutual TLS only).
   bool require_client_certificate = false;
 };
@@ -116,8 +125,14 @@ struct AggregatorServerOptions {
   ServerTlsOptions tls;
   LivenessOptions liveness;
   std::filesystem::path state_dir;
-  // The aggregator's Ed25519 model-signing key (PKCS#8 PEM). Required.
-  std::filesystem::path signing_key_file;
+  // The aggregator's Ed25519 model-signing key: a PKCS#8 PEM file, or a
+  // PKCS#11 URI of a key on a token. Required.
+  std::string signing_key_file;
+  // The signing key's rotations (fedge-ctl endorse-key writes the file;
+  // fedge/models/model_trust.h): handed to devices at Join so they can
+  // follow it from the key they pin. Its last key must be signing_key's.
+  // Default: empty (devices pin the signing key itself).
+  std::filesystem::path signing_key_chain;
   std::string strategy = "fedavg";
   StrategyOptions strategy_options;
   // Update codec devices must use.

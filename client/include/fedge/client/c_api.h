@@ -276,6 +276,19 @@ FEDGE_C_EXPORT fedge_status fedge_client_join(fedge_client* client);
  * FEDGE_ERR_STATE if not configured or while a run is in progress. */
 FEDGE_C_EXPORT fedge_status fedge_client_sync_model(fedge_client* client);
 
+/* Device certificates (docs/security.md). With `tls: {enroll: true, cert:
+ * ..., key: ..., token: ...}` fedge_client_configure enrolls the device when
+ * tls.cert does not exist yet: it makes tls.key (a PEM file, or an EC P-256
+ * key on the PKCS#11 token a "pkcs11:" URI names), sends a certificate
+ * request with the token and stores the certificate the aggregator's device
+ * CA issues; the client then uses mutual TLS. fedge_client_enroll asks for a
+ * new certificate now (e.g. before the old one expires), reusing the key,
+ * and switches to it. FEDGE_ERR_STATE if not configured or while a run is
+ * in progress; FEDGE_ERR_BAD_CONFIG without tls.cert, tls.key and
+ * tls.token; FEDGE_ERR_REFUSED when the aggregator refuses (a wrong token,
+ * a revoked device, no device CA). Blocks for at most call_timeout_ms. */
+FEDGE_C_EXPORT fedge_status fedge_client_enroll(fedge_client* client);
+
 typedef struct fedge_model_info {
   uint64_t version;     /* the model predict uses */
   int64_t example_size; /* floats per input example */

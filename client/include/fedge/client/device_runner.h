@@ -11,8 +11,9 @@
 // reset after every task that completes.
 //
 // Models: with `pinned_key` set, every artifact the transport hands over is
-// checked (signature by the pinned key, tensor hash) before it is loaded,
-// whatever the transport; a model that fails is refused, the device keeps
+// checked (signature by the pinned key or a key the aggregator's key chain,
+// received at Join, leads to from it: fedge/models/model_trust.h; tensor
+// hash) before it is loaded, whatever the transport; a model that fails is refused, the device keeps
 // its current one and waits for the next version. An aggregator that
 // refuses the device (UNAUTHENTICATED / PERMISSION_DENIED, not about a
 // model) ends Run with that error.

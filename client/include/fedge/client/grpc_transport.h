@@ -13,8 +13,16 @@
 // Models: downloaded in chunks; a broken download resumes from the last
 // byte received. Before a model is handed to the trainer its SHA-256 (as the
 // task announced it), its tensors' hash and its Ed25519 signature by the
-// pinned aggregator key are checked; a model that fails is refused
-// (DATA_LOSS / UNAUTHENTICATED) and the device keeps the model it had.
+// pinned aggregator key (or a key its rotation chain, received at Join,
+// leads to) are checked, and a version older than the one the transport
+// holds is refused unless the task carried a signed rollback record for it
+// (fedge/models/model_trust.h). A model that fails is refused (DATA_LOSS /
+// UNAUTHENTICATED / FAILED_PRECONDITION) and the device keeps the model it
+// had; one that passes is logged ("model_accepted": version, hash, signer).
+//
+// Enrollment: with `enroll` and no certificate at cert_file yet, Create
+// first enrolls (fedge/client/enrollment.h): a new key, a CSR sent with the
+// token, the certificate stored; the transport then uses mutual TLS.
 //
 // Thread safety: all methods may be called concurrently.
 #ifndef FEDGE_CLIENT_GRPC_TRANSPORT_H_
@@ -32,6 +40,7 @@
 #include "absl/status/statusor.h"
 #include "fedge/client/transport.h"
 #include "fedge/client/transport_registry.h"
+#include "fedge/models/model_trust.h"
 #include "fedge/models/signing.h"
 #include "fedge/v1/service.pb.h"
 
@@ -105,11 +114,14 @@ class GrpcTransport : public ClientTransport {
                 std::shared_ptr<grpc::Channel> channel);
 
   const GrpcTransportOptions options_;
-  const models::VerifyingKey pinned_;
   std::unique_ptr<Calls> calls_;
   mutable std::mutex mu_;
+  // The pinned key, the chain Join adopted, the version running (mu_).
+  models::ModelTrust trust_;
   // What the last task said about the artifact of its version.
   std::map<uint64_t, v1::PollTaskResponse> announced_;
+  // The rollback records tasks carried, by the version they allow.
+  std::map<uint64_t, v1::RollbackRecord> rollbacks_;
   std::shared_ptr<const v1::ModelArtifact> current_;
   std::pair<uint64_t, uint64_t> last_task_{0, 0};
 };

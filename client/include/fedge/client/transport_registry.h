@@ -49,10 +49,17 @@ struct ClientTransportOptions {
   // The CA of the aggregator's certificate (PEM).
   std::filesystem::path ca_file;
   // The device's certificate and key (mutual TLS, PEM); empty: use `token`.
+  // The key may be a PKCS#11 URI ("pkcs11:...", fedge/models/pkcs11.h) of
+  // an EC P-256 key on the device's token, which then never leaves it.
   std::filesystem::path cert_file;
   std::filesystem::path key_file;
   // Enrollment token (devices without a certificate).
   std::string token;
+  // Enroll with the token when cert_file does not exist yet: generate
+  // key_file (a PEM file, or a key on the token its URI names), send a CSR
+  // and store the certificate the aggregator's device CA issues at
+  // cert_file (fedge/client/enrollment.h). Default: false.
+  bool enroll = false;
   // The aggregator's model-signing public key (PEM).
   std::filesystem::path pinned_key_file;
   // How long the aggregator may hold a poll. Default: 10 s.

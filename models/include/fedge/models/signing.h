@@ -104,18 +104,28 @@ class SigningKey {
   // FromPem on the content of `path`; errors name the file (NOT_FOUND when it
   // does not exist). File permissions are not checked here.
   static absl::StatusOr<SigningKey> LoadPem(const std::filesystem::path& path);
+  // The Ed25519 key a PKCS#11 URI names (fedge/models/pkcs11.h): the
+  // private key stays on the token and every Sign is a C_Sign(CKM_EDDSA)
+  // there. Errors name the URI's problem, the token or the missing key.
+  static absl::StatusOr<SigningKey> FromPkcs11(std::string_view uri);
+  // A key reference as configs give it: a "pkcs11:" URI (FromPkcs11) or
+  // the path of a PEM file (LoadPem).
+  static absl::StatusOr<SigningKey> Load(std::string_view key_ref);
 
   SigningKey(SigningKey&&) noexcept;
   SigningKey& operator=(SigningKey&&) noexcept;
   ~SigningKey();
 
-  // The PKCS#8 PEM. Treat the result as secret.
+  // The PKCS#8 PEM. Treat the result as secret. FAILED_PRECONDITION for a
+  // token key: it cannot leave the token.
   absl::StatusOr<std::string> ToPem() const;
   // Writes ToPem() atomically with mode 0600.
   absl::Status SavePem(const std::filesystem::path& path) const;
 
   const std::string& key_id() const { return public_key_.key_id(); }
   const VerifyingKey& public_key() const { return public_key_; }
+  // True when the private key is on a PKCS#11 token.
+  bool in_token() const;
 
   // The 64-byte Ed25519 signature of `message`.
   absl::StatusOr<std::string> Sign(std::string_view message) const;
@@ -129,6 +139,12 @@ class SigningKey {
   std::unique_ptr<Key> key_;
   VerifyingKey public_key_;
 };
+
+// What every fedge signature covers: `domain`, a NUL byte and the
+// deterministic serialization of `message` (see above; model_trust.h signs
+// its messages the same way under their own domains).
+std::string DomainSigningMessage(std::string_view domain,
+                                 const google::protobuf::MessageLite& message);
 
 // The message an artifact's signature covers (see above): the domain tag, a
 // NUL byte and the header's deterministic serialization.
