@@ -271,7 +271,8 @@ void AggregatorServer::Impl::OnSecAggPhaseClosed(uint64_t, v1::SecAggPhase) { Wa
 
 void AggregatorServer::Impl::OnRoundOpened(const RoundOpened& opened) {
   for (const std::string& id : opened.cohort) {
-    UpdateDevice(id, [](DeviceStatus& d) { d.rounds_selected += 1; });
+    // The aggregator's own bookkeeping: not a sign of life from the device.
+    NoteDevice(id, [](DeviceStatus& d) { d.rounds_selected += 1; });
   }
   std::lock_guard<std::mutex> lock(fleet_mu_);
   round_summary_ = RoundSummary{};

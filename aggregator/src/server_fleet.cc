@@ -115,6 +115,12 @@ void AggregatorServer::Impl::UpdateDevice(const std::string& client_id,
   update(it->second);
 }
 
+void AggregatorServer::Impl::NoteDevice(const std::string& client_id,
+                                        const std::function<void(DeviceStatus&)>& update) {
+  std::lock_guard<std::mutex> lock(fleet_mu_);
+  if (auto it = devices_.find(client_id); it != devices_.end()) update(it->second);
+}
+
 void AggregatorServer::Impl::NoteJoined(const std::string& client_id) {
   std::lock_guard<std::mutex> lock(fleet_mu_);
   if (auto it = devices_.find(client_id); it != devices_.end()) it->second.heartbeats = false;

@@ -200,6 +200,8 @@ class AggregatorServer::Impl : public FleetControl, public CoordinatorListener {
   // Stamps the device seen (and, unless `heartbeat`, working) now.
   void UpdateDevice(const std::string& client_id, const std::function<void(DeviceStatus&)>& update,
                     bool heartbeat = false);
+  // Updates the device's record without counting it as heard from.
+  void NoteDevice(const std::string& client_id, const std::function<void(DeviceStatus&)>& update);
   std::string DeviceState(const DeviceStatus& device, int64_t now_ms) const;
   // Devices that stopped heartbeating: recorded gone once, and forgotten by
   // the coordinator (an open round stops waiting for them). Round thread.
